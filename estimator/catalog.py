@@ -1,0 +1,282 @@
+"""Reviewed catalogs of GPUs, model architectures and tasks.
+
+The catalogs are data (``models/catalog/*.toml``), validated here with pydantic ``extra="forbid"`` so that a
+misspelt field fails loudly instead of being dropped. Every entry carries ``sources``. Keys are exact; the only
+other way to name an entry is an explicit alias listed in ``aliases.toml``. Unknown names raise
+:class:`UnknownKeyError` with close matches.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import tomllib
+from functools import cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from estimator.paths import catalog_dir
+
+ModelKind = Literal["llm", "mllm", "diffusion"]
+Precision = Literal["bfloat16", "fp8", "mxfp4", "int4", "int8", "float16"]
+
+
+class CatalogError(ValueError):
+    """A catalog file is malformed (the message names the file and the entry)."""
+
+
+class UnknownKeyError(KeyError):
+    """A name that resolves to no catalog entry; carries close matches for the message."""
+
+    def __init__(self, kind: str, name: str, matches: list[str]):
+        self.kind, self.name, self.matches = kind, name, matches
+        hint = f" Did you mean: {', '.join(matches)}?" if matches else ""
+        super().__init__(f"unknown {kind} {name!r}.{hint} (see `joules-estimate catalog list {kind}s`)")
+
+    def __str__(self) -> str:  # KeyError quotes its message; keep it readable
+        return self.args[0]
+
+
+class _Entry(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    sources: list[str] = Field(min_length=1, description="URLs or citations for every value in the entry")
+    notes: str = ""
+
+    @field_validator("sources")
+    @classmethod
+    def _sources_not_blank(cls, value: list[str]) -> list[str]:
+        if any(not s.strip() for s in value):
+            raise ValueError("a source is blank")
+        return value
+
+
+class GPUSpec(_Entry):
+    """One accelerator, values from the vendor datasheet (dense peak, no sparsity)."""
+
+    display_name: str
+    vendor: Literal["nvidia", "amd"]
+    architecture: str = Field(description="e.g. ampere, ada, hopper, blackwell, cdna3")
+    generation: int = Field(ge=1, description="ordinal within vendor: ampere 8, ada 8.9->8, hopper 9, blackwell 10")
+    form_factor: str = Field(description="sxm, pcie, oam, superchip")
+    memory_gb: float = Field(gt=0, description="HBM/GDDR capacity in GB (10^9 bytes) as the datasheet states")
+    hbm_bandwidth_tb_per_sec: float = Field(gt=0)
+    peak_tflops_bf16: float = Field(gt=0, description="dense")
+    peak_tflops_fp8: float | None = Field(default=None, gt=0, description="dense; None when unsupported")
+    peak_tflops_fp4: float | None = Field(default=None, gt=0, description="dense; None when unsupported")
+    tdp_watts: float = Field(gt=0, description="max board/module power")
+    interconnect: str = Field(description="e.g. 'NVLink 4', 'PCIe Gen5', 'Infinity Fabric'")
+    interconnect_bandwidth_gb_per_sec: float = Field(gt=0, description="per GPU, bidirectional")
+
+
+class ArchitectureSpec(_Entry):
+    """One generative model: the config values the physics needs, from its published config.
+
+    LLM/MLLM fields follow Hugging Face ``config.json`` names where they exist. Diffusion entries fill the
+    ``denoiser_*`` / ``latent_*`` / ``default_*`` fields instead of the transformer ones.
+    """
+
+    display_name: str
+    kind: ModelKind
+    family: str = Field(description="architecture shape shared by siblings (FP8/BF16, Instruct/Thinking/VL)")
+    architecture: Literal["dense", "moe", "hybrid", "diffusion"]
+    modality: Literal["text", "vision-text", "omni", "text-to-image", "text-to-video"]
+    total_params_billions: float = Field(gt=0)
+    active_params_billions: float = Field(gt=0)
+    native_precision: Precision
+    # transformer LLM body (zero for diffusion)
+    num_layers: int = Field(default=0, ge=0)
+    hidden_size: int = Field(default=0, ge=0)
+    num_attention_heads: int = Field(default=0, ge=0)
+    num_kv_heads: int = Field(default=0, ge=0)
+    head_dim: int = Field(default=0, ge=0)
+    intermediate_size: int = Field(default=0, ge=0, description="dense MLP width (dense layers)")
+    mlp_gated: bool = Field(default=True, description="SwiGLU/GeGLU MLP (3 matrices) vs plain (2)")
+    num_mlp_layers: int = Field(default=0, ge=0, description="layers with an MLP/MoE block; 0 = num_layers")
+    vocab_size: int = Field(default=0, ge=0)
+    tie_word_embeddings: bool = False
+    max_position_embeddings: int = Field(default=0, ge=0)
+    # mixture of experts
+    num_experts: int = Field(default=0, ge=0, description="routed experts per MoE layer")
+    num_experts_per_token: int = Field(default=0, ge=0)
+    moe_intermediate_size: int = Field(default=0, ge=0)
+    num_shared_experts: int = Field(default=0, ge=0)
+    shared_expert_intermediate_size: int = Field(default=0, ge=0, description="0 = moe_intermediate_size")
+    num_dense_layers: int = Field(default=0, ge=0, description="layers with a dense MLP in an MoE model")
+    # attention variants
+    attention: Literal["mha", "gqa", "mla", "none"] = "gqa"
+    q_lora_rank: int = Field(default=0, ge=0, description="MLA query compression width; 0 = none")
+    kv_lora_rank: int = Field(default=0, ge=0, description="MLA compressed KV width")
+    v_head_dim: int = Field(default=0, ge=0, description="MLA value head width; 0 = head_dim")
+    qk_rope_head_dim: int = Field(default=0, ge=0, description="MLA decoupled RoPE key width")
+    sliding_window: int = Field(default=0, ge=0, description="tokens; 0 = none")
+    num_sliding_window_layers: int = Field(default=0, ge=0)
+    # hybrid state-space layers
+    num_mamba_layers: int = Field(default=0, ge=0, description="Mamba2 mixer layers (hybrids count these apart)")
+    mamba_num_heads: int = Field(default=0, ge=0)
+    mamba_head_dim: int = Field(default=0, ge=0)
+    mamba_d_state: int = Field(default=0, ge=0)
+    mamba_n_groups: int = Field(default=0, ge=0)
+    mamba_conv_kernel: int = Field(default=0, ge=0)
+    # multimodal
+    vision_params_billions: float = Field(default=0.0, ge=0)
+    other_params_billions: float = Field(
+        default=0.0, ge=0, description="params outside the formula (audio encoder, talker, MTP head); say which")
+    # diffusion
+    denoiser_params_billions: float = Field(default=0.0, ge=0)
+    text_encoder_params_billions: float = Field(default=0.0, ge=0)
+    vae_params_billions: float = Field(default=0.0, ge=0)
+    denoiser_hidden_size: int = Field(default=0, ge=0)
+    denoiser_num_layers: int = Field(default=0, ge=0)
+    latent_channels: int = Field(default=0, ge=0)
+    patch_size: int = Field(default=0, ge=0)
+    vae_spatial_compression: int = Field(default=0, ge=0)
+    vae_temporal_compression: int = Field(default=0, ge=0)
+    default_steps: int = Field(default=0, ge=0)
+    default_height: int = Field(default=0, ge=0)
+    default_width: int = Field(default=0, ge=0)
+    default_frames: int = Field(default=0, ge=0)
+    uses_cfg: bool = Field(default=False, description="classifier-free guidance doubles the denoiser batch")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ArchitectureSpec:
+        if self.active_params_billions > self.total_params_billions * 1.001:
+            raise ValueError("active_params_billions exceeds total_params_billions")
+        if self.kind == "diffusion":
+            needed = ("denoiser_params_billions", "latent_channels", "patch_size", "vae_spatial_compression",
+                      "default_steps", "default_height", "default_width")
+        else:
+            needed = ("num_layers", "hidden_size", "num_attention_heads", "vocab_size")
+        missing = [name for name in needed if not getattr(self, name)]
+        if missing:
+            raise ValueError(f"{self.kind} entry lacks {', '.join(missing)}")
+        if self.architecture == "moe" and not (self.num_experts and self.num_experts_per_token):
+            raise ValueError("moe entry lacks num_experts / num_experts_per_token")
+        return self
+
+
+class TaskSpec(_Entry):
+    """One workload: what requests look like, from the data and the datasets' published statistics."""
+
+    display_name: str
+    kind: ModelKind
+    modality: Literal["text", "vision-text", "omni", "text-to-image", "text-to-video"]
+    dataset: str
+    mean_input_tokens: float = Field(default=0.0, ge=0, description="prompt tokens incl. image/video tokens")
+    mean_output_tokens: float = Field(default=0.0, ge=0, description="mean over the data's runs")
+    p90_output_tokens: float = Field(default=0.0, ge=0)
+    max_output_tokens: int = Field(default=0, ge=0, description="benchmark's generation cap")
+    num_requests: int = Field(default=0, ge=0)
+    reasoning: bool = False
+
+
+class Catalog(BaseModel):
+    """All catalogs plus aliases; use :func:`load_catalog` to build one."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    gpus: dict[str, GPUSpec]
+    models: dict[str, ArchitectureSpec]
+    tasks: dict[str, TaskSpec]
+    aliases: dict[str, dict[str, str]] = Field(description="kind -> alias -> exact key")
+    content_hash: str = ""
+
+    def _table(self, kind: str) -> dict:
+        return {"gpu": self.gpus, "model": self.models, "task": self.tasks}[kind]
+
+    def resolve(self, kind: Literal["gpu", "model", "task"], name: str) -> str:
+        """Return the exact catalog key for ``name`` (a key or an explicit alias).
+
+        Matching is exact after lower-casing aliases; never by substring. Raises UnknownKeyError with close
+        matches otherwise.
+        """
+        table = self._table(kind)
+        if name in table:
+            return name
+        alias_table = self.aliases.get(kind, {})
+        lowered = name.strip().lower()
+        if lowered in alias_table:
+            return alias_table[lowered]
+        for key in table:
+            if key.lower() == lowered:
+                return key
+        candidates = list(table) + list(alias_table)
+        lower_map = {c.lower(): c for c in candidates}
+        close = difflib.get_close_matches(lowered, list(lower_map), n=5, cutoff=0.5)
+        raise UnknownKeyError(kind, name, [lower_map[c] for c in close])
+
+    def gpu(self, name: str) -> GPUSpec:
+        return self.gpus[self.resolve("gpu", name)]
+
+    def model(self, name: str) -> ArchitectureSpec:
+        return self.models[self.resolve("model", name)]
+
+    def task(self, name: str) -> TaskSpec:
+        return self.tasks[self.resolve("task", name)]
+
+
+def _read_toml(path: Path) -> dict:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError as exc:
+        raise CatalogError(f"{path}: catalog file missing") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise CatalogError(f"{path}: not valid TOML: {exc}") from exc
+
+
+def _validate_table(path: Path, table: dict, spec_type: type[_Entry]) -> dict:
+    entries = {}
+    for key, raw in table.items():
+        try:
+            entries[key] = spec_type.model_validate(raw)
+        except Exception as exc:  # pydantic.ValidationError; re-raised with the file and key named
+            raise CatalogError(f"{path}: entry [{key}] is invalid:\n{exc}") from exc
+    return entries
+
+
+def load_catalog(directory: Path | None = None) -> Catalog:
+    """Load and validate ``gpus.toml``, ``architectures.toml``, ``tasks.toml`` and ``aliases.toml``.
+
+    Args:
+        directory: catalog folder; defaults to the project's ``models/catalog``.
+
+    Raises:
+        CatalogError: a file is missing, not TOML, an entry fails validation, or an alias points nowhere.
+    """
+    directory = Path(directory) if directory else catalog_dir()
+    return _load_catalog_cached(str(directory.resolve()))
+
+
+@cache
+def _load_catalog_cached(directory_str: str) -> Catalog:
+    directory = Path(directory_str)
+    files = {name: directory / f"{name}.toml" for name in ("gpus", "architectures", "tasks", "aliases")}
+    raw = {name: _read_toml(path) for name, path in files.items()}
+    gpus = _validate_table(files["gpus"], raw["gpus"].get("gpus", {}), GPUSpec)
+    models = _validate_table(files["architectures"], raw["architectures"].get("models", {}), ArchitectureSpec)
+    tasks = _validate_table(files["tasks"], raw["tasks"].get("tasks", {}), TaskSpec)
+    aliases: dict[str, dict[str, str]] = {}
+    tables = {"gpu": gpus, "model": models, "task": tasks}
+    for kind, mapping in raw["aliases"].items():
+        if kind not in tables:
+            raise CatalogError(f"{files['aliases']}: unknown alias table [{kind}] (use gpu, model, task)")
+        for alias, target in mapping.items():
+            if target not in tables[kind]:
+                raise CatalogError(f"{files['aliases']}: [{kind}] alias {alias!r} -> {target!r}, no such entry")
+            if alias.lower() != alias:
+                raise CatalogError(f"{files['aliases']}: [{kind}] alias {alias!r} must be lower-case")
+        aliases[kind] = dict(mapping)
+    digest = hashlib.sha256()
+    for path in files.values():
+        digest.update(path.read_bytes())
+    return Catalog(gpus=gpus, models=models, tasks=tasks, aliases=aliases, content_hash=digest.hexdigest()[:16])
+
+
+def catalog_as_json(catalog: Catalog, kind: Literal["gpu", "model", "task"]) -> str:
+    """Serialise one catalog table as JSON (for ``catalog list --json``)."""
+    table = catalog._table(kind)
+    return json.dumps({key: value.model_dump() for key, value in table.items()}, indent=2)
