@@ -1,6 +1,6 @@
 """Validate one architecture part file: schema + derived parameter count within 5% of the stated total.
 
-Usage: .venv/bin/python models/catalog/parts/check_part.py models/catalog/parts/arch_X.toml [aliases_model_X.toml]
+Usage: .venv/bin/python models/catalog/check_part.py models/catalog/architectures.toml
 """
 import sys
 import tomllib

@@ -1,0 +1,277 @@
+"""Stateless featurizer: configurations + catalogs -> feature frame.
+
+Features come only from the configuration and the catalogs (no learned state). Each feature belongs to one
+layer of the paper's diagnosis (algorithm / software / hardware) or is a latent metric derived from them, and
+each latent metric names the latent factor it stands for (memory, compute volume, batch, utilization,
+communication). :data:`LLM_FEATURES` / :data:`DIFFUSION_FEATURES` are the single source of that grouping.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from estimator import physics
+from estimator.catalog import ArchitectureSpec, Catalog, GPUSpec
+
+#: roofline offsets are computed on this GPU so the learned part carries the hardware effect (see DESIGN §4)
+REFERENCE_GPU = "H100-SXM"
+ENGINE_CODES = {"vllm": 0, "xdit": 0, "torch-cudagraph": 1, "transformers": 2}
+ATTENTION_CODES = {"mha": 0, "gqa": 1, "mla": 2, "none": 3}
+
+
+@dataclass(frozen=True)
+class Feature:
+    """One model input: its column name, diagnosis layer, and latent factor (for attribution)."""
+
+    name: str
+    layer: str  # algorithm | software | hardware | latent
+    factor: str  # model | workload | batch | parallelism | precision | engine | gpu | memory | compute |
+    #              communication | utilization
+
+
+def _f(name: str, layer: str, factor: str) -> Feature:
+    return Feature(name, layer, factor)
+
+
+HARDWARE = [
+    _f("gpu_memory_gb", "hardware", "gpu"), _f("gpu_bandwidth_tb_per_sec", "hardware", "gpu"),
+    _f("gpu_peak_tflops", "hardware", "gpu"), _f("gpu_tdp_watts", "hardware", "gpu"),
+    _f("gpu_generation", "hardware", "gpu"), _f("gpu_interconnect_gb_per_sec", "hardware", "gpu"),
+    _f("num_gpus", "hardware", "gpu_count"),
+]
+LLM_FEATURES = [
+    _f("log_total_params_billions", "algorithm", "model"), _f("log_active_params_billions", "algorithm", "model"),
+    _f("is_moe", "algorithm", "model"), _f("num_experts", "algorithm", "model"),
+    _f("expert_share", "algorithm", "model"), _f("num_layers", "algorithm", "model"),
+    _f("hidden_size", "algorithm", "model"), _f("attention_kind", "algorithm", "model"),
+    _f("sliding_fraction", "algorithm", "model"), _f("mamba_fraction", "algorithm", "model"),
+    _f("vision_params_billions", "algorithm", "model"), _f("is_multimodal", "algorithm", "workload"),
+    _f("is_video", "algorithm", "workload"), _f("log_output_tokens", "algorithm", "workload"),
+    _f("log_input_tokens", "algorithm", "workload"), _f("is_reasoning", "algorithm", "workload"),
+    _f("log2_max_num_seqs", "software", "batch"), _f("tensor_parallel", "software", "parallelism"),
+    _f("expert_parallel", "software", "parallelism"), _f("attention_data_parallel", "software", "parallelism"),
+    _f("precision_bytes", "software", "precision"), _f("engine_code", "software", "engine"),
+    *HARDWARE,
+    _f("weight_gb_per_gpu", "latent", "memory"), _f("headroom_gb_per_gpu", "latent", "memory"),
+    _f("kv_kb_per_token", "latent", "memory"), _f("log2_max_feasible_batch", "latent", "memory"),
+    _f("batch_fill", "latent", "batch"), _f("log2_expected_batch", "latent", "batch"),
+    _f("log_flops_per_token", "latent", "compute"), _f("log_bytes_per_token", "latent", "compute"),
+    _f("kv_read_share", "latent", "compute"), _f("log_arithmetic_intensity", "latent", "utilization"),
+    _f("compute_bound_share", "latent", "utilization"), _f("log_roofline_step_ms", "latent", "utilization"),
+    _f("log_roofline_step_ms_ref", "latent", "utilization"),
+    _f("log_prefill_flops_per_output_token", "latent", "compute"),
+    _f("log_comm_bytes_per_token", "latent", "communication"),
+    _f("touched_expert_share", "latent", "compute"),
+]
+DIFFUSION_FEATURES = [
+    _f("log_denoiser_params_billions", "algorithm", "model"), _f("denoiser_hidden_size", "algorithm", "model"),
+    _f("denoiser_num_layers", "algorithm", "model"), _f("uses_cfg", "algorithm", "model"),
+    _f("log_text_encoder_params_billions", "algorithm", "model"), _f("is_video", "algorithm", "workload"),
+    _f("log_latent_tokens", "algorithm", "workload"), _f("log_pixels", "algorithm", "workload"),
+    _f("num_frames", "algorithm", "workload"), _f("inference_steps", "algorithm", "workload"),
+    _f("log2_batch_size", "software", "batch"), _f("ulysses_degree", "software", "parallelism"),
+    _f("ring_degree", "software", "parallelism"), _f("engine_code", "software", "engine"),
+    *HARDWARE,
+    _f("weight_gb_per_gpu", "latent", "memory"), _f("log_flops_per_step", "latent", "compute"),
+    _f("attention_flops_share", "latent", "compute"), _f("log_tokens_per_gpu", "latent", "compute"),
+    _f("log_roofline_latency_s", "latent", "utilization"), _f("log_roofline_latency_s_ref", "latent", "utilization"),
+    _f("log_comm_bytes_per_step", "latent", "communication"),
+]
+
+
+def feature_names(family: str) -> list[str]:
+    """Model input columns for a task family ('llm', 'mllm' -> the LLM set, or 'diffusion')."""
+    return [f.name for f in (DIFFUSION_FEATURES if family == "diffusion" else LLM_FEATURES)]
+
+
+def feature_table(family: str) -> list[Feature]:
+    return DIFFUSION_FEATURES if family == "diffusion" else LLM_FEATURES
+
+
+def _hardware(gpu: GPUSpec, precision: str, num_gpus: int) -> dict:
+    return {
+        "gpu_memory_gb": gpu.memory_gb, "gpu_bandwidth_tb_per_sec": gpu.hbm_bandwidth_tb_per_sec,
+        "gpu_peak_tflops": physics.peak_flops(gpu, precision) / 1e12, "gpu_tdp_watts": gpu.tdp_watts,
+        "gpu_generation": gpu.generation, "gpu_interconnect_gb_per_sec": gpu.interconnect_bandwidth_gb_per_sec,
+        "num_gpus": num_gpus,
+    }
+
+
+def _llm_static(arch: ArchitectureSpec, precision: str, num_gpus: int, attention_dp: bool,
+                gpu: GPUSpec) -> dict:
+    weight_per_gpu = physics.weight_bytes_per_gpu(arch, precision, num_gpus, 2 if attention_dp else 1)
+    layers = max(arch.num_layers + arch.num_mamba_layers, 1)
+    return {
+        "log_total_params_billions": math.log(arch.total_params_billions),
+        "log_active_params_billions": math.log(arch.active_params_billions),
+        "is_moe": float(arch.architecture == "moe"), "num_experts": arch.num_experts,
+        "expert_share": arch.num_experts_per_token / arch.num_experts if arch.num_experts else 1.0,
+        "num_layers": arch.num_layers + arch.num_mamba_layers, "hidden_size": arch.hidden_size,
+        "attention_kind": ATTENTION_CODES[arch.attention],
+        "sliding_fraction": arch.num_sliding_window_layers / layers,
+        "mamba_fraction": arch.num_mamba_layers / layers,
+        "vision_params_billions": arch.vision_params_billions,
+        "precision_bytes": physics.bytes_per_param(precision),
+        "weight_gb_per_gpu": weight_per_gpu / physics.BILLION,
+        "headroom_gb_per_gpu": physics.memory_headroom_per_gpu_gb(gpu, weight_per_gpu),
+        "kv_kb_per_token": physics.kv_bytes_per_token(arch) / 1e3,
+        "_linear_flops": physics.linear_flops_per_token(arch),
+    }
+
+
+def llm_features_row(arch: ArchitectureSpec, gpu: GPUSpec, ref_gpu: GPUSpec, *, precision: str, num_gpus: int,
+                     max_num_seqs: float, tensor_parallel: int, expert_parallel: int, data_parallel: int,
+                     input_tokens: float, output_tokens: float, is_reasoning: bool, modality: str,
+                     engine: str, static_cache: dict | None = None) -> dict:
+    """All LLM/MLLM features for one configuration (see :data:`LLM_FEATURES`).
+
+    ``static_cache`` (optional, per call) memoises the parts that depend only on model, GPU and layout.
+    """
+    attention_dp = data_parallel > 1
+    key = (arch.display_name, gpu.display_name, precision, num_gpus, attention_dp)
+    if static_cache is None or key not in static_cache:
+        static = _llm_static(arch, precision, num_gpus, attention_dp, gpu)
+        if static_cache is not None:
+            static_cache[key] = static
+    else:
+        static = static_cache[key]
+    row = dict(static)
+    linear_flops = row.pop("_linear_flops")
+    context = input_tokens + output_tokens / 2.0  # mean context seen by a decode step
+    per_seq = physics.kv_bytes_per_sequence(arch, input_tokens + output_tokens)
+    copies = num_gpus if (arch.attention == "mla" and not attention_dp) else 1
+    feasible = physics.max_batch_that_fits(row["headroom_gb_per_gpu"], num_gpus, per_seq, copies)
+    batch = max(min(max_num_seqs, feasible), 1.0)
+    weights_read = physics.weight_bytes_read_per_step(arch, precision, batch)
+    kv_read = batch * physics.kv_bytes_per_sequence(arch, context)
+    flops_step = batch * (linear_flops + physics.attention_flops_per_token(arch, context))
+    bytes_step = weights_read + kv_read
+    compute_s, memory_s = physics.roofline_step_time_s(flops_step, bytes_step, gpu, precision, num_gpus)
+    ref_compute_s, ref_memory_s = physics.roofline_step_time_s(flops_step, bytes_step, ref_gpu, precision,
+                                                               num_gpus)
+    comm = (physics.tensor_parallel_comm_bytes_per_token(arch, tensor_parallel)
+            + physics.expert_parallel_comm_bytes_per_token(arch, expert_parallel))
+    if arch.architecture == "moe":
+        touched = physics.expected_distinct_experts(arch.num_experts, arch.num_experts_per_token, batch)
+        touched_share = touched / arch.num_experts
+    else:
+        touched_share = 1.0
+    row.update(
+        is_multimodal=float(modality in ("vision-text", "omni")), is_video=float(modality == "omni"),
+        log_output_tokens=math.log(max(output_tokens, 1.0)), log_input_tokens=math.log(max(input_tokens, 1.0)),
+        is_reasoning=float(is_reasoning), log2_max_num_seqs=math.log2(max_num_seqs),
+        tensor_parallel=tensor_parallel, expert_parallel=expert_parallel, attention_data_parallel=float(attention_dp),
+        engine_code=ENGINE_CODES.get(engine, 3), **_hardware(gpu, precision, num_gpus),
+        log2_max_feasible_batch=math.log2(max(feasible, 1.0)), batch_fill=max_num_seqs / max(feasible, 1.0),
+        log2_expected_batch=math.log2(batch),
+        log_flops_per_token=math.log(flops_step / batch), log_bytes_per_token=math.log(bytes_step / batch),
+        kv_read_share=kv_read / bytes_step, log_arithmetic_intensity=math.log(flops_step / bytes_step),
+        compute_bound_share=compute_s / (compute_s + memory_s),
+        log_roofline_step_ms=math.log(1e3 * (compute_s + memory_s)),
+        log_roofline_step_ms_ref=math.log(1e3 * (ref_compute_s + ref_memory_s)),
+        log_prefill_flops_per_output_token=math.log(linear_flops * input_tokens / max(output_tokens, 1.0)),
+        log_comm_bytes_per_token=math.log1p(comm), touched_expert_share=touched_share,
+        fits_in_memory=float(feasible >= 1.0), max_feasible_batch=feasible,
+    )
+    return row
+
+
+def diffusion_features_row(arch: ArchitectureSpec, gpu: GPUSpec, ref_gpu: GPUSpec, *, num_gpus: int,
+                           batch_size: int, steps: int, height: int, width: int, frames: int, ulysses: int,
+                           ring: int, engine: str, precision: str = "bfloat16") -> dict:
+    """All diffusion features for one configuration (see :data:`DIFFUSION_FEATURES`)."""
+    tokens = physics.latent_tokens(arch, height, width, frames)
+    flops_step = physics.diffusion_flops_per_step(arch, tokens, batch_size)
+    linear_only = 2.0 * arch.denoiser_params_billions * physics.BILLION * tokens * batch_size * (
+        2 if arch.uses_cfg else 1)
+    total_flops = flops_step * steps
+    weight_bytes = physics.weight_bytes_total(arch, precision)
+    compute_s, memory_s = physics.roofline_step_time_s(total_flops, weight_bytes * steps, gpu, precision, num_gpus)
+    ref_c, ref_m = physics.roofline_step_time_s(total_flops, weight_bytes * steps, ref_gpu, precision, num_gpus)
+    comm = physics.sequence_parallel_comm_bytes_per_step(arch, tokens, batch_size, ulysses, ring)
+    return {
+        "log_denoiser_params_billions": math.log(arch.denoiser_params_billions),
+        "denoiser_hidden_size": arch.denoiser_hidden_size, "denoiser_num_layers": arch.denoiser_num_layers,
+        "uses_cfg": float(arch.uses_cfg),
+        "log_text_encoder_params_billions": math.log1p(arch.text_encoder_params_billions),
+        "is_video": float(arch.modality == "text-to-video"), "log_latent_tokens": math.log(tokens),
+        "log_pixels": math.log(height * width), "num_frames": frames, "inference_steps": steps,
+        "log2_batch_size": math.log2(batch_size), "ulysses_degree": ulysses, "ring_degree": ring,
+        "engine_code": ENGINE_CODES.get(engine, 3), **_hardware(gpu, precision, num_gpus),
+        "weight_gb_per_gpu": weight_bytes / physics.BILLION,
+        "log_flops_per_step": math.log(flops_step), "attention_flops_share": 1 - linear_only / flops_step,
+        "log_tokens_per_gpu": math.log(tokens * batch_size / num_gpus),
+        "log_roofline_latency_s": math.log(compute_s + memory_s),
+        "log_roofline_latency_s_ref": math.log(ref_c + ref_m),
+        "log_comm_bytes_per_step": math.log1p(comm),
+        "fits_in_memory": float(weight_bytes / physics.BILLION < physics.GPU_MEMORY_UTILIZATION * gpu.memory_gb),
+    }
+
+
+def _value(row: pd.Series, name: str, default):
+    value = row.get(name, default)
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return default
+    return value
+
+
+def featurize(configs: pd.DataFrame, catalog: Catalog,
+              extra_models: dict[str, ArchitectureSpec] | None = None) -> pd.DataFrame:
+    """Features for a frame of configurations (canonical column names), index preserved.
+
+    Required columns: ``model_id, task, gpu_model, num_gpus``; LLM rows also ``max_num_seqs`` (tensor/expert/
+    data parallel default to the engine's choice, output/input tokens to the task profile), diffusion rows
+    ``batch_size`` (steps, resolution, frames and Ulysses/Ring degrees default to the model's defaults).
+    Keys must already be catalog keys (see :meth:`Catalog.resolve`).
+    """
+    extra_models = extra_models or {}
+    ref_gpu = catalog.gpus[REFERENCE_GPU]
+    rows = []
+    static_cache: dict = {}
+    for _, config in configs.iterrows():
+        model_id = config["model_id"]
+        arch = extra_models.get(model_id) or catalog.models[model_id]
+        gpu = catalog.gpus[config["gpu_model"]]
+        task = catalog.tasks[config["task"]]
+        num_gpus = int(config["num_gpus"])
+        engine = _value(config, "engine", "xdit" if arch.kind == "diffusion" else "vllm")
+        if arch.kind == "diffusion":
+            rows.append(diffusion_features_row(
+                arch, gpu, ref_gpu, num_gpus=num_gpus, batch_size=int(config["batch_size"]),
+                steps=int(_value(config, "inference_steps", arch.default_steps)),
+                height=int(_value(config, "video_height", _value(config, "image_height", arch.default_height))),
+                width=int(_value(config, "video_width", _value(config, "image_width", arch.default_width))),
+                frames=int(_value(config, "num_frames", arch.default_frames or 1)),
+                ulysses=int(_value(config, "ulysses_degree", num_gpus)),
+                ring=int(_value(config, "ring_degree", 1)), engine=engine))
+            continue
+        precision = _value(config, "weight_precision", arch.native_precision)
+        tp, ep, dp = default_parallelism(arch, num_gpus)
+        rows.append(llm_features_row(
+            arch, gpu, ref_gpu, precision=precision, num_gpus=num_gpus,
+            max_num_seqs=float(config["max_num_seqs"]),
+            tensor_parallel=int(_value(config, "tensor_parallel", tp)),
+            expert_parallel=int(_value(config, "expert_parallel", ep)),
+            data_parallel=int(_value(config, "data_parallel", dp)),
+            input_tokens=float(_value(config, "avg_input_len", task.mean_input_tokens)),
+            output_tokens=float(_value(config, "avg_output_len", task.mean_output_tokens)),
+            is_reasoning=task.reasoning, modality=task.modality if arch.kind == "mllm" else "text",
+            engine=engine, static_cache=static_cache))
+    return pd.DataFrame(rows, index=configs.index)
+
+
+def default_parallelism(arch: ArchitectureSpec, num_gpus: int) -> tuple[int, int, int]:
+    """(tensor, expert, data) parallel degrees vLLM 0.11 setups in ML.ENERGY use: MoE -> expert parallel
+    over all GPUs, dense -> tensor parallel over all GPUs."""
+    if arch.architecture == "moe":
+        return 1, num_gpus, 1
+    return num_gpus, 1, 1
+
+
+def as_matrix(features: pd.DataFrame, family: str) -> np.ndarray:
+    """The model input matrix in the canonical column order for ``family``."""
+    return features[feature_names(family)].to_numpy(dtype=float)
