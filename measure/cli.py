@@ -1,0 +1,119 @@
+"""``joules-estimate measure``: run a sweep on this machine's GPU, and import its stable runs.
+
+The lead mounts :data:`app` as the ``measure`` sub-command. Commands are thin over :mod:`measure.sweep`
+and :mod:`measure.sink`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from measure.schema import RunRecord, SweepSpec
+from measure.sink import import_run_dir
+
+app = typer.Typer(
+    name="measure",
+    help="Measure inference energy on this machine's GPU and import the runs into datasets/local/.",
+    context_settings={"help_option_names": ["-h", "--help"]},
+    no_args_is_help=True,
+)
+console = Console()
+
+
+def _summary(records: list[RunRecord], skipped: dict[str, str]) -> Table:
+    table = Table(title="measured runs")
+    for col in ("model", "batch", "achieved", "J/token", "W", "tok/s", "ITL p50 ms", "util %", "stable"):
+        table.add_column(col, justify="right" if col != "model" else "left")
+    for r in records:
+        util = "-" if r.gpu_utilization_pct is None else f"{r.gpu_utilization_pct:.0f}"
+        table.add_row(
+            r.model_id,
+            str(r.max_num_seqs),
+            f"{r.avg_batch_size:.1f}",
+            f"{r.energy_per_token_joules:.4f}",
+            f"{r.avg_power_watts:.0f}",
+            f"{r.output_throughput_tokens_per_sec:.0f}",
+            f"{r.median_itl_ms:.1f}",
+            util,
+            "yes" if r.is_stable else f"no: {r.unstable_reason}",
+        )
+    for key, err in skipped.items():
+        table.add_row(key, "", "", "", "", "", "", "", f"skipped: {err[:60]}")
+    return table
+
+
+@app.command("run")
+def run_cmd(
+    spec_path: Annotated[Path, typer.Argument(metavar="SPEC.toml", help="sweep spec (TOML)", exists=True)],
+    out: Annotated[Path | None, typer.Option("--out", help="run directory (default runs/<stamp>/)")] = None,
+    idle_s: Annotated[float, typer.Option(help="seconds of idle power to measure first (0: skip)")] = 5.0,
+    overhead_check_s: Annotated[
+        float, typer.Option(help="seconds per arm of the sampler on/off check")
+    ] = 0.0,
+    as_json: Annotated[bool, typer.Option("--json", help="print the records as JSON lines")] = False,
+) -> None:
+    """Run every configuration of SPEC.toml on this machine's GPU; records go to OUT/records.jsonl."""
+    from measure.sweep import default_out_dir, run_sweep
+
+    spec = SweepSpec.from_toml(spec_path)
+    out_dir = out or default_out_dir()
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        console=console,
+        disable=as_json,
+    ) as progress:
+        task = progress.add_task(f"{spec.name}", total=len(spec.batch_sizes))
+
+        def on_run(key: str, record: RunRecord | None, error: str) -> None:
+            status = "skipped" if record is None else ("stable" if record.is_stable else "unstable")
+            progress.update(task, advance=1, description=f"{key}: {status}")
+
+        result = run_sweep(spec, out_dir, idle_s=idle_s, overhead_check_s=overhead_check_s, on_run=on_run)
+    if as_json:
+        for r in result.records:
+            typer.echo(r.model_dump_json())
+        return
+    console.print(_summary(result.records, result.skipped))
+    console.print(
+        f"idle power (context held): {result.info.get('idle_power_watts_context_held', float('nan')):.1f} W"
+        f"; records in {out_dir}/records.jsonl"
+    )
+
+
+@app.command("import")
+def import_cmd(
+    run_dir: Annotated[Path, typer.Argument(metavar="RUN_DIR", help="a run directory with records.jsonl")],
+    name: Annotated[
+        str | None, typer.Option(help="dataset file name (default: the run directory's name)")
+    ] = None,
+    dest: Annotated[Path | None, typer.Option(help="destination folder (default datasets/local/)")] = None,
+) -> None:
+    """Validate RUN_DIR/records.jsonl and copy its stable records to datasets/local/<name>.jsonl."""
+    if dest is None:
+        from estimator.paths import datasets_dir
+
+        dest = datasets_dir() / "local"
+    try:
+        stable, unstable = import_run_dir(run_dir, name or run_dir.name, dest)
+    except (OSError, ValueError) as err:
+        console.print(f"[red]import failed:[/red] {err}")
+        raise typer.Exit(1) from err
+    typer.echo(
+        json.dumps(
+            {
+                "written": str(dest / f"{name or run_dir.name}.jsonl"),
+                "stable": stable,
+                "unstable_left_out": unstable,
+            }
+        )
+    )
