@@ -117,3 +117,7 @@ def import_cmd(
             }
         )
     )
+
+
+if __name__ == "__main__":
+    app()

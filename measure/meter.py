@@ -135,12 +135,11 @@ class NvmlReader:
 
 
 def _field_value(value: Any) -> float:
-    """The numeric payload of an ``nvmlFieldValue_t`` (unsigned or signed long long)."""
+    """The numeric payload of an ``nvmlFieldValue_t``, read by its ``valueType`` (nvml.h order)."""
+    attrs = {0: "dVal", 1: "uiVal", 2: "ulVal", 3: "ullVal", 4: "sllVal", 5: "siVal"}
     union = value.value
-    for attr in ("ullVal", "llVal", "uiVal", "dVal"):
-        if hasattr(union, attr):
-            return float(getattr(union, attr))
-    return float(union)
+    attr = attrs.get(getattr(value, "valueType", 3), "ullVal")
+    return float(getattr(union, attr, getattr(union, "ullVal", 0)))
 
 
 @dataclass(frozen=True)
