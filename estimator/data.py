@@ -197,6 +197,8 @@ def load_runs(root: Path | None = None, *, catalog: Catalog | None = None,
     for family, targets in TARGETS.items():
         mask = frame["task_family"].eq("diffusion") if family == "diffusion" else ~frame["task_family"].eq(
             "diffusion")
+        if not mask.any():
+            continue
         bad = frame.loc[mask, list(targets)].isna().any(axis=1)
         if bad.any():
             raise RunDataError(f"{int(bad.sum())} {family} rows have NaN targets, e.g. "

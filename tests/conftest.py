@@ -1,0 +1,36 @@
+"""Shared fixtures: the project's catalog, runs and trained predictor, loaded once per session."""
+
+import os
+
+import pytest
+
+
+def pytest_collection_modifyitems(config, items):
+    """GPU tests run only when asked for (JOULES_RUN_GPU=1); CI has no GPU."""
+    if os.environ.get("JOULES_RUN_GPU") == "1":
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU; set JOULES_RUN_GPU=1")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def catalog():
+    from estimator.catalog import load_catalog
+
+    return load_catalog()
+
+
+@pytest.fixture(scope="session")
+def runs(catalog):
+    from estimator.data import load_runs
+
+    return load_runs(catalog=catalog)
+
+
+@pytest.fixture(scope="session")
+def bundle():
+    from estimator.api import load_predictor
+
+    return load_predictor()

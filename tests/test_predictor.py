@@ -1,0 +1,110 @@
+"""The trained predictor artifact: card contents, exact identities, metamorphic checks, determinism."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from estimator.api import predict_frame
+from estimator.catalog import load_catalog
+from estimator.data import load_runs
+from estimator.predictor import PredictorBundle
+from estimator.training import data_hash, split_by_family
+
+
+def _one(**config):
+    return pd.DataFrame([config])
+
+
+def test_card_records_data_catalog_hashes_and_named_split_metrics(bundle, catalog, runs):
+    """Every artifact says what it was trained on (data and catalog hashes) and names the split of each metric."""
+    card = bundle.card
+    assert card["catalog_hash"] == catalog.content_hash
+    assert card["data_hash"] == data_hash(runs), "committed predictor is stale: run `joules-estimate train`"
+    assert {"random-5fold", "leave-one-model-out", "leave-family-out", "leave-gpu-out", "leave-task-out"} <= set(
+        card["metrics"])
+    assert card["metrics"]["leave-one-model-out"]["llm"]["energy_per_token_joules"]["n"] == card["training_rows"]["llm"]
+
+
+def test_energy_identities_hold_exactly_in_predictions(bundle, catalog):
+    """Energy is derived, never predicted apart: J/token x tokens/s = W and J/token x output = J/request."""
+    out = predict_frame(pd.DataFrame([
+        {"model_id": "qwen3-8b", "task": "chat", "gpu_model": "h100", "num_gpus": 1, "max_num_seqs": b,
+         "avg_output_len": 600.0} for b in (8, 64, 512)]), predictor=bundle, catalog=catalog)
+    np.testing.assert_allclose(out.energy_per_token_joules * out.output_throughput_tokens_per_sec,
+                               out.avg_power_watts, rtol=1e-12)
+    np.testing.assert_allclose(out.energy_per_token_joules * out.avg_output_len, out.energy_per_request_joules,
+                               rtol=1e-12)
+    assert (out.energy_per_token_joules_p10 < out.energy_per_token_joules).all()
+    assert (out.energy_per_token_joules < out.energy_per_token_joules_p90).all()
+
+
+def test_more_output_tokens_cost_more_energy_per_request(bundle, catalog):
+    """Metamorphic: a longer response can only cost more joules per request."""
+    base = {"model_id": "qwen3-32b", "task": "chat", "gpu_model": "b200", "num_gpus": 1, "max_num_seqs": 128}
+    out = predict_frame(pd.DataFrame([{**base, "avg_output_len": n} for n in (200, 800, 3200)]),
+                        predictor=bundle, catalog=catalog)
+    assert out.energy_per_request_joules.is_monotonic_increasing
+
+
+def test_energy_per_token_falls_from_small_batch(bundle, catalog):
+    """The paper's first-order effect: batching amortises weights, so J/token at bs 256 is well below bs 8."""
+    rows = [{"model_id": "llama-8b", "task": "chat", "gpu_model": "h100", "num_gpus": 1, "max_num_seqs": b}
+            for b in (8, 256)]
+    out = predict_frame(pd.DataFrame(rows), predictor=bundle, catalog=catalog)
+    assert out.energy_per_token_joules.iloc[1] < 0.5 * out.energy_per_token_joules.iloc[0]
+
+
+def test_bad_rows_get_reasons_and_never_abort(bundle, catalog):
+    """A frame with an unknown model, an impossible fit and a good row predicts the good row and explains the rest."""
+    out = predict_frame(pd.DataFrame([
+        {"model_id": "lama-8b", "task": "chat", "gpu_model": "h100", "num_gpus": 1, "max_num_seqs": 8},
+        {"model_id": "llama-405b", "task": "chat", "gpu_model": "l4", "num_gpus": 1, "max_num_seqs": 8},
+        {"model_id": "llama-8b", "task": "chat", "gpu_model": "h100", "num_gpus": 1, "max_num_seqs": -3},
+        {"model_id": "llama-8b", "task": "chat", "gpu_model": "h100", "num_gpus": 1, "max_num_seqs": 64},
+    ]), predictor=bundle, catalog=catalog)
+    assert list(out.status) == ["error", "error", "error", "ok"]
+    assert "Did you mean" in out.reason[0]
+    assert "does not fit" in out.reason[1] and "GB" in out.reason[1]
+    assert "positive" in out.reason[2]
+    assert np.isfinite(out.energy_per_token_joules[3]) and np.isnan(out.energy_per_token_joules[0])
+
+
+def test_extrapolation_is_flagged(bundle, catalog):
+    """Unseen GPU and model and out-of-range batch carry warnings rather than silent confidence."""
+    out = predict_frame(_one(model_id="mistral-7b", task="chat", gpu_model="h200", num_gpus=1, max_num_seqs=4),
+                        predictor=bundle, catalog=catalog)
+    warning = out.warnings[0]
+    assert "model absent" in warning and "GPU H200 absent" in warning and "outside the measured range" in warning
+
+
+def test_diffusion_energy_is_power_times_latency_over_batch(bundle, catalog):
+    """Diffusion: energy per image = power x batch latency / batch size, exactly."""
+    out = predict_frame(_one(model_id="flux-dev", task="text-to-image", gpu_model="h100", num_gpus=1, batch_size=4),
+                        predictor=bundle, catalog=catalog)
+    row = out.iloc[0]
+    assert row.energy_per_item_joules == pytest.approx(row.avg_power_watts * row.batch_latency_s / 4, rel=1e-12)
+
+
+def test_saved_artifact_round_trips(bundle, tmp_path, catalog):
+    """Boosters saved as LightGBM text + card.json load back to identical predictions (no pickles)."""
+    bundle.save(tmp_path / "copy")
+    loaded = PredictorBundle.load(tmp_path / "copy")
+    config = _one(model_id="qwen3-8b", task="gpqa", gpu_model="b200", num_gpus=1, max_num_seqs=64)
+    a = predict_frame(config, predictor=bundle, catalog=catalog)
+    b = predict_frame(config, predictor=loaded, catalog=catalog)
+    assert a.energy_per_token_joules[0] == b.energy_per_token_joules[0]
+
+
+def test_training_is_deterministic():
+    """Same data and settings -> the same boosters (fit twice on a slice, compare predictions bit for bit)."""
+    from estimator.features import featurize
+    from estimator.predictor import fit_regressors, targets_for
+
+    catalog = load_catalog()
+    frames = split_by_family(load_runs(catalog=catalog))
+    frame = frames["llm"].iloc[::4].reset_index(drop=True)
+    features = featurize(frame, catalog)
+    first = fit_regressors({"llm": features}, {"llm": frame}, targets_for("llm"))
+    second = fit_regressors({"llm": features}, {"llm": frame}, targets_for("llm"))
+    for name in first:
+        assert np.array_equal(first[name].predict_log(features), second[name].predict_log(features))
