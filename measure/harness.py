@@ -371,6 +371,7 @@ def run_one(
         engine.warm_up(requests, h.warmup_s)
         if sampler is not None:
             sampler.clear()
+            sampler.sample_once()  # a sample on each side of the window, so the integral covers it
         t0 = clock()
         meter.begin_window(run.key)
         t1 = clock()
@@ -378,6 +379,8 @@ def run_one(
         t2 = clock()
         meter_window = meter.end_window(run.key)
         t3 = clock()
+        if sampler is not None:
+            sampler.sample_once()
     finally:
         engine.release()
     overhead = ((t1 - t0) + (t3 - t2)) / meter_window.seconds if meter_window.seconds > 0 else None

@@ -47,24 +47,23 @@ def _tokens_per_s(trace: Any) -> float:
 def sampler_overhead_fraction(run: RunConfig, engine: Any, sampler: PowerSampler, seconds: float) -> dict:
     """Throughput with the sampler stopped vs running (same engine, same batch): what polling costs.
 
-    Returns a dict with both throughputs (tokens/s) and ``overhead_fraction = 1 - on / off``.
+    Arms alternate off, on, off, on (``seconds`` each) so warm-up drift does not favour either side.
+    Returns both mean throughputs (tokens/s) and ``overhead_fraction = 1 - on / off``.
     """
     requests = request_stream(run.spec.workload, chunk=run.max_num_seqs)
     engine.load(run)
+    arms: dict[str, list[float]] = {"off": [], "on": []}
     try:
         engine.warm_up(requests, run.spec.harness.warmup_s)
-        sampler.stop()
-        off = _tokens_per_s(engine.generate(requests, seconds))
-        sampler.start()
-        on = _tokens_per_s(engine.generate(requests, seconds))
+        for arm in ("off", "on", "off", "on"):
+            sampler.stop() if arm == "off" else sampler.start()
+            arms[arm].append(_tokens_per_s(engine.generate(requests, seconds)))
     finally:
         engine.release()
-    return {
-        "key": run.key,
-        "tokens_per_s_sampler_off": off,
-        "tokens_per_s_sampler_on": on,
-        "overhead_fraction": 1 - on / off,
-    }
+        sampler.start()
+    off, on = sum(arms["off"]) / 2, sum(arms["on"]) / 2
+    return {"key": run.key, "tokens_per_s_sampler_off": arms["off"], "tokens_per_s_sampler_on": arms["on"],
+            "overhead_fraction": 1 - on / off}
 
 
 def run_sweep(
