@@ -109,6 +109,7 @@ class FactorContribution(BaseModel):
     log_contribution: float
     multiplier: float = Field(description="exp(log_contribution): the factor this item multiplies by")
     top_features: list[FeatureValue] = Field(default_factory=list, description="largest |log| first (3 at most)")
+    inputs: dict[str, float] = Field(default_factory=dict, description="physics prior: the features it reads")
     _features: list[FeatureValue] = PrivateAttr(default_factory=list)
 
 
@@ -142,6 +143,7 @@ class Attribution(BaseModel):
     by_factor: list[FactorContribution] = Field(default_factory=list)
     parts: list[PartAttribution] = Field(default_factory=list)
     summary: str = ""
+    _feature_row: dict[str, float] = PrivateAttr(default_factory=dict)
 
 
 class FeatureDelta(BaseModel):
@@ -249,9 +251,11 @@ class _Group:
     kind: str
     log: float = 0.0
     features: dict[str, list[float]] = dc_field(default_factory=dict)
+    inputs: dict[str, float] = dc_field(default_factory=dict)
 
     def add(self, sign: int, other: _Group) -> None:
         self.log += sign * other.log
+        self.inputs.update(other.inputs)
         for name, (value, log) in other.features.items():
             slot = self.features.setdefault(name, [value, 0.0])
             slot[1] += sign * log
@@ -262,7 +266,7 @@ def _item(group: str, data: _Group) -> FactorContribution:
     features.sort(key=lambda f: -abs(f.log_contribution))
     item = FactorContribution(group=group, layer=data.layer, factor=data.factor, kind=data.kind,
                               log_contribution=float(data.log), multiplier=math.exp(data.log),
-                              top_features=features[:3])
+                              top_features=features[:3], inputs=data.inputs)
     item._features = features
     return item
 
@@ -289,7 +293,7 @@ def _rollup(items: list[FactorContribution], key: str) -> list[FactorContributio
 
 
 def _target_groups(values: np.ndarray, phi: np.ndarray, offset: float, ref: float, family: str,
-                   offset_name: str) -> dict[str, _Group]:
+                   offset_name: str, inputs: dict[str, float]) -> dict[str, _Group]:
     """Groups of one learned target (unsigned): its feature groups plus its physics prior."""
     groups: dict[str, _Group] = {}
     for feature, value, contribution in zip(feature_table(family), values, phi, strict=True):
@@ -299,8 +303,55 @@ def _target_groups(values: np.ndarray, phi: np.ndarray, offset: float, ref: floa
         slot.features[feature.name] = [float(value), float(contribution)]
     label, layer, factor = PHYSICS_ITEMS.get(offset_name, (f"physics prior: {offset_name}", "latent",
                                                            "utilization"))
-    groups[label] = _Group(layer, factor, "physics", offset - ref)
+    groups[label] = _Group(layer, factor, "physics", offset - ref, inputs=inputs)
     return groups
+
+
+def _physics_label(offset_name: str) -> str:
+    return PHYSICS_ITEMS.get(offset_name, (f"physics prior: {offset_name}",))[0]
+
+
+_INPUTS: dict[str, list[str]] = {}
+
+
+def offset_inputs(offset_name: str, row: pd.DataFrame) -> list[str]:
+    """The feature columns a physics offset reads, found by perturbing each numeric column of a 1-row frame
+    (so nothing here names features; cached per offset)."""
+    if offset_name not in _INPUTS:
+        function = OFFSETS[offset_name]
+        base = float(function(row)[0])
+        found = []
+        for column in row.columns:
+            if not pd.api.types.is_numeric_dtype(row[column]):
+                continue
+            bumped = row.copy()
+            bumped[column] = bumped[column].astype(float) * 1.25 + 0.5
+            with np.errstate(all="ignore"):
+                value = float(function(bumped)[0])
+            if not math.isclose(value, base, rel_tol=0, abs_tol=1e-12):
+                found.append(column)
+        _INPUTS[offset_name] = found
+    return _INPUTS[offset_name]
+
+
+def _shapley(function, x: pd.DataFrame, y: pd.DataFrame, inputs: list[str]) -> dict[str, float]:
+    """Exact Shapley split of ``function(y) - function(x)`` over ``inputs`` (2^k evaluations, k small)."""
+    k = len(inputs)
+    hybrids = pd.concat([x] * (2 ** k), ignore_index=True)
+    for mask in range(2 ** k):
+        for bit, name in enumerate(inputs):
+            if mask >> bit & 1:
+                hybrids.loc[mask, name] = y[name].iloc[0]
+    values = function(hybrids)
+    shares = dict.fromkeys(inputs, 0.0)
+    for bit, name in enumerate(inputs):
+        for mask in range(2 ** k):
+            if mask >> bit & 1:
+                continue
+            size = bin(mask).count("1")
+            weight = math.factorial(size) * math.factorial(k - size - 1) / math.factorial(k)
+            shares[name] += weight * float(values[mask | 1 << bit] - values[mask])
+    return shares
 
 
 def _attribute_family(rows: list[tuple[int, dict]], family: str, quantity: str | None, bundle: PredictorBundle,
@@ -317,16 +368,18 @@ def _attribute_family(rows: list[tuple[int, dict]], family: str, quantity: str |
     for target, _ in part_specs:
         regressor = bundle.regressors[target]
         phi, bias, offset = regressor.contributions(features)
-        per_target[target] = (phi, bias, offset, bundle.predict_log(target, features), regressor.target.offset)
+        inputs = offset_inputs(regressor.target.offset, features.iloc[:1])
+        per_target[target] = (phi, bias, offset, bundle.predict_log(target, features), regressor.target.offset,
+                              features[inputs].to_numpy(float), inputs)
     for row_index, (position, values) in enumerate(rows):
         parts = []
         combined: dict[str, _Group] = {}
         baseline_log = prediction_log = 0.0
         for target, sign in part_specs:
-            phi, bias, offset, predicted_log, offset_name = per_target[target]
+            phi, bias, offset, predicted_log, offset_name, input_values, inputs = per_target[target]
             ref = reference.get(target, 0.0)
             groups = _target_groups(matrix[row_index], phi[row_index], float(offset[row_index]), ref, family,
-                                    offset_name)
+                                    offset_name, dict(zip(inputs, map(float, input_values[row_index]), strict=True)))
             for name, group in groups.items():
                 combined.setdefault(name, _Group(group.layer, group.factor, group.kind)).add(sign, group)
             part_baseline = float(bias[row_index]) + ref
@@ -352,6 +405,7 @@ def _attribute_family(rows: list[tuple[int, dict]], family: str, quantity: str |
             log_ratio=prediction_log - baseline_log, items=items, by_layer=_rollup(items, "layer"),
             by_factor=_rollup(items, "factor"), parts=parts)
         attribution.summary = summarize(attribution)
+        attribution._feature_row = features.loc[position].to_dict()
         out[position] = attribution
 
 
@@ -445,14 +499,37 @@ def explain_change(base: dict, changed: dict, *, predictor: PredictorBundle | No
     keys = sorted(set(first.configuration) | set(second.configuration))
     changed_keys = {k: [first.configuration.get(k), second.configuration.get(k)] for k in keys
                     if first.configuration.get(k) != second.configuration.get(k)}
+    deltas = _deltas(first.items, second.items, with_features=True)
+    _split_physics(deltas, first, second)
     change = ChangeAttribution(
         base=first, changed=second, changed_keys=changed_keys, quantity=first.quantity, unit=first.unit,
         log_ratio=second.log_ratio - first.log_ratio, ratio=second.prediction / first.prediction,
-        deltas=_deltas(first.items, second.items, with_features=True),
+        deltas=deltas,
         by_layer=_deltas(first.by_layer, second.by_layer), by_factor=_deltas(first.by_factor, second.by_factor),
         part_deltas=_part_deltas(first, second))
     change.summary = summarize_change(change)
     return change
+
+
+def _split_physics(deltas: list[GroupDelta], first: Attribution, second: Attribution) -> None:
+    """Give each physics-prior delta its inputs (before -> after) and their exact Shapley shares."""
+    x = pd.DataFrame([first._feature_row])
+    y = pd.DataFrame([second._feature_row])
+    by_group = {d.group: d for d in deltas}
+    shares: dict[str, dict[str, float]] = {}
+    for part in first.parts:
+        label = _physics_label(part.physics_offset)
+        inputs = offset_inputs(part.physics_offset, x)
+        for name, share in _shapley(OFFSETS[part.physics_offset], x, y, inputs).items():
+            bucket = shares.setdefault(label, {})
+            bucket[name] = bucket.get(name, 0.0) + part.sign * share
+    for label, split in shares.items():
+        delta = by_group.get(label)
+        if delta is None:
+            continue
+        delta.top_features = sorted(
+            (FeatureDelta(name=n, base_value=float(x[n].iloc[0]), changed_value=float(y[n].iloc[0]), delta_log=v)
+             for n, v in split.items()), key=lambda f: -abs(f.delta_log))
 
 
 def _part_deltas(first: Attribution, second: Attribution) -> dict[str, float]:
@@ -552,6 +629,8 @@ def summarize_change(change: ChangeAttribution, top: int = 5) -> str:
 
 
 def _fmt_value(value: Any) -> str:
+    if value is None:
+        return "default"
     if isinstance(value, float):
         return str(int(value)) if value.is_integer() else _fmt(value)
     return str(value)
