@@ -68,8 +68,13 @@ QUANTITIES: dict[str, dict[str, tuple[str, list[tuple[str, int]], str | None]]] 
 }
 DEFAULT_QUANTITY = {"llm": "energy_per_token_joules", "diffusion": "energy_per_item_joules"}
 
-#: physics offset name -> (label, layer, factor); an offset missing here is shown as latent/utilization
+#: physics offset name -> (label, layer, factor); an offset missing here is shown as latent/utilization. A target
+#: that is an ensemble over several offsets gets one item, the members' mean offset, labelled with all of them.
 PHYSICS_ITEMS = {
+    "none": ("physics prior: none", "latent", "utilization"),
+    "gpu_tdp": ("physics prior: GPU count x TDP", "hardware", "gpu_count"),
+    "roofline_throughput_ref": ("physics prior: roofline throughput on the reference GPU", "latent", "utilization"),
+    "roofline_latency_ref": ("physics prior: roofline batch latency on the reference GPU", "latent", "utilization"),
     "per_gpu": ("physics prior: power scales with GPU count", "hardware", "gpu_count"),
     "roofline_throughput": ("physics prior: roofline throughput (expected batch / roofline step)", "latent",
                             "utilization"),
@@ -120,7 +125,7 @@ class PartAttribution(BaseModel):
     sign: int = Field(description="+1 multiplies the quantity, -1 divides it")
     baseline: float = Field(description="exp(bias + mean physics offset), in the target's units")
     prediction: float = Field(description="the target's prediction, in its units")
-    physics_offset: str
+    physics_offset: str = Field(description="'+'-joined offset names; an ensemble's prior is their mean")
     items: list[FactorContribution] = Field(description="unsigned: they sum to log(prediction / baseline)")
 
 
@@ -186,6 +191,34 @@ class ChangeAttribution(BaseModel):
     summary: str = ""
 
 
+# --------------------------------------------------------------------------------------------------- offsets
+def offset_names(regressor) -> tuple[str, ...]:
+    """The physics offsets a target regressor adds: its ensemble members' offsets (``boosters_``), or the single
+    ``target.offset`` of a one-booster regressor."""
+    boosters = getattr(regressor, "boosters_", None)
+    if isinstance(boosters, dict) and boosters:
+        return tuple(boosters)
+    offsets = getattr(regressor.target, "offsets", None)
+    return tuple(offsets) if offsets else (regressor.target.offset,)
+
+
+def offset_function(names: tuple[str, ...]):
+    """The physics offset of a target as one function of the feature frame: the members' mean (log space)."""
+    def function(features: pd.DataFrame) -> np.ndarray:
+        return np.mean([OFFSETS[name](features) for name in names], axis=0)
+    return function
+
+
+def _physics_meta(names: tuple[str, ...]) -> tuple[str, str, str]:
+    """(label, layer, factor) of a target's physics item."""
+    informative = [n for n in names if n != "none"] or list(names)
+    label, layer, factor = PHYSICS_ITEMS.get(informative[0], (f"physics prior: {informative[0]}", "latent",
+                                                               "utilization"))
+    if len(names) > 1:
+        label = f"physics prior: mean of {' / '.join(names)}"
+    return label, layer, factor
+
+
 # --------------------------------------------------------------------------------------------------- reference
 _REFERENCE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
@@ -215,7 +248,7 @@ def attribution_reference(bundle: PredictorBundle, catalog: Catalog) -> tuple[di
             if frame.empty:
                 continue
             features = featurize(frame, catalog)
-            reference[name] = float(np.mean(OFFSETS[regressor.target.offset](features)))
+            reference[name] = float(np.mean(offset_function(offset_names(regressor))(features)))
         if not frames["llm"].empty:
             reference["output_tokens"] = float(np.mean(np.log(frames["llm"]["avg_output_len"].to_numpy(float))))
         if not frames["diffusion"].empty:
@@ -293,7 +326,7 @@ def _rollup(items: list[FactorContribution], key: str) -> list[FactorContributio
 
 
 def _target_groups(values: np.ndarray, phi: np.ndarray, offset: float, ref: float, family: str,
-                   offset_name: str, inputs: dict[str, float]) -> dict[str, _Group]:
+                   names: tuple[str, ...], inputs: dict[str, float]) -> dict[str, _Group]:
     """Groups of one learned target (unsigned): its feature groups plus its physics prior."""
     groups: dict[str, _Group] = {}
     for feature, value, contribution in zip(feature_table(family), values, phi, strict=True):
@@ -301,24 +334,20 @@ def _target_groups(values: np.ndarray, phi: np.ndarray, offset: float, ref: floa
                                                                               "learned"))
         slot.log += float(contribution)
         slot.features[feature.name] = [float(value), float(contribution)]
-    label, layer, factor = PHYSICS_ITEMS.get(offset_name, (f"physics prior: {offset_name}", "latent",
-                                                           "utilization"))
+    label, layer, factor = _physics_meta(names)
     groups[label] = _Group(layer, factor, "physics", offset - ref, inputs=inputs)
     return groups
-
-
-def _physics_label(offset_name: str) -> str:
-    return PHYSICS_ITEMS.get(offset_name, (f"physics prior: {offset_name}",))[0]
 
 
 _INPUTS: dict[str, list[str]] = {}
 
 
-def offset_inputs(offset_name: str, row: pd.DataFrame) -> list[str]:
+def offset_inputs(names: tuple[str, ...], row: pd.DataFrame) -> list[str]:
     """The feature columns a physics offset reads, found by perturbing each numeric column of a 1-row frame
     (so nothing here names features; cached per offset)."""
-    if offset_name not in _INPUTS:
-        function = OFFSETS[offset_name]
+    key = "+".join(names)
+    if key not in _INPUTS:
+        function = offset_function(names)
         base = float(function(row)[0])
         found = []
         for column in row.columns:
@@ -330,8 +359,8 @@ def offset_inputs(offset_name: str, row: pd.DataFrame) -> list[str]:
                 value = float(function(bumped)[0])
             if not math.isclose(value, base, rel_tol=0, abs_tol=1e-12):
                 found.append(column)
-        _INPUTS[offset_name] = found
-    return _INPUTS[offset_name]
+        _INPUTS[key] = found
+    return _INPUTS[key]
 
 
 def _shapley(function, x: pd.DataFrame, y: pd.DataFrame, inputs: list[str]) -> dict[str, float]:
@@ -368,8 +397,9 @@ def _attribute_family(rows: list[tuple[int, dict]], family: str, quantity: str |
     for target, _ in part_specs:
         regressor = bundle.regressors[target]
         phi, bias, offset = regressor.contributions(features)
-        inputs = offset_inputs(regressor.target.offset, features.iloc[:1])
-        per_target[target] = (phi, bias, offset, bundle.predict_log(target, features), regressor.target.offset,
+        names = offset_names(regressor)
+        inputs = offset_inputs(names, features.iloc[:1])
+        per_target[target] = (phi, bias, offset, bundle.predict_log(target, features), names,
                               features[inputs].to_numpy(float), inputs)
     for row_index, (position, values) in enumerate(rows):
         parts = []
@@ -387,7 +417,7 @@ def _attribute_family(rows: list[tuple[int, dict]], family: str, quantity: str |
             prediction_log += sign * float(predicted_log[row_index])
             parts.append(PartAttribution(target=target, sign=sign, baseline=math.exp(part_baseline),
                                          prediction=math.exp(float(predicted_log[row_index])),
-                                         physics_offset=offset_name, items=_ordered(groups)))
+                                         physics_offset="+".join(offset_name), items=_ordered(groups)))
         if identity:
             label, layer, factor, sign, column = IDENTITIES[identity]
             log_value = sign * math.log(float(values[column]))
@@ -518,9 +548,10 @@ def _split_physics(deltas: list[GroupDelta], first: Attribution, second: Attribu
     by_group = {d.group: d for d in deltas}
     shares: dict[str, dict[str, float]] = {}
     for part in first.parts:
-        label = _physics_label(part.physics_offset)
-        inputs = offset_inputs(part.physics_offset, x)
-        for name, share in _shapley(OFFSETS[part.physics_offset], x, y, inputs).items():
+        names = tuple(part.physics_offset.split("+"))
+        label = _physics_meta(names)[0]
+        inputs = offset_inputs(names, x)
+        for name, share in _shapley(offset_function(names), x, y, inputs).items():
             bucket = shares.setdefault(label, {})
             bucket[name] = bucket.get(name, 0.0) + part.sign * share
     for label, split in shares.items():
