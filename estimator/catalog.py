@@ -135,6 +135,7 @@ class ArchitectureSpec(_Entry):
     patch_size: int = Field(default=0, ge=0)
     vae_spatial_compression: int = Field(default=0, ge=0)
     vae_temporal_compression: int = Field(default=0, ge=0)
+    temporal_patch_size: int = Field(default=1, ge=1, description="latent frames per token frame (CogVideoX1.5: 2)")
     default_steps: int = Field(default=0, ge=0)
     default_height: int = Field(default=0, ge=0)
     default_width: int = Field(default=0, ge=0)

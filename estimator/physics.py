@@ -211,8 +211,8 @@ def latent_tokens(arch: ArchitectureSpec, height: int, width: int, frames: int =
     spatial = arch.vae_spatial_compression * max(arch.patch_size, 1)
     grid = math.ceil(height / spatial) * math.ceil(width / spatial)
     if arch.modality == "text-to-video" and frames > 1:
-        temporal = arch.vae_temporal_compression or 1
-        return grid * (1 + (frames - 1) // temporal)
+        latent_frames = 1 + (frames - 1) // (arch.vae_temporal_compression or 1)
+        return float(grid * math.ceil(latent_frames / arch.temporal_patch_size))
     return float(grid)
 
 

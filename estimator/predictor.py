@@ -1,7 +1,9 @@
 """Trained predictors of time, power and energy: LightGBM boosters on log targets relative to physics offsets.
 
-Each target is learned as ``log(y) - offset(features)``, where the offset is a physics prior (per-GPU power
-scale, roofline throughput or latency on a reference GPU). Energy is never predicted directly: energy per token
+Each target is an ensemble of boosters, each learning ``log(y) - offset(features)`` for one physics offset
+(none; GPU count x TDP; roofline throughput or latency on the configuration's GPU or on a reference GPU); the
+prediction is their mean in log space. Members hedge between "hardware scales as the datasheet says" and
+"hardware does not matter", which is what transfers to GPUs absent from training. Energy is never predicted directly: energy per token
 = power / throughput and energy per image = power x latency / batch, so the three always agree exactly.
 Artifacts are LightGBM text files plus ``card.json``; no pickles.
 """
@@ -33,37 +35,54 @@ class TargetSpec:
     name: str
     family: str  # "llm" (LLM and MLLM) or "diffusion"
     column: str
-    offset: str  # name of an offset function below
+    offsets: tuple[str, ...]  # one ensemble member per offset function below
     monotone: dict[str, int] = field(default_factory=dict)
 
 
-def _offset_per_gpu(features: pd.DataFrame) -> np.ndarray:
-    return np.log(features["num_gpus"].to_numpy(float))
+def _zero(features: pd.DataFrame) -> np.ndarray:
+    return np.zeros(len(features))
 
 
-def _offset_roofline_throughput(features: pd.DataFrame) -> np.ndarray:
-    batch_log = features["log2_expected_batch"].to_numpy(float) * math.log(2)
-    return batch_log - (features["log_roofline_step_ms_ref"].to_numpy(float) - math.log(1e3))
+def _gpu_tdp(features: pd.DataFrame) -> np.ndarray:
+    return np.log(features["num_gpus"].to_numpy(float) * features["gpu_tdp_watts"].to_numpy(float))
 
 
-def _offset_roofline_step(features: pd.DataFrame) -> np.ndarray:
-    return features["log_roofline_step_ms_ref"].to_numpy(float)
+def _batch_log(features: pd.DataFrame) -> np.ndarray:
+    return features["log2_expected_batch"].to_numpy(float) * math.log(2)
 
 
-def _offset_roofline_latency(features: pd.DataFrame) -> np.ndarray:
+def _roofline_throughput_ref(features: pd.DataFrame) -> np.ndarray:
+    return _batch_log(features) - (features["log_roofline_step_ms_ref"].to_numpy(float) - math.log(1e3))
+
+
+def _roofline_throughput(features: pd.DataFrame) -> np.ndarray:
+    return _batch_log(features) - (features["log_roofline_step_ms"].to_numpy(float) - math.log(1e3))
+
+
+def _roofline_step(features: pd.DataFrame) -> np.ndarray:
+    return features["log_roofline_step_ms"].to_numpy(float)
+
+
+def _roofline_latency_ref(features: pd.DataFrame) -> np.ndarray:
     return features["log_roofline_latency_s_ref"].to_numpy(float)
 
 
-OFFSETS = {"per_gpu": _offset_per_gpu, "roofline_throughput": _offset_roofline_throughput,
-           "roofline_step": _offset_roofline_step, "roofline_latency": _offset_roofline_latency}
+def _roofline_latency(features: pd.DataFrame) -> np.ndarray:
+    return features["log_roofline_latency_s"].to_numpy(float)
+
+
+#: physics offsets (log space), named so the card and the attribution can say which prior a member used
+OFFSETS = {"none": _zero, "gpu_tdp": _gpu_tdp, "roofline_throughput_ref": _roofline_throughput_ref,
+           "roofline_throughput": _roofline_throughput, "roofline_step": _roofline_step,
+           "roofline_latency_ref": _roofline_latency_ref, "roofline_latency": _roofline_latency}
 
 TARGETS = (
-    TargetSpec("avg_power_watts", "llm", "avg_power_watts", "per_gpu", {"log2_max_num_seqs": 1}),
+    TargetSpec("avg_power_watts", "llm", "avg_power_watts", ("none", "gpu_tdp"), {"log2_max_num_seqs": 1}),
     TargetSpec("output_throughput_tokens_per_sec", "llm", "output_throughput_tokens_per_sec",
-               "roofline_throughput"),
-    TargetSpec("median_itl_ms", "llm", "median_itl_ms", "roofline_step"),
-    TargetSpec("batch_latency_s", "diffusion", "batch_latency_s", "roofline_latency"),
-    TargetSpec("diffusion_avg_power_watts", "diffusion", "avg_power_watts", "per_gpu"),
+               ("none", "roofline_throughput_ref", "roofline_throughput")),
+    TargetSpec("median_itl_ms", "llm", "median_itl_ms", ("none", "roofline_step")),
+    TargetSpec("batch_latency_s", "diffusion", "batch_latency_s", ("roofline_latency_ref", "roofline_latency")),
+    TargetSpec("diffusion_avg_power_watts", "diffusion", "avg_power_watts", ("gpu_tdp",)),
 )
 
 
@@ -74,7 +93,8 @@ def targets_for(family: str) -> list[TargetSpec]:
 
 
 class TargetRegressor:
-    """One LightGBM booster for one target (scikit-learn style: ``fit`` sets trailing-underscore state)."""
+    """An ensemble of LightGBM boosters for one target, one per physics offset (scikit-learn style: ``fit``
+    sets the trailing-underscore state ``boosters_``, a dict offset name -> booster)."""
 
     def __init__(self, target: TargetSpec, params: dict | None = None, num_rounds: int = NUM_ROUNDS):
         self.target = target
@@ -85,34 +105,48 @@ class TargetRegressor:
         return features[feature_names(self.target.family)].to_numpy(dtype=float)
 
     def fit(self, features: pd.DataFrame, y: np.ndarray) -> TargetRegressor:
-        """Fit on features and the target in natural units (positive)."""
+        """Fit every member on features and the target in natural units (positive)."""
         import lightgbm as lgb
 
         names = feature_names(self.target.family)
         params = {**LGB_PARAMS, **(self.params or {})}
         if self.target.monotone:
             params["monotone_constraints"] = [self.target.monotone.get(n, 0) for n in names]
-        residual = np.log(y) - OFFSETS[self.target.offset](features)
-        dataset = lgb.Dataset(self._matrix(features), residual, feature_name=names, free_raw_data=False)
-        self.booster_ = lgb.train(params, dataset, num_boost_round=self.num_rounds)
+        matrix = self._matrix(features)
+        self.boosters_ = {}
+        for offset in self.target.offsets:
+            residual = np.log(y) - OFFSETS[offset](features)
+            dataset = lgb.Dataset(matrix, residual, feature_name=names, free_raw_data=False)
+            self.boosters_[offset] = lgb.train(params, dataset, num_boost_round=self.num_rounds)
         return self
 
     def predict_log(self, features: pd.DataFrame) -> np.ndarray:
-        """Natural log of the prediction."""
-        return self.booster_.predict(self._matrix(features)) + OFFSETS[self.target.offset](features)
+        """Natural log of the prediction: the members' mean."""
+        matrix = self._matrix(features)
+        members = [b.predict(matrix) + OFFSETS[o](features) for o, b in self.boosters_.items()]
+        return np.mean(members, axis=0)
 
     def contributions(self, features: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(per-feature TreeSHAP contributions, bias, physics offset), all in log space; they sum exactly to
-        :meth:`predict_log`."""
-        contrib = self.booster_.predict(self._matrix(features), pred_contrib=True)
-        return contrib[:, :-1], contrib[:, -1], OFFSETS[self.target.offset](features)
+        """(per-feature TreeSHAP contributions, bias, physics offset) averaged over members, in log space; they
+        sum exactly to :meth:`predict_log`."""
+        matrix = self._matrix(features)
+        contribs, biases, offsets = [], [], []
+        for offset, booster in self.boosters_.items():
+            contrib = booster.predict(matrix, pred_contrib=True)
+            contribs.append(contrib[:, :-1])
+            biases.append(contrib[:, -1])
+            offsets.append(OFFSETS[offset](features))
+        return np.mean(contribs, axis=0), np.mean(biases, axis=0), np.mean(offsets, axis=0)
+
+    def to_texts(self) -> dict[str, str]:
+        return {offset: booster.model_to_string() for offset, booster in self.boosters_.items()}
 
     @classmethod
-    def from_text(cls, target: TargetSpec, text: str) -> TargetRegressor:
+    def from_texts(cls, target: TargetSpec, texts: dict[str, str]) -> TargetRegressor:
         import lightgbm as lgb
 
         regressor = cls(target)
-        regressor.booster_ = lgb.Booster(model_str=text)
+        regressor.boosters_ = {offset: lgb.Booster(model_str=text) for offset, text in texts.items()}
         return regressor
 
 
@@ -150,10 +184,13 @@ class PredictorBundle:
         return self.regressors[target].predict_log(features)
 
     def save(self, directory: Path) -> None:
-        """Write one LightGBM text file per target and card.json."""
+        """Write one LightGBM text file per target member (``<target>__<offset>.txt``) and card.json."""
         directory.mkdir(parents=True, exist_ok=True)
+        for stale in directory.glob("*.txt"):
+            stale.unlink()
         for name, regressor in self.regressors.items():
-            (directory / f"{name}.txt").write_text(regressor.booster_.model_to_string())
+            for offset, text in regressor.to_texts().items():
+                (directory / f"{name}__{offset}.txt").write_text(text)
         (directory / "card.json").write_text(json.dumps(self.card, indent=2, sort_keys=True) + "\n")
 
     @classmethod
@@ -165,8 +202,11 @@ class PredictorBundle:
                                     f"run `joules-estimate train`")
         card = json.loads(card_path.read_text())
         by_name = {t.name: t for t in TARGETS}
-        regressors = {name: TargetRegressor.from_text(by_name[name], (directory / f"{name}.txt").read_text())
-                      for name in card["targets"]}
+        regressors = {}
+        for name in card["targets"]:
+            offsets = card["target_specs"][name]["offsets"]
+            texts = {offset: (directory / f"{name}__{offset}.txt").read_text() for offset in offsets}
+            regressors[name] = TargetRegressor.from_texts(by_name[name], texts)
         return cls(regressors, card)
 
 
