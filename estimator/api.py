@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import difflib
+import importlib
 import math
 import sys
 from collections.abc import Sequence
@@ -441,7 +442,7 @@ def explain_change(whatif: WhatIf, *, predictor: PredictorBundle | None = None, 
     """What moved between the two sides of a what-if (``estimator.explain.explain_change``); None when that
     module is not available or either side was not predicted."""
     try:
-        from estimator import explain as explain_module
+        explain_module = importlib.import_module("estimator.explain")
         function = explain_module.explain_change
     except (ImportError, AttributeError):
         return None
@@ -459,7 +460,7 @@ def explain(configs: pd.DataFrame, *, predictor: PredictorBundle | None = None, 
     Raises:
         ImportError: ``estimator.explain`` is not available in this installation.
     """
-    from estimator import explain as explain_module
+    explain_module = importlib.import_module("estimator.explain")
 
     return explain_module.explain_frame(configs, predictor=predictor or load_predictor(),
                                         catalog=catalog or load_catalog(), extra_models=extra_models)
@@ -560,8 +561,10 @@ def _plan_reason(ok, within, latency, limit, unit, demand, power_budget_kw, gpu_
         return "no configuration fits in memory on the GPUs considered (see `joules-estimate` for the arithmetic)"
     if within.empty:
         fastest = ok.sort_values(latency).iloc[0]
-        return (f"no configuration meets {latency} <= {limit:g}; the fastest is {fastest[latency]:.3g} "
-                f"({int(fastest['num_gpus'])} x {fastest['gpu_model']})")
+        unit = "ms" if latency == "median_itl_ms" else "s"
+        return (f"no configuration meets {latency} <= {limit:g} {unit}; the fastest is {fastest[latency]:.3g} {unit} "
+                f"({int(fastest['num_gpus'])} x {fastest['gpu_model']}, batch "
+                f"{int(fastest.get('max_num_seqs', fastest.get('batch_size', 0)) or 0)})")
     cheapest = planning.size_fleet(within, throughput=throughput, demand=demand or within[throughput].min())
     best = cheapest.sort_values("fleet_power_watts").iloc[0]
     parts = []

@@ -8,6 +8,7 @@ configuration that cannot fit) ends in one ``error: ...`` line and exit status 2
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 from contextlib import contextmanager
@@ -202,7 +203,9 @@ def _frontier_table(est):
 def _chosen_line(est, prediction, label: str) -> str:
     energy = prediction.metrics[est.energy_metric]
     latency = prediction.metrics[est.latency_metric]
-    unit = "J/token" if est.energy_metric == "energy_per_token_joules" else "J/item"
+    unit = "J/token"
+    if est.energy_metric != "energy_per_token_joules":
+        unit = "J/video" if est.workload.num_frames else "J/image"
     latency_unit = "ms median ITL" if est.latency_metric == "median_itl_ms" else "s batch latency"
     return (f"{label}: {_describe(prediction.configuration)}: {_fmt(energy.value)} {unit} "
             f"(p10-p90 {_fmt(energy.p10)}-{_fmt(energy.p90)}), {_fmt(latency.value)} {latency_unit}")
@@ -231,7 +234,7 @@ def _print_estimate(est) -> None:
 def _explain_chosen(est, extra_models) -> None:
     console = _console()
     try:
-        from estimator import explain as explain_module
+        explain_module = importlib.import_module("estimator.explain")
 
         explain_frame, render = explain_module.explain_frame, explain_module.render_attribution
     except (ImportError, AttributeError):
@@ -245,8 +248,13 @@ def _explain_chosen(est, extra_models) -> None:
 
     chosen = list({id(p): p for p in (est.min_energy, est.min_energy_within_limit) if p}.values())
     frame = pd.DataFrame([p.configuration.as_row() for p in chosen])
-    for attribution in explain_frame(frame, predictor=load_predictor(), catalog=load_catalog(),
-                                     extra_models=extra_models):
+    try:
+        attributions = explain_frame(frame, predictor=load_predictor(), catalog=load_catalog(),
+                                     extra_models=extra_models)
+    except Exception as exc:  # attribution is an extra: the estimate above stands
+        console.print(f"[yellow]attribution failed: {exc}[/yellow]")
+        return
+    for attribution in attributions:
         console.print(render(attribution))
 
 
@@ -457,14 +465,18 @@ LOWER_IS_BETTER = {"energy_per_token_joules", "energy_per_request_joules", "medi
 
 def _render_change(console, result, extra_models) -> None:
     try:
-        from estimator import explain as explain_module
+        explain_module = importlib.import_module("estimator.explain")
 
         render = explain_module.render_change
     except (ImportError, AttributeError):
         return  # attribution of the change not available in this installation
     from estimator.api import explain_change
 
-    attribution = explain_change(result, extra_models=extra_models)
+    try:
+        attribution = explain_change(result, extra_models=extra_models)
+    except Exception as exc:  # attribution is an extra: never lose the what-if over it
+        console.print(f"[yellow]attribution of the change failed: {exc}[/yellow]", markup=True)
+        return
     if attribution is not None:
         console.print(render(attribution))
 

@@ -1,0 +1,199 @@
+"""`joules-estimate` through typer's CliRunner: output structure, JSON schema, exit codes, README examples."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from contextlib import redirect_stdout
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from estimator.api import load_predictor
+from estimator.cli import app
+from estimator.schema import Estimate, Plan, WhatIf
+
+ROOT = Path(__file__).resolve().parent.parent
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _predictor_loaded_once():
+    load_predictor()  # cached per process: every command below reuses it
+
+
+def _run(*args: str):
+    return runner.invoke(app, list(args))
+
+
+def test_main_command_prints_a_frontier_with_the_minimum_energy_row():
+    """The headline command must work exactly as written in the issue, and mark the min-energy choice."""
+    result = _run("--model", "llama-70b", "--task", "chat", "--gpu", "b200", "--max-itl-ms", "30")
+    assert result.exit_code == 0, result.output
+    assert "Time-energy frontier" in result.stdout and "J/token" in result.stdout
+    assert "<- min energy" in result.stdout and "min energy with ITL <= 30 ms" in result.stdout
+    assert "Assumptions:" in result.stdout and "vLLM 0.11.1" in result.stdout
+
+
+def test_json_output_parses_back_into_the_schema():
+    """`--json` is the machine interface; it must validate against estimator.schema.Estimate."""
+    result = _run("--model", "flux-dev", "--task", "text-to-image", "--gpu", "h100", "--steps", "28",
+                  "--resolution", "1024x1024", "--batch", "4", "--json")
+    assert result.exit_code == 0, result.output
+    est = Estimate.model_validate_json(result.stdout)
+    assert est.family == "diffusion" and est.frontier and est.min_energy is not None
+    assert {p.configuration.batch_size for p in est.configurations} == {4}
+    assert all(p.configuration.ulysses_degree == p.configuration.num_gpus for p in est.configurations)
+
+
+def test_unknown_model_exits_2_with_a_close_match():
+    """A typo must fail fast with exit 2 and suggest the intended name, without a traceback."""
+    result = _run("--model", "llama-70", "--task", "chat", "--gpu", "b200")
+    assert result.exit_code == 2
+    assert "unknown model" in result.stderr and "llama-70b" in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_impossible_configuration_explains_the_arithmetic():
+    """405B on one L4 cannot run; the message must show weights vs memory in GB, and exit 2."""
+    result = _run("--model", "llama-405b", "--task", "chat", "--gpu", "l4", "--num-gpus", "1")
+    assert result.exit_code == 2
+    assert "does not fit" in result.stderr and re.search(r"\d+(\.\d+)? GB", result.stderr)
+
+
+def test_non_positive_numbers_are_rejected_in_one_line():
+    """Bad numbers are named; typer's range check or ours, never a traceback."""
+    result = _run("--model", "llama-70b", "--task", "chat", "--gpu", "b200", "--num-gpus", "0")
+    assert result.exit_code == 2 and "--num-gpus" in result.output and "Traceback" not in result.output
+    result = _run("--model", "flux-dev", "--task", "t2i", "--gpu", "h100", "--resolution", "big")
+    assert result.exit_code == 2 and "resolution" in result.stderr
+
+
+def test_predict_csv_round_trip_with_a_bad_row(tmp_path):
+    """Rows come back in order with metrics + p10/p90; a bad row gets a reason and does not abort the file."""
+    source = tmp_path / "configs.csv"
+    source.write_text("model_id,task,gpu_model,num_gpus,max_num_seqs,batch_size\n"
+                      "llama-8b,chat,h100,1,64,\n"
+                      "no-such-model,chat,h100,1,64,\n"
+                      "flux-dev,text-to-image,h100,1,,2\n"
+                      "llama-8b,chat,h100,-1,64,\n")
+    target = tmp_path / "preds.csv"
+    result = _run("predict", "--input", str(source), "--output", str(target))
+    assert result.exit_code == 0, result.output
+    out = pd.read_csv(target)
+    assert out["model_id"].tolist() == ["llama-8b", "no-such-model", "flux-dev", "llama-8b"]
+    assert out["status"].tolist() == ["ok", "error", "ok", "error"]
+    assert "unknown model" in out.loc[1, "reason"] and "positive" in out.loc[3, "reason"]
+    for column in ("energy_per_token_joules", "energy_per_token_joules_p10", "energy_per_token_joules_p90",
+                   "median_itl_ms", "energy_per_image_joules", "batch_latency_s", "warnings"):
+        assert column in out.columns
+    assert out["energy_per_token_joules"].notna().tolist() == [True, False, False, False]
+    assert out["energy_per_image_joules"].notna().tolist() == [False, False, True, False]
+    assert "predicted 2 of 4 rows" in result.stderr
+
+
+def test_predict_names_missing_columns_and_malformed_csv(tmp_path):
+    """A file the tool cannot read is one clear line and exit 2, naming what is wrong."""
+    missing = tmp_path / "missing.csv"
+    missing.write_text("model_id,task\nllama-8b,chat\n")
+    result = _run("predict", "--input", str(missing))
+    assert result.exit_code == 2 and "gpu_model" in result.stderr and "num_gpus" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    broken = tmp_path / "broken.csv"
+    broken.write_text('model_id,task,gpu_model,num_gpus\n"llama-8b,chat,h100,1\n')
+    result = _run("predict", "--input", str(broken))
+    assert result.exit_code == 2 and "malformed CSV" in result.stderr
+
+
+def test_what_if_with_no_change_has_zero_deltas():
+    """The what-if of nothing must report zero change in every metric (a predictor-independent invariant)."""
+    result = _run("what-if", "--model", "llama-70b", "--task", "chat", "--gpu", "b200", "--num-gpus", "2",
+                  "--json")
+    assert result.exit_code == 0, result.output
+    parsed = WhatIf.model_validate_json(result.stdout)
+    assert all(d.absolute == 0 for d in parsed.deltas.values())
+
+
+def test_what_if_table_shows_both_sides_and_deltas():
+    """People read the table: both configurations and a signed percentage per metric."""
+    result = _run("what-if", "--model", "llama-70b", "--task", "chat", "--gpu", "b200", "--num-gpus", "2",
+                  "--set", "gpu=h100", "--set", "num_gpus=4")
+    assert result.exit_code == 0, result.output
+    assert "2 x B200" in result.stdout and "4 x H100-SXM" in result.stdout and "%" in result.stdout
+    bad = _run("what-if", "--model", "llama-70b", "--task", "chat", "--gpu", "b200", "--set", "gpu")
+    assert bad.exit_code == 2 and "KEY=VALUE" in bad.stderr
+
+
+def test_plan_returns_replicas_within_the_itl_limit():
+    """A plan must serve the demand with >= 1 replica at an ITL under the limit."""
+    result = _run("plan", "--model", "llama-70b", "--task", "chat", "--demand-rps", "30", "--max-itl-ms", "40",
+                  "--json")
+    assert result.exit_code == 0, result.output
+    parsed = Plan.model_validate_json(result.stdout)
+    assert parsed.chosen.replicas >= 1 and parsed.chosen.prediction.value("median_itl_ms") <= 40
+    assert parsed.chosen.capacity_total >= parsed.demand
+    assert _run("plan", "--model", "llama-70b", "--task", "chat").exit_code == 2  # neither demand nor budget
+
+
+def test_catalog_list_and_show():
+    """Users discover names here; JSON must parse and `show` must accept an alias."""
+    result = _run("catalog", "list", "gpus", "--json")
+    assert result.exit_code == 0 and "B200" in json.loads(result.stdout)
+    result = _run("catalog", "show", "gpu", "b200")
+    assert result.exit_code == 0 and "B200" in result.stdout and "sources" in result.stdout
+    assert _run("catalog", "list", "gpux").exit_code == 2
+
+
+def test_evaluate_prints_the_cards_split_metrics():
+    """The accuracy summary names its splits (honest error: never an unnamed number)."""
+    result = _run("evaluate", "--json", "--no-report")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert "leave-one-model-out" in summary
+    assert "median_ape_pct" in summary["leave-one-model-out"]["llm"]
+
+
+def test_cli_import_is_light_and_help_teaches():
+    """`--help` must stay fast: importing the CLI may not import pandas, LightGBM or matplotlib."""
+    code = ("import sys, estimator.cli; "
+            "print(sorted(m for m in ('pandas', 'lightgbm', 'matplotlib', 'numpy') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
+    assert out.stdout.strip() == "[]"
+    result = _run("--help")
+    assert result.exit_code == 0 and "Examples" in result.stdout and "--max-itl-ms" in result.stdout
+
+
+def _readme_usage() -> str:
+    text = (ROOT / "README.md").read_text()
+    return text.split("<!-- usage:start -->", 1)[1].split("<!-- usage:end -->", 1)[0]
+
+
+def test_readme_examples_run(tmp_path, monkeypatch):
+    """Every `joules-estimate ...` line in the README's usage section must run (exit 0, or 2 where it says so)."""
+    shutil.copytree(ROOT / "examples", tmp_path / "examples")
+    monkeypatch.chdir(tmp_path)
+    commands = [line.strip() for line in re.findall(r"```bash\n(.*?)```", _readme_usage(), flags=re.S)
+                for line in line.splitlines() if line.strip().startswith("joules-estimate")]
+    assert len(commands) >= 8
+    for command in commands:
+        args = shlex.split(command)[1:]
+        result = runner.invoke(app, args)
+        expected = 2 if "llama-405b" in command and "l4" in args else 0
+        assert result.exit_code == expected, f"{command}\n{result.output}"
+        assert "Traceback" not in result.output
+
+
+def test_readme_python_example_runs(tmp_path, monkeypatch):
+    """The README's Python API example is copied by users as-is; it must run."""
+    blocks = re.findall(r"```python\n(.*?)```", _readme_usage(), flags=re.S)
+    assert blocks
+    monkeypatch.chdir(tmp_path)
+    with redirect_stdout(io.StringIO()):
+        exec(compile(blocks[0], "README.md", "exec"), {})  # noqa: S102 - our own README
