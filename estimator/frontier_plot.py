@@ -28,6 +28,7 @@ def plot_frontier(est: Estimate, path: Path | str) -> Path:
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        from matplotlib.ticker import FuncFormatter
     except ImportError as exc:
         raise ValueError("--plot needs matplotlib: pip install -e '.[plot]'") from exc
     energy, latency = est.energy_metric, est.latency_metric
@@ -53,6 +54,10 @@ def plot_frontier(est: Estimate, path: Path | str) -> Path:
         axes.axvline(est.latency_limit, color="tab:red", linestyle=":", linewidth=1)
     axes.set_xscale("log")
     axes.set_yscale("log")
+    plain = FuncFormatter(lambda value, _position: f"{value:g}")
+    for axis in (axes.xaxis, axes.yaxis):
+        axis.set_major_formatter(plain)
+        axis.set_minor_formatter(FuncFormatter(lambda value, _position: ""))
     axes.set_xlabel(_LABELS.get(latency, latency))
     axes.set_ylabel(_LABELS.get(energy, energy))
     axes.set_title(f"{est.model_id} / {est.task} / {est.gpu_model}", fontsize=10)

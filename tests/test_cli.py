@@ -197,3 +197,29 @@ def test_readme_python_example_runs(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with redirect_stdout(io.StringIO()):
         exec(compile(blocks[0], "README.md", "exec"), {})  # noqa: S102 - our own README
+
+
+def test_plot_and_explain_flags(tmp_path):
+    """--plot must write a PNG; --explain must either attribute or say it cannot, never fail the estimate."""
+    png = tmp_path / "frontier.png"
+    result = _run("--model", "llama-8b", "--task", "chat", "--gpu", "h100", "--num-gpus", "1", "--plot", str(png),
+                  "--explain")
+    assert result.exit_code == 0, result.output
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "Time-energy frontier" in result.stdout
+
+
+def test_model_config_describes_a_model_outside_the_catalog():
+    """--model-config lets a user estimate an unlisted model; it must warn that it extrapolates."""
+    config = ROOT / "tests" / "fixtures" / "hf_configs" / "mistralai__Mistral-7B-Instruct-v0.3.json"
+    result = _run("--model", "my-mistral", "--model-config", str(config), "--task", "chat", "--gpu", "h100",
+                  "--num-gpus", "1", "--json")
+    assert result.exit_code == 0, result.output
+    est = Estimate.model_validate_json(result.stdout)
+    assert est.model_id == "my-mistral" and any("absent from training data" in w for w in est.warnings)
+
+
+def test_measure_is_mounted_and_forwards_arguments():
+    """`joules-estimate measure` hands its arguments to measure.cli (imported only when used)."""
+    result = _run("measure", "--help")
+    assert result.exit_code == 0 and "measure" in result.output.lower()
