@@ -144,6 +144,17 @@ def _fmt(value: float | None) -> str:
     return f"{value:.3g}"
 
 
+def _labels(family: str, *, video: bool) -> dict[str, tuple[str, str]]:
+    """Metric -> (column label, unit); a diffusion item is an image or a video."""
+    from estimator.schema import metrics_for
+
+    labels = dict(metrics_for(family))
+    if family == "diffusion":
+        labels["energy_per_item_joules"] = ("J/video" if video else "J/image", "J")
+        labels["items_per_sec"] = ("videos/s" if video else "images/s", "1/s")
+    return labels
+
+
 def _cell(prediction, metric: str) -> str:
     m = prediction.metrics.get(metric)
     return "-" if m is None else f"{_fmt(m.value)}\n[dim]{_fmt(m.p10)}-{_fmt(m.p90)}[/dim]"
@@ -153,7 +164,10 @@ def _describe(config) -> str:
     """'2 x B200, max_num_seqs 512 (TP 2)' or '4 x H100-SXM, batch 4 (Ulysses 4)'."""
     head = f"{config.num_gpus} x {config.gpu_model}"
     if config.batch_size is not None:
-        return f"{head}, batch {config.batch_size} (Ulysses {config.ulysses_degree} x Ring {config.ring_degree})"
+        height, width = config.video_height or config.image_height, config.video_width or config.image_width
+        frames = f" x {config.num_frames} frames" if config.num_frames else ""
+        return (f"{head}, batch {config.batch_size} (Ulysses {config.ulysses_degree} x Ring {config.ring_degree}), "
+                f"{height}x{width}{frames}, {config.inference_steps} steps")
     layout = f"EP {config.expert_parallel}" if (config.expert_parallel or 1) > 1 else f"TP {config.tensor_parallel}"
     return f"{head}, max_num_seqs {config.max_num_seqs} ({layout}, {config.weight_precision})"
 
@@ -170,7 +184,6 @@ def _bullets(console, title: str, items: list[str], style: str = "") -> None:
 def _frontier_table(est):
     from rich.table import Table
 
-    from estimator.schema import metrics_for
 
     unit = "ms" if est.latency_metric == "median_itl_ms" else "s"
     title = (f"Time-energy frontier: {est.model_id} / {est.task} / {est.gpu_model} "
@@ -179,9 +192,7 @@ def _frontier_table(est):
     table = Table(title=title, title_justify="left", show_lines=True)
     table.add_column("GPUs", justify="right")
     table.add_column("batch", justify="right")
-    labels = dict(metrics_for(est.family))
-    if est.family == "diffusion":
-        labels["energy_per_item_joules"] = ("J/video" if est.workload.num_frames else "J/image", "J")
+    labels = _labels(est.family, video=bool(est.workload.num_frames))
     for label, _unit in labels.values():
         table.add_column(label, justify="right")
     table.add_column("", justify="left")
@@ -377,6 +388,10 @@ def _csv_output(configs, predictions):
             out[name + suffix] = values
     for column in ("status", "reason", "warnings"):
         out[column] = predictions[column].to_numpy()
+    for column in configs.columns:  # blanks make pandas read whole numbers as floats; give them back as written
+        values = out[column]
+        if values.dtype.kind == "f" and values.notna().any() and (values.dropna() % 1 == 0).all():
+            out[column] = values.astype("Int64")
     return out
 
 
@@ -432,7 +447,6 @@ def _parse_sets(items: list[str]) -> dict:
 def _print_what_if(result, extra_models) -> None:
     from rich.table import Table
 
-    from estimator.schema import metrics_for
 
     console = _console()
     changes = ", ".join(f"{k}={v}" for k, v in result.changes.items())
@@ -442,7 +456,8 @@ def _print_what_if(result, extra_models) -> None:
         table.add_column(name, justify=justify)
     table.add_row("configuration", _describe(result.base.configuration), _describe(result.changed.configuration),
                   "", "")
-    for metric, (label, _) in metrics_for(result.family).items():
+    video = bool(result.base.configuration.num_frames)
+    for metric, (label, _) in _labels(result.family, video=video).items():
         d = result.deltas[metric]
         percent = "-" if d.percent is None else f"{d.percent:+.1f}%"
         style = "" if d.percent is None else ("green" if (d.percent < 0) == (metric in LOWER_IS_BETTER) else "red")
