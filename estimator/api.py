@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from estimator import planning
+from estimator import physics, planning
 from estimator.catalog import ArchitectureSpec, Catalog, load_catalog
 from estimator.paths import predictors_dir
 from estimator.prediction import predict_frame as _predict_frame
@@ -218,6 +218,10 @@ def _sweep(target: planning.Target, gpu_models: list[str], *, num_gpus, batches,
                     steps=steps, frames=frames, ulysses_degree=ulysses_degree, ring_degree=ring_degree)
     if precision is not None and target.is_diffusion:
         raise ValueError("--precision applies to LLM tasks (diffusion runs in bfloat16)")
+    if precision is not None and precision not in physics.BYTES_PER_PARAM:
+        close = difflib.get_close_matches(precision, list(physics.BYTES_PER_PARAM), n=2, cutoff=0.5)
+        hint = f" Did you mean: {', '.join(close)}?" if close else ""
+        raise ValueError(f"unknown precision {precision!r}.{hint} Known: {', '.join(physics.BYTES_PER_PARAM)}")
     height, width = planning.parse_resolution(resolution) if resolution else (None, None)
     configs = planning.sweep_frame(target, gpu_models, num_gpus=num_gpus, batches=batches, precision=precision,
                                    input_tokens=input_tokens, output_tokens=output_tokens, steps=steps,

@@ -315,8 +315,11 @@ def main_command(
         if json_output:
             typer.echo(est.model_dump_json(indent=2))
         if not est.configurations:
-            reasons = "; ".join(f"{p.configuration.num_gpus} x {p.configuration.gpu_model}: {p.reason}"
-                                for p in est.infeasible)
+            by_reason: dict[str, list[str]] = {}
+            for p in est.infeasible:
+                by_reason.setdefault(p.reason, []).append(str(p.configuration.num_gpus))
+            reasons = "; ".join(f"{', '.join(counts)} x {est.gpu_model}: {reason}"
+                                for reason, counts in by_reason.items())
             _fail(f"no configuration of {est.model_id} fits on {est.gpu_model}: {reasons}")
         if not json_output:
             _print_estimate(est)

@@ -223,3 +223,27 @@ def test_measure_is_mounted_and_forwards_arguments():
     """`joules-estimate measure` hands its arguments to measure.cli (imported only when used)."""
     result = _run("measure", "--help")
     assert result.exit_code == 0 and "measure" in result.output.lower()
+
+
+def test_train_reports_progress_and_the_split_summary(monkeypatch, tmp_path):
+    """`train` is a thin wrapper: it must pass a progress callback, write where training says, and summarise."""
+    from estimator import training
+
+    calls = []
+
+    class _Bundle:
+        card = {"metrics": {"leave-one-model-out": {
+            "llm": {"energy_per_token_joules": {"median_ape_pct": 11.0, "p90_ape_pct": 42.0, "n": 7}},
+            "diffusion": {"energy_per_item_joules": {"median_ape_pct": 12.0, "p90_ape_pct": 43.0, "n": 8}}}}}
+
+    def fake_train(*, output, progress):
+        calls.append(output)
+        progress("fold 1")
+        return _Bundle()
+
+    monkeypatch.setattr(training, "train", fake_train)
+    monkeypatch.setattr(training, "default_output", lambda: tmp_path / "default")
+    result = _run("train")
+    assert result.exit_code == 0, result.output
+    assert calls == [tmp_path / "default"]
+    assert "leave-one-model-out" in result.stdout and "11.0" in result.stdout and "43.0" in result.stdout
