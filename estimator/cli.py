@@ -351,6 +351,16 @@ def _read_configs(path: Path):
     missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
     if missing:
         _fail(f"{path}: missing required column(s) {', '.join(missing)} (have: {', '.join(frame.columns)})")
+    import difflib
+
+    from estimator.schema import Configuration
+
+    known = [*Configuration.model_fields, "engine"]
+    for column in frame.columns:
+        if column not in known:  # kept in the output, but a misspelt knob would silently fall back to its default
+            close = difflib.get_close_matches(column, known, n=1, cutoff=0.75)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            typer.echo(f"warning: column {column!r} is not a configuration input; passed through{hint}", err=True)
     return frame
 
 
