@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import importlib
 import os
-import sys
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
 import typer
+
+from estimator import cli_render as render
 
 EXAMPLES = """
 Examples:
@@ -106,12 +107,6 @@ def _user_errors():
               code=1)
 
 
-def _console():
-    from rich.console import Console
-
-    return Console(width=None if sys.stdout.isatty() else 160, highlight=False)
-
-
 def _extra_models(model: str | None, model_config: Path | None) -> tuple[str | None, dict | None]:
     if model_config is None:
         return model, None
@@ -128,126 +123,15 @@ def _require(**values) -> None:
         _fail(f"missing {', '.join(missing)} (see joules-estimate --help)")
 
 
-def _fmt(value: float | None) -> str:
-    """A number for people: 3 significant figures, thousands separated."""
-    if value is None:
-        return "-"
-    magnitude = abs(value)
-    if magnitude >= 1000:
-        return f"{value:,.0f}"
-    if magnitude >= 100:
-        return f"{value:.0f}"
-    if magnitude >= 10:
-        return f"{value:.1f}"
-    if magnitude >= 1:
-        return f"{value:.2f}"
-    return f"{value:.3g}"
-
-
-def _labels(family: str, *, video: bool) -> dict[str, tuple[str, str]]:
-    """Metric -> (column label, unit); a diffusion item is an image or a video."""
-    from estimator.schema import metrics_for
-
-    labels = dict(metrics_for(family))
-    if family == "diffusion":
-        labels["energy_per_item_joules"] = ("J/video" if video else "J/image", "J")
-        labels["items_per_sec"] = ("videos/s" if video else "images/s", "1/s")
-    return labels
-
-
-def _cell(prediction, metric: str) -> str:
-    m = prediction.metrics.get(metric)
-    return "-" if m is None else f"{_fmt(m.value)}\n[dim]{_fmt(m.p10)}-{_fmt(m.p90)}[/dim]"
-
-
-def _describe(config) -> str:
-    """'2 x B200, max_num_seqs 512 (TP 2)' or '4 x H100-SXM, batch 4 (Ulysses 4)'."""
-    head = f"{config.num_gpus} x {config.gpu_model}"
-    if config.batch_size is not None:
-        height, width = config.video_height or config.image_height, config.video_width or config.image_width
-        frames = f" x {config.num_frames} frames" if config.num_frames else ""
-        return (f"{head}, batch {config.batch_size} (Ulysses {config.ulysses_degree} x Ring {config.ring_degree}), "
-                f"{height}x{width}{frames}, {config.inference_steps} steps")
-    layout = f"EP {config.expert_parallel}" if (config.expert_parallel or 1) > 1 else f"TP {config.tensor_parallel}"
-    return f"{head}, max_num_seqs {config.max_num_seqs} ({layout}, {config.weight_precision})"
-
-
-def _bullets(console, title: str, items: list[str], style: str = "") -> None:
-    if items:
-        console.print(f"[bold]{title}[/bold]")
-        for item in items:
-            console.print(f"  - {item}", style=style, markup=False)
-
-
 # ---------------------------------------------------------------------------------------- main: frontier
-
-def _frontier_table(est):
-    from rich.table import Table
-
-
-    unit = "ms" if est.latency_metric == "median_itl_ms" else "s"
-    title = (f"Time-energy frontier: {est.model_id} / {est.task} / {est.gpu_model} "
-             f"({len(est.frontier)} Pareto-optimal of {len(est.configurations)} feasible configurations; "
-             f"value, then p10-p90)")
-    table = Table(title=title, title_justify="left", show_lines=True)
-    table.add_column("GPUs", justify="right")
-    table.add_column("batch", justify="right")
-    labels = _labels(est.family, video=bool(est.workload.num_frames))
-    for label, _unit in labels.values():
-        table.add_column(label, justify="right")
-    table.add_column("", justify="left")
-    best = est.min_energy.configuration if est.min_energy else None
-    within = est.min_energy_within_limit.configuration if est.min_energy_within_limit else None
-    for p in est.frontier:
-        c = p.configuration
-        marks = []
-        if c == best:
-            marks.append("[bold green]<- min energy[/bold green]")
-        if c == within:
-            short = "ITL" if est.latency_metric == "median_itl_ms" else "latency"
-            marks.append(f"[bold cyan]<- min energy with {short} <= {est.latency_limit:g} {unit}[/bold cyan]")
-        batch = c.batch_size if c.batch_size is not None else c.max_num_seqs
-        table.add_row(str(c.num_gpus), str(batch), *(_cell(p, m) for m in labels), "\n".join(marks))
-    return table
-
-
-def _chosen_line(est, prediction, label: str) -> str:
-    energy = prediction.metrics[est.energy_metric]
-    latency = prediction.metrics[est.latency_metric]
-    unit = "J/token"
-    if est.energy_metric != "energy_per_token_joules":
-        unit = "J/video" if est.workload.num_frames else "J/image"
-    latency_unit = "ms median ITL" if est.latency_metric == "median_itl_ms" else "s batch latency"
-    return (f"{label}: {_describe(prediction.configuration)}: {_fmt(energy.value)} {unit} "
-            f"(p10-p90 {_fmt(energy.p10)}-{_fmt(energy.p90)}), {_fmt(latency.value)} {latency_unit}")
-
-
-def _print_estimate(est) -> None:
-    console = _console()
-    console.print(_frontier_table(est))
-    if est.min_energy:
-        console.print(_chosen_line(est, est.min_energy, "[bold green]Minimum energy[/bold green]"))
-    if est.latency_limit is not None:
-        unit = "ms" if est.latency_metric == "median_itl_ms" else "s"
-        label = f"[bold cyan]Minimum energy with {est.latency_metric} <= {est.latency_limit:g} {unit}[/bold cyan]"
-        if est.min_energy_within_limit:
-            console.print(_chosen_line(est, est.min_energy_within_limit, label))
-        else:
-            fastest = min(est.configurations, key=lambda p: p.metrics[est.latency_metric].value)
-            console.print(f"{label}: none; the fastest is {_describe(fastest.configuration)} at "
-                          f"{_fmt(fastest.metrics[est.latency_metric].value)} {unit}")
-    _bullets(console, "Does not fit:", [f"{p.configuration.num_gpus} x {p.configuration.gpu_model}: {p.reason}"
-                                        for p in est.infeasible])
-    _bullets(console, "Assumptions:", est.assumptions)
-    _bullets(console, "Warnings:", est.warnings, style="yellow")
 
 
 def _explain_chosen(est, extra_models) -> None:
-    console = _console()
+    console = render.make_console()
     try:
         explain_module = importlib.import_module("estimator.explain")
 
-        explain_frame, render = explain_module.explain_frame, explain_module.render_attribution
+        explain_frame, draw = explain_module.explain_frame, explain_module.render_attribution
     except (ImportError, AttributeError):
         console.print("[yellow]attribution not available: estimator.explain is not part of this installation "
                       "yet (the predictions above are unaffected)[/yellow]")
@@ -266,7 +150,7 @@ def _explain_chosen(est, extra_models) -> None:
         console.print(f"[yellow]attribution failed: {exc}[/yellow]")
         return
     for attribution in attributions:
-        console.print(render(attribution))
+        console.print(draw(attribution))
 
 
 @app.callback(invoke_without_command=True)
@@ -322,7 +206,7 @@ def main_command(
                                 for reason, counts in by_reason.items())
             _fail(f"no configuration of {est.model_id} fits on {est.gpu_model}: {reasons}")
         if not json_output:
-            _print_estimate(est)
+            render.print_estimate(est)
         if plot is not None:
             from estimator.frontier_plot import plot_frontier
 
@@ -457,45 +341,11 @@ def _parse_sets(items: list[str]) -> dict:
     return changes
 
 
-def _print_what_if(result, extra_models) -> None:
-    from rich.table import Table
-
-
-    console = _console()
-    changes = ", ".join(f"{k}={v}" for k, v in result.changes.items())
-    table = Table(title=f"What if {changes}?", title_justify="left")
-    for name, justify in (("metric", "left"), ("base", "right"), ("changed", "right"), ("delta", "right"),
-                          ("delta %", "right")):
-        table.add_column(name, justify=justify)
-    table.add_row("configuration", _describe(result.base.configuration), _describe(result.changed.configuration),
-                  "", "")
-    video = bool(result.base.configuration.num_frames)
-    for metric, (label, _) in _labels(result.family, video=video).items():
-        d = result.deltas[metric]
-        percent = "-" if d.percent is None else f"{d.percent:+.1f}%"
-        style = "" if d.percent is None else ("green" if (d.percent < 0) == (metric in LOWER_IS_BETTER) else "red")
-        table.add_row(label, _cell(result.base, metric), _cell(result.changed, metric),
-                      "-" if d.absolute is None else f"{d.absolute:+.4g}", f"[{style}]{percent}[/{style}]"
-                      if style else percent)
-    console.print(table)
-    for side, prediction in (("base", result.base), ("changed", result.changed)):
-        if prediction.status != "ok":
-            console.print(f"[red]{side} cannot run:[/red] {prediction.reason}", markup=True)
-    _bullets(console, "Assumptions:", result.assumptions)
-    _bullets(console, "Warnings:", list(dict.fromkeys(result.base.warnings + result.changed.warnings)),
-             style="yellow")
-    _render_change(console, result, extra_models)
-
-
-LOWER_IS_BETTER = {"energy_per_token_joules", "energy_per_request_joules", "median_itl_ms", "avg_power_watts",
-                   "energy_per_item_joules", "batch_latency_s"}
-
-
 def _render_change(console, result, extra_models) -> None:
     try:
         explain_module = importlib.import_module("estimator.explain")
 
-        render = explain_module.render_change
+        draw = explain_module.render_change
     except (ImportError, AttributeError):
         return  # attribution of the change not available in this installation
     from estimator.api import explain_change
@@ -506,7 +356,7 @@ def _render_change(console, result, extra_models) -> None:
         console.print(f"[yellow]attribution of the change failed: {exc}[/yellow]", markup=True)
         return
     if attribution is not None:
-        console.print(render(attribution))
+        console.print(draw(attribution))
 
 
 @app.command("what-if")
@@ -546,54 +396,13 @@ def what_if_command(
         if json_output:
             typer.echo(result.model_dump_json(indent=2))
         else:
-            _print_what_if(result, extra_models)
+            render.print_what_if(result)
+            _render_change(render.make_console(), result, extra_models)
         if result.base.status != "ok" and result.changed.status != "ok":
             raise typer.Exit(USER_ERROR)
 
 
 # --------------------------------------------------------------------------------------------------- plan
-
-def _print_plan(result) -> None:
-    from rich.table import Table
-
-    console = _console()
-    unit = result.demand_unit
-    if result.demand is not None:
-        rps = f" ({result.demand_requests_per_sec:g} requests/s)" if result.demand_requests_per_sec else ""
-        ask = f"serve {_fmt(result.demand)} {unit}{rps}"
-    else:
-        ask = "the most demand the budget serves"
-    limit = "" if result.latency_limit is None else f" with {result.latency_metric} <= {result.latency_limit:g}"
-    budgets = [f"{result.power_budget_kw:g} kW" if result.power_budget_kw is not None else "",
-               f"{result.gpu_budget} GPUs" if result.gpu_budget is not None else ""]
-    budget = " within " + " and ".join(b for b in budgets if b) if any(budgets) else ""
-    console.print(f"[bold]Plan:[/bold] {result.model_id} / {result.task}: {ask}{limit}{budget}; "
-                  f"GPUs considered: {', '.join(result.gpus_considered)}")
-    if result.chosen is None:
-        console.print(f"[red]No feasible deployment:[/red] {result.reason}")
-    table = Table(title="Lowest-energy deployment per GPU type (chosen first)", title_justify="left",
-                  show_lines=True)
-    for name in ("GPU", "GPUs x replicas", "batch", f"{unit} per replica", "median ITL ms" if
-                 result.latency_metric == "median_itl_ms" else "batch latency s", "power kW (p10-p90)",
-                 "kWh/day", f"{unit}/W", "served"):
-        table.add_column(name, justify="left" if name == "GPU" else "right")
-    for d in result.alternatives:
-        c = d.prediction.configuration
-        batch = c.batch_size if c.batch_size is not None else c.max_num_seqs
-        table.add_row(("* " if d == result.chosen else "") + c.gpu_model, f"{c.num_gpus} x {d.replicas}",
-                      str(batch), _fmt(d.capacity_per_replica), _fmt(d.prediction.value(result.latency_metric)),
-                      f"{_fmt(d.power_kw)}\n[dim]{_fmt(d.power_kw_p10)}-{_fmt(d.power_kw_p90)}[/dim]",
-                      _fmt(d.energy_per_day_kwh), f"{d.throughput_per_watt:.3g}", _fmt(d.demand_served))
-    if result.alternatives:
-        console.print(table)
-    if result.chosen is not None:
-        d = result.chosen
-        console.print(f"[bold green]Chosen:[/bold green] {d.replicas} replica(s) of "
-                      f"{_describe(d.prediction.configuration)} = {d.total_gpus} GPUs, {_fmt(d.power_kw)} kW "
-                      f"({_fmt(d.energy_per_day_kwh)} kWh/day), {d.throughput_per_watt:.3g} {unit}/W, serving "
-                      f"{_fmt(d.demand_served)} {unit}")
-    _bullets(console, "Assumptions:", result.assumptions)
-    _bullets(console, "Warnings:", result.warnings, style="yellow")
 
 
 @app.command()
@@ -646,7 +455,7 @@ def plan(
         if json_output:
             typer.echo(result.model_dump_json(indent=2))
         else:
-            _print_plan(result)
+            render.print_plan(result)
         if result.chosen is None:
             raise typer.Exit(USER_ERROR)
 
@@ -712,7 +521,7 @@ def catalog_list(kind: KindArg, json_output: Json = False) -> None:
         for key, row in zip(table_keys, rows, strict=True):
             mark = "* " if key in trained else "  "
             table.add_row(mark + key, *row, ", ".join(sorted(aliases.get(key, []))[:4]))
-        _console().print(table)
+        render.make_console().print(table)
 
 
 @catalog_app.command("show")
@@ -743,40 +552,10 @@ def catalog_show(kind: KindArg, name: Annotated[str, typer.Argument(help="A key 
         aliases = sorted(a for a, k in catalog.aliases.get(kind, {}).items() if k == key)
         if aliases:
             table.add_row("aliases", ", ".join(aliases))
-        _console().print(table)
+        render.make_console().print(table)
 
 
 # ---------------------------------------------------------------------------------------- train / evaluate
-
-def accuracy_summary(card: dict) -> dict:
-    """Per split: energy-per-token (LLM/MLLM) and energy-per-item (diffusion) median / p90 APE % and rows."""
-    out = {}
-    for split, families in card.get("metrics", {}).items():
-        row = {}
-        for family, metric in (("llm", "energy_per_token_joules"), ("diffusion", "energy_per_item_joules")):
-            values = families.get(family, {}).get(metric)
-            if values:
-                row[family] = {"metric": metric, "median_ape_pct": values.get("median_ape_pct"),
-                               "p90_ape_pct": values.get("p90_ape_pct"), "n": values.get("n")}
-        out[split] = row
-    return out
-
-
-def _print_summary(summary: dict, source: str) -> None:
-    from rich.table import Table
-
-    table = Table(title=f"Held-out accuracy of energy predictions ({source}); APE = |predicted - measured| / "
-                        f"measured", title_justify="left")
-    for name in ("split", "LLM J/token median APE %", "p90 %", "n", "diffusion J/item median APE %", "p90 %", "n"):
-        table.add_column(name, justify="left" if name == "split" else "right")
-    for split, row in summary.items():
-        cells = []
-        for family in ("llm", "diffusion"):
-            v = row.get(family)
-            cells += (["-"] * 3 if v is None else
-                      [f"{v['median_ape_pct']:.1f}", f"{v['p90_ape_pct']:.1f}", str(v["n"])])
-        table.add_row(split, *cells)
-    _console().print(table)
 
 
 @app.command()
@@ -788,7 +567,7 @@ def train() -> None:
         from estimator import training
 
         with Progress(SpinnerColumn(), TextColumn("{task.description}"), TextColumn("{task.completed} steps"),
-                      TimeElapsedColumn(), console=_console()) as progress:
+                      TimeElapsedColumn(), console=render.make_console()) as progress:
             step = progress.add_task("loading runs", total=None)
 
             def tick(label: str) -> None:
@@ -796,7 +575,7 @@ def train() -> None:
 
             bundle = training.train(output=training.default_output(), progress=tick)
         typer.echo(f"wrote {training.default_output()}")
-        _print_summary(accuracy_summary(bundle.card), "out-of-fold, from the new card")
+        render.print_summary(render.accuracy_summary(bundle.card), "out-of-fold, from the new card")
 
 
 @app.command()
@@ -817,11 +596,11 @@ def evaluate(
         if not card_path.exists():
             _fail(f"no predictor card at {card_path}; run `joules-estimate train`")
         card = json.loads(card_path.read_text())
-        summary = accuracy_summary(card)
+        summary = render.accuracy_summary(card)
         if json_output:
             typer.echo(json.dumps(summary, indent=2))
         else:
-            _print_summary(summary, f"{card_path}")
+            render.print_summary(summary, f"{card_path}")
         if report:
             try:
                 from estimator.report import write_accuracy_report
