@@ -104,16 +104,10 @@ def _blank(value) -> bool:
 
 
 def split_warnings(text) -> list[str]:
-    """``predict_frame``'s '; '-joined warnings back into a list (a clause that continues a warning stays with it)."""
+    """``predict_frame``'s '; '-joined warnings back into a list (no single warning contains '; ')."""
     if _blank(text):
         return []
-    out: list[str] = []
-    for part in str(text).split("; "):
-        if out and part.startswith("predicted at"):  # "max_num_seqs N exceeds ...; predicted at the batch ..."
-            out[-1] = f"{out[-1]}; {part}"
-        else:
-            out.append(part)
-    return out
+    return str(text).split("; ")
 
 
 _INT_FIELDS = {name for name, field in Configuration.model_fields.items() if "int" in str(field.annotation)}

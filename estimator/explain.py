@@ -223,6 +223,24 @@ def _physics_meta(names: tuple[str, ...]) -> tuple[str, str, str]:
 _REFERENCE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
+def reference_from_frames(regressors: dict, frames: dict[str, pd.DataFrame],
+                          features: dict[str, pd.DataFrame]) -> dict[str, float]:
+    """Training means (log space) of each target's physics offset and of the identity terms: the reference
+    point ("the average configuration") that attributions are measured from. Stored in the card by training."""
+    reference: dict[str, float] = {}
+    for name, regressor in regressors.items():
+        family = "diffusion" if regressor.target.family == "diffusion" else "llm"
+        if frames[family].empty:
+            continue
+        reference[name] = float(np.mean(offset_function(offset_names(regressor))(features[family])))
+    if not frames["llm"].empty:
+        reference["output_tokens"] = float(np.mean(np.log(frames["llm"]["avg_output_len"].to_numpy(float))))
+    if not frames["diffusion"].empty:
+        log_batch = float(np.mean(np.log(frames["diffusion"]["batch_size"].to_numpy(float))))
+        reference["per_item"], reference["batch_items"] = -log_batch, log_batch
+    return reference
+
+
 def attribution_reference(bundle: PredictorBundle, catalog: Catalog) -> tuple[dict[str, float], str]:
     """Training means of each physics offset and identity term (log space), and where they came from.
 
@@ -242,18 +260,8 @@ def attribution_reference(bundle: PredictorBundle, catalog: Catalog) -> tuple[di
         runs = load_runs(catalog=catalog)
         frames = split_by_family(runs)
         source = "training runs" if data_hash(runs) == bundle.card.get("data_hash") else "current datasets/"
-        reference: dict[str, float] = {}
-        for name, regressor in bundle.regressors.items():
-            frame = frames["diffusion" if regressor.target.family == "diffusion" else "llm"]
-            if frame.empty:
-                continue
-            features = featurize(frame, catalog)
-            reference[name] = float(np.mean(offset_function(offset_names(regressor))(features)))
-        if not frames["llm"].empty:
-            reference["output_tokens"] = float(np.mean(np.log(frames["llm"]["avg_output_len"].to_numpy(float))))
-        if not frames["diffusion"].empty:
-            log_batch = float(np.mean(np.log(frames["diffusion"]["batch_size"].to_numpy(float))))
-            reference["per_item"], reference["batch_items"] = -log_batch, log_batch
+        features = {family: featurize(frame, catalog) for family, frame in frames.items() if not frame.empty}
+        reference = reference_from_frames(bundle.regressors, frames, features)
         result = (reference, source)
     except (FileNotFoundError, OSError, ValueError, KeyError) as exc:
         result = ({}, f"unavailable ({exc.__class__.__name__}); baseline = exp(bias)")

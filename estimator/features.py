@@ -142,7 +142,8 @@ def llm_features_row(arch: ArchitectureSpec, gpu: GPUSpec, ref_gpu: GPUSpec, *, 
     row = dict(static)
     linear_flops = row.pop("_linear_flops")
     context = input_tokens + output_tokens / 2.0  # mean context seen by a decode step
-    per_seq = physics.kv_bytes_per_sequence(arch, input_tokens + output_tokens)
+    # paged KV: a running batch holds sequences at every stage, on average input + output / 2 tokens each
+    per_seq = physics.kv_bytes_per_sequence(arch, context)
     copies = num_gpus if (arch.attention == "mla" and not attention_dp) else 1
     feasible = physics.max_batch_that_fits(row["headroom_gb_per_gpu"], num_gpus, per_seq, copies)
     batch = max(min(max_num_seqs, feasible), 1.0)
@@ -212,7 +213,7 @@ def diffusion_features_row(arch: ArchitectureSpec, gpu: GPUSpec, ref_gpu: GPUSpe
     }
 
 
-def _value(row: pd.Series, name: str, default):
+def _value(row: dict, name: str, default):
     value = row.get(name, default)
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return default
@@ -232,7 +233,7 @@ def featurize(configs: pd.DataFrame, catalog: Catalog,
     ref_gpu = catalog.gpus[REFERENCE_GPU]
     rows = []
     static_cache: dict = {}
-    for _, config in configs.iterrows():
+    for config in configs.to_dict("records"):
         model_id = config["model_id"]
         arch = extra_models.get(model_id) or catalog.models[model_id]
         gpu = catalog.gpus[config["gpu_model"]]

@@ -79,8 +79,11 @@ def resolve_row(raw: dict, catalog: Catalog, extra_models: dict[str, Architectur
     domain = bundle.card.get("domain", {}).get(family, {})
     if model_id not in domain.get("models", [model_id]):
         warnings.append("model absent from training data (extrapolating from its architecture)")
+    engine = str(values.get("engine", "xdit" if family == "diffusion" else "vllm"))
     if gpu_key not in domain.get("gpus", [gpu_key]):
         warnings.append(f"GPU {gpu_key} absent from training data (extrapolating from its datasheet)")
+    elif f"{gpu_key}|{engine}" not in domain.get("gpu_engines", [f"{gpu_key}|{engine}"]):
+        warnings.append(f"GPU {gpu_key} measured only with other engines than {engine} (extrapolating)")
     if family == "diffusion":
         values.setdefault("batch_size", 1)
         batch = values["batch_size"]
@@ -181,7 +184,7 @@ def predict_frame(configs: pd.DataFrame, bundle: PredictorBundle, catalog: Catal
                                           strict=True):
                 if batch > feasible:
                     note = (f"max_num_seqs {int(batch)} exceeds the ~{int(feasible)} sequences whose KV cache "
-                            f"fits; predicted at the batch that fits")
+                            f"fits, so predicted at the batch that fits")
                     warnings[p] = "; ".join(filter(None, [warnings[p], note]))
     out["status"], out["reason"], out["warnings"] = status, reasons, warnings
     return out

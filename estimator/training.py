@@ -45,7 +45,8 @@ def _versions() -> dict[str, str]:
 def _domain(frame: pd.DataFrame, family: str) -> dict:
     batch = "batch_size" if family == "diffusion" else "max_num_seqs"
     return {"models": sorted(frame["model_id"].unique()), "gpus": sorted(frame["gpu_model"].unique()),
-            "engines": sorted(frame["engine"].unique()), "tasks": sorted(frame["task"].unique()),
+            "engines": sorted(frame["engine"].unique()),
+            "gpu_engines": sorted(set(frame["gpu_model"] + "|" + frame["engine"])), "tasks": sorted(frame["task"].unique()),
             "precisions": sorted(frame["weight_precision"].unique()),
             "num_gpus": sorted(int(v) for v in frame["num_gpus"].unique()),
             "batch_min": int(frame[batch].min()), "batch_max": int(frame[batch].max()), "rows": len(frame)}
@@ -133,6 +134,9 @@ def train(*, root: Path | None = None, output: Path | None = None, evaluate: boo
         "domain": {family: _domain(frame, family) for family, frame in frames.items() if not frame.empty},
         "versions": _versions(),
     }
+    from estimator.explain import reference_from_frames
+
+    card["attribution_reference"] = reference_from_frames(regressors, frames, features)
     if evaluate:
         metrics, residuals = evaluate_all(frames, features, catalog, splits, progress)
         card["metrics"] = metrics

@@ -70,11 +70,15 @@ def test_bad_rows_get_reasons_and_never_abort(bundle, catalog):
 
 
 def test_extrapolation_is_flagged(bundle, catalog):
-    """Unseen GPU and model and out-of-range batch carry warnings rather than silent confidence."""
-    out = predict_frame(_one(model_id="mistral-7b", task="chat", gpu_model="h200", num_gpus=1, max_num_seqs=4),
-                        predictor=bundle, catalog=catalog)
+    """Unseen GPU and model and out-of-range batch carry warnings rather than silent confidence; so does a GPU
+    measured only with another engine (H200 has torch-backend runs, no vLLM runs)."""
+    out = predict_frame(pd.DataFrame([
+        {"model_id": "mistral-7b", "task": "chat", "gpu_model": "l40s", "num_gpus": 1, "max_num_seqs": 4},
+        {"model_id": "llama-8b", "task": "chat", "gpu_model": "h200", "num_gpus": 1, "max_num_seqs": 64}]),
+        predictor=bundle, catalog=catalog)
     warning = out.warnings[0]
-    assert "model absent" in warning and "GPU H200 absent" in warning and "outside the measured range" in warning
+    assert "model absent" in warning and "GPU L40S absent" in warning and "outside the measured range" in warning
+    assert "other engines than vllm" in out.warnings[1]
 
 
 def test_diffusion_energy_is_power_times_latency_over_batch(bundle, catalog):

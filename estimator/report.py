@@ -1,0 +1,107 @@
+"""The accuracy report (``benchmarks/accuracy.md`` and the README table), generated from a predictor card.
+
+Every number printed here comes from the card's out-of-fold metrics and names its split; nothing is typed in.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+SPLIT_NOTES = {
+    "random-5fold": "rows shuffled into 5 folds (optimistic: siblings of a held-out row stay in training)",
+    "leave-one-model-out": "every configuration of one model held out (headline)",
+    "leave-family-out": "every model of the same architecture shape held out together",
+    "leave-gpu-out": "train on one GPU generation, predict the other (H100 <-> B200)",
+    "leave-task-out": "every configuration of one task held out",
+}
+QUANTITY_LABELS = {
+    "energy_per_token_joules": "energy per token", "energy_per_request_joules": "energy per response",
+    "avg_power_watts": "power", "output_throughput_tokens_per_sec": "throughput", "median_itl_ms": "median ITL",
+    "energy_per_item_joules": "energy per image/video", "batch_latency_s": "batch latency",
+}
+COMMAND = "joules-estimate train  # then: joules-estimate evaluate (writes this file)"
+
+
+def _metric_row(split: str, family: str, quantity: str, values: dict) -> str:
+    coverage = values.get("p10_p90_coverage_pct")
+    coverage_text = f"{coverage:.0f}%" if coverage is not None else "-"
+    return (f"| {split} | {family} | {QUANTITY_LABELS.get(quantity, quantity)} | {values['n']} | "
+            f"{values['median_ape_pct']:.1f}% | {values['mape_pct']:.1f}% | {values['p90_ape_pct']:.1f}% | "
+            f"{values['within_2x_pct']:.0f}% | {coverage_text} |")
+
+
+def headline_table(card: dict) -> str:
+    """Markdown table of energy accuracy per split (the README's table)."""
+    lines = ["| split | family | quantity | rows | median APE | MAPE | p90 APE | within 2x | p10-p90 coverage |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for split, by_family in card.get("metrics", {}).items():
+        for family, by_quantity in by_family.items():
+            quantity = "energy_per_item_joules" if family == "diffusion" else "energy_per_token_joules"
+            lines.append(_metric_row(split, family, quantity, by_quantity[quantity]))
+    return "\n".join(lines)
+
+
+def accuracy_markdown(card: dict) -> str:
+    """The full accuracy report as markdown."""
+    metrics = card.get("metrics", {})
+    parts = [
+        "# Accuracy of the trained predictors",
+        "",
+        f"Generated from `models/predictors/{card.get('name', 'default')}/card.json` by `{COMMAND}`.",
+        f"Training data hash `{card.get('data_hash')}`, catalog hash `{card.get('catalog_hash')}`, "
+        f"rows: {card.get('training_rows')}. Library versions: {card.get('versions')}.",
+        "",
+        "All numbers are **out-of-fold**: each row is predicted by predictors that never saw it, under the named "
+        "split. LLM rows include multimodal (image/video chat) rows; the workload's mean output length is an "
+        "input (as a user would give it), the input length comes from the task profile.",
+        "",
+        "## Splits",
+        *[f"- `{name}`: {note}" for name, note in SPLIT_NOTES.items()],
+        "",
+        "## Energy, by split",
+        headline_table(card),
+        "",
+        "## Every quantity, leave-one-model-out",
+        "| split | family | quantity | rows | median APE | MAPE | p90 APE | within 2x | p10-p90 coverage |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    headline = metrics.get("leave-one-model-out", {})
+    for family, by_quantity in headline.items():
+        for quantity, values in by_quantity.items():
+            if quantity in QUANTITY_LABELS:
+                parts.append(_metric_row("leave-one-model-out", family, quantity, values))
+    by_task_family = headline.get("llm", {}).get("energy_per_token_by_task_family", {})
+    if by_task_family:
+        parts += ["", "Energy per token, leave-one-model-out, by task family: " + "; ".join(
+            f"{name}: median APE {v['median_ape_pct']:.1f}%, p90 {v['p90_ape_pct']:.1f}% (n={v['n']})"
+            for name, v in by_task_family.items()) + "."]
+    ranking = headline.get("llm", {}).get("ranking")
+    if ranking:
+        parts += ["", "## Choosing configurations (leave-one-model-out)",
+                  f"Within each (model, task, GPU, GPU count) group of held-out rows ({ranking['groups']} groups "
+                  f"with >= 3 batch sizes): Kendall tau between predicted and measured energy per token, median "
+                  f"{ranking['median_kendall_tau']:.2f}, mean {ranking['mean_kendall_tau']:.3f}; the predicted "
+                  f"minimum-energy batch is within 5% of the true minimum energy in "
+                  f"{ranking['min_energy_pick_within_5pct_pct']:.1f}% of groups."]
+    baselines = card.get("baselines", {}).get("llm", {})
+    if baselines:
+        parts += ["", "## Baselines on the same LLM rows (no training, so no split)",
+                  "| baseline | median APE | p90 APE | within 2x | median predicted / measured |",
+                  "|---|---|---|---|---|"]
+        for name, values in baselines.items():
+            parts.append(f"| {name} | {values['median_ape_pct']:.1f}% | {values['p90_ape_pct']:.1f}% | "
+                         f"{values['within_2x_pct']:.0f}% | {values['median_ratio_predicted_over_measured']:.3f} |")
+        parts += ["", "`naive-flops-tdp` is Fernandez et al.'s idealized estimate (FLOPs x TDP / peak FLOP/s); "
+                  "`ecologits` is EcoLogits' fitted formula (a*exp(b*batch)*P_active + c Wh/token)."]
+    parts += ["", "## Intervals",
+              f"p10-p90 intervals come from {card.get('interval_source', 'n/a')}; the coverage column above is "
+              "cross-fitted (each model's rows judged against quantiles from the other models' residuals only).",
+              ""]
+    return "\n".join(parts)
+
+
+def write_accuracy_report(card: dict, path: Path) -> Path:
+    """Write :func:`accuracy_markdown` to ``path`` and return it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(accuracy_markdown(card))
+    return path
