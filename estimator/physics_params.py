@@ -38,10 +38,7 @@ def attention_params_per_layer(arch: ArchitectureSpec) -> int:
         qk_head = arch.head_dim + arch.qk_rope_head_dim
         v_head = arch.v_head_dim or arch.head_dim
         heads = arch.num_attention_heads
-        if arch.q_lora_rank:
-            q = h * arch.q_lora_rank + arch.q_lora_rank * heads * qk_head
-        else:
-            q = h * heads * qk_head
+        q = h * arch.q_lora_rank + arch.q_lora_rank * heads * qk_head if arch.q_lora_rank else h * heads * qk_head
         kv = h * (arch.kv_lora_rank + arch.qk_rope_head_dim) + arch.kv_lora_rank * heads * (arch.head_dim + v_head)
         return q + kv + heads * v_head * h
     head_dim = arch.head_dim or h // max(arch.num_attention_heads, 1)

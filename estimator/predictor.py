@@ -3,7 +3,8 @@
 Each target is an ensemble of boosters, each learning ``log(y) - offset(features)`` for one physics offset
 (none; GPU count x TDP; roofline throughput or latency on the configuration's GPU or on a reference GPU); the
 prediction is their mean in log space. Members hedge between "hardware scales as the datasheet says" and
-"hardware does not matter", which is what transfers to GPUs absent from training. Energy is never predicted directly: energy per token
+"hardware does not matter", which is what transfers to GPUs absent from training.
+Energy is never predicted directly: energy per token
 = power / throughput and energy per image = power x latency / batch, so the three always agree exactly.
 Artifacts are LightGBM text files plus ``card.json``; no pickles.
 """

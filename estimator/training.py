@@ -46,7 +46,8 @@ def _domain(frame: pd.DataFrame, family: str) -> dict:
     batch = "batch_size" if family == "diffusion" else "max_num_seqs"
     return {"models": sorted(frame["model_id"].unique()), "gpus": sorted(frame["gpu_model"].unique()),
             "engines": sorted(frame["engine"].unique()),
-            "gpu_engines": sorted(set(frame["gpu_model"] + "|" + frame["engine"])), "tasks": sorted(frame["task"].unique()),
+            "gpu_engines": sorted(set(frame["gpu_model"] + "|" + frame["engine"])),
+            "tasks": sorted(frame["task"].unique()),
             "precisions": sorted(frame["weight_precision"].unique()),
             "num_gpus": sorted(int(v) for v in frame["num_gpus"].unique()),
             "batch_min": int(frame[batch].min()), "batch_max": int(frame[batch].max()), "rows": len(frame)}

@@ -78,7 +78,8 @@ def main() -> None:
         print(
             f"{task:16s} n_models={n:2d} mean_hist={np.mean(means_h):8.1f} mean_cfg={np.mean(means_c):8.1f} "
             f"(n={len(means_c)}) p50={p50_m:8.1f} p90_model_weighted={p90_m:8.1f} p90_count_weighted={p90_c:8.1f} "
-            f"per-model mean range=[{min(means_h):.0f}, {max(means_h):.0f}] mean share in last bin={np.mean(at_cap):.3f}"
+            f"per-model mean range=[{min(means_h):.0f}, {max(means_h):.0f}] "
+            f"mean share in last bin={np.mean(at_cap):.3f}"
         )
 
 
