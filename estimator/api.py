@@ -464,6 +464,27 @@ def explain(configs: pd.DataFrame, *, predictor: PredictorBundle | None = None, 
                                         catalog=catalog or load_catalog(), extra_models=extra_models)
 
 
+def explain_configuration(config: dict, *, quantity: str | None = None, predictor: PredictorBundle | None = None,
+                          catalog: Catalog | None = None, extra_models: dict[str, ArchitectureSpec] | None = None):
+    """The attribution of one configuration given with friendly keys (as :func:`what_if`'s ``base``).
+
+    Args:
+        config: ``model``, ``task``, ``gpu`` and optionally ``num_gpus``, ``batch``, ``precision``,
+            ``output_tokens``, ``steps``, ``resolution``... Without ``num_gpus``: the fewest GPUs that fit.
+        quantity: what to attribute (default energy per token, or per image/video for diffusion).
+
+    Returns:
+        ``estimator.explain.Attribution``: baseline x product of group multipliers = the prediction.
+    """
+    catalog = catalog or load_catalog()
+    bundle = predictor or load_predictor()
+    raw = _with_gpu_count(_normalize(config), bundle, catalog, extra_models)
+    _, row = _complete(raw, catalog, extra_models)
+    explain_module = importlib.import_module("estimator.explain")
+    return explain_module.explain_frame(pd.DataFrame([row]), predictor=bundle, catalog=catalog,
+                                        extra_models=extra_models, quantity=quantity)[0]
+
+
 # ----------------------------------------------------------------------------------------------------- plan
 
 def plan(model: str, task: str, *, demand_rps: float | None = None, demand_tokens_per_sec: float | None = None,

@@ -359,15 +359,30 @@ def _render_change(console, result, extra_models) -> None:
         console.print(draw(attribution))
 
 
+# one configuration (what-if base, explain): options shared by those commands
+OneGpu = Annotated[str | None, typer.Option(help="GPU type, e.g. b200 (the base side of a what-if).")]
+OneNumGpus = Annotated[int | None, typer.Option(min=1, help="GPUs per replica (default: the fewest of 1, 2, 4, 8 "
+                                                "that fit).")]
+OneMaxNumSeqs = Annotated[int | None, typer.Option(min=1, help="LLM batch cap, max_num_seqs (default 128).")]
+OneBatch = Annotated[int | None, typer.Option(min=1, help="Diffusion batch size (default 1).")]
+
+
+def _one_configuration(model, task, gpu, num_gpus, max_num_seqs, batch, precision, output_tokens, input_tokens,
+                       steps, resolution, frames) -> dict:
+    """Friendly-key configuration dict for estimator.api.what_if / explain_configuration."""
+    return {"model": model, "task": task, "gpu": gpu, "num_gpus": num_gpus, "max_num_seqs": max_num_seqs,
+            "batch_size": batch, "precision": precision, "output_tokens": output_tokens,
+            "input_tokens": input_tokens, "steps": steps, "resolution": resolution, "frames": frames}
+
+
 @app.command("what-if")
 def what_if_command(
     model: Model = None,
     task: Task = None,
-    gpu: Annotated[str | None, typer.Option(help="Base GPU type, e.g. b200.")] = None,
-    num_gpus: Annotated[int | None, typer.Option(min=1, help="Base GPUs per replica (default: the fewest of "
-                                                 "1, 2, 4, 8 that fit).")] = None,
-    max_num_seqs: Annotated[int | None, typer.Option(min=1, help="Base LLM batch cap (default 128).")] = None,
-    batch: Annotated[int | None, typer.Option(min=1, help="Base diffusion batch size (default 1).")] = None,
+    gpu: OneGpu = None,
+    num_gpus: OneNumGpus = None,
+    max_num_seqs: OneMaxNumSeqs = None,
+    batch: OneBatch = None,
     precision: Precision = None,
     output_tokens: OutputTokens = None,
     input_tokens: InputTokens = None,
@@ -387,9 +402,8 @@ def what_if_command(
         changes = _parse_sets(set_ or [])
         if not changes:
             typer.echo("note: no --set given; both sides are the same configuration", err=True)
-        base = {"model": model, "task": task, "gpu": gpu, "num_gpus": num_gpus, "max_num_seqs": max_num_seqs,
-                "batch_size": batch, "precision": precision, "output_tokens": output_tokens,
-                "input_tokens": input_tokens, "steps": steps, "resolution": resolution, "frames": frames}
+        base = _one_configuration(model, task, gpu, num_gpus, max_num_seqs, batch, precision, output_tokens,
+                                  input_tokens, steps, resolution, frames)
         from estimator.api import what_if
 
         result = what_if(base, extra_models=extra_models, **changes)
@@ -400,6 +414,51 @@ def what_if_command(
             _render_change(render.make_console(), result, extra_models)
         if result.base.status != "ok" and result.changed.status != "ok":
             raise typer.Exit(USER_ERROR)
+
+
+@app.command("explain")
+def explain_command(
+    model: Model = None,
+    task: Task = None,
+    gpu: OneGpu = None,
+    num_gpus: OneNumGpus = None,
+    max_num_seqs: OneMaxNumSeqs = None,
+    batch: OneBatch = None,
+    precision: Precision = None,
+    output_tokens: OutputTokens = None,
+    input_tokens: InputTokens = None,
+    steps: Steps = None,
+    resolution: Resolution = None,
+    frames: Frames = None,
+    quantity: Annotated[str | None, typer.Option(help="What to attribute: energy_per_token_joules (default), "
+                                                 "energy_per_request_joules, avg_power_watts, "
+                                                 "output_throughput_tokens_per_sec, median_itl_ms; diffusion: "
+                                                 "energy_per_item_joules (default), batch_latency_s.")] = None,
+    model_config: ModelConfig = None,
+    json_output: Json = False,
+    plot: Annotated[Path | None, typer.Option(help="Also write the waterfall as a PNG (needs matplotlib).",
+                                              dir_okay=False)] = None,
+) -> None:
+    """Why one configuration costs what it costs: a waterfall from the average configuration to this one,
+    by layer (algorithm / software / hardware) and latent factor (memory, compute, batch, utilization...)."""
+    with _user_errors():
+        model, extra_models = _extra_models(model, model_config)
+        _require(model=model, task=task, gpu=gpu)
+        from estimator.api import explain_configuration
+
+        config = _one_configuration(model, task, gpu, num_gpus, max_num_seqs, batch, precision, output_tokens,
+                                    input_tokens, steps, resolution, frames)
+        attribution = explain_configuration(config, quantity=quantity, extra_models=extra_models)
+        if getattr(attribution, "status", "ok") != "ok":
+            _fail(getattr(attribution, "reason", "cannot be predicted"))
+        explain_module = importlib.import_module("estimator.explain")
+        if json_output:
+            typer.echo(attribution.model_dump_json(indent=2))
+        else:
+            render.make_console().print(explain_module.render_attribution(attribution))
+        if plot is not None:
+            explain_module.plot_attribution(attribution, plot)
+            typer.echo(f"wrote {plot}", err=True)
 
 
 # --------------------------------------------------------------------------------------------------- plan

@@ -20,7 +20,6 @@ from estimator.catalog import ArchitectureSpec, Catalog, GPUSpec
 #: roofline offsets are computed on this GPU so the learned part carries the hardware effect (see DESIGN §4)
 REFERENCE_GPU = "H100-SXM"
 ENGINE_CODES = {"vllm": 0, "xdit": 0, "torch-cudagraph": 1, "transformers": 2}
-ATTENTION_CODES = {"mha": 0, "gqa": 1, "mla": 2, "none": 3}
 
 
 @dataclass(frozen=True)
@@ -45,11 +44,7 @@ HARDWARE = [
 ]
 LLM_FEATURES = [
     _f("log_total_params_billions", "algorithm", "model"), _f("log_active_params_billions", "algorithm", "model"),
-    _f("is_moe", "algorithm", "model"), _f("num_experts", "algorithm", "model"),
-    _f("expert_share", "algorithm", "model"), _f("num_layers", "algorithm", "model"),
-    _f("hidden_size", "algorithm", "model"), _f("attention_kind", "algorithm", "model"),
-    _f("sliding_fraction", "algorithm", "model"), _f("mamba_fraction", "algorithm", "model"),
-    _f("vision_params_billions", "algorithm", "model"), _f("is_multimodal", "algorithm", "workload"),
+    _f("is_multimodal", "algorithm", "workload"),
     _f("is_video", "algorithm", "workload"), _f("log_output_tokens", "algorithm", "workload"),
     _f("log_input_tokens", "algorithm", "workload"), _f("is_reasoning", "algorithm", "workload"),
     _f("log2_max_num_seqs", "software", "batch"), _f("tensor_parallel", "software", "parallelism"),
@@ -104,17 +99,9 @@ def _hardware(gpu: GPUSpec, precision: str, num_gpus: int) -> dict:
 def _llm_static(arch: ArchitectureSpec, precision: str, num_gpus: int, attention_dp: bool,
                 gpu: GPUSpec) -> dict:
     weight_per_gpu = physics.weight_bytes_per_gpu(arch, precision, num_gpus, 2 if attention_dp else 1)
-    layers = max(arch.num_layers + arch.num_mamba_layers, 1)
     return {
         "log_total_params_billions": math.log(arch.total_params_billions),
         "log_active_params_billions": math.log(arch.active_params_billions),
-        "is_moe": float(arch.architecture == "moe"), "num_experts": arch.num_experts,
-        "expert_share": arch.num_experts_per_token / arch.num_experts if arch.num_experts else 1.0,
-        "num_layers": arch.num_layers + arch.num_mamba_layers, "hidden_size": arch.hidden_size,
-        "attention_kind": ATTENTION_CODES[arch.attention],
-        "sliding_fraction": arch.num_sliding_window_layers / layers,
-        "mamba_fraction": arch.num_mamba_layers / layers,
-        "vision_params_billions": arch.vision_params_billions,
         "precision_bytes": physics.bytes_per_param(precision),
         "weight_gb_per_gpu": weight_per_gpu / physics.BILLION,
         "headroom_gb_per_gpu": physics.memory_headroom_per_gpu_gb(gpu, weight_per_gpu),

@@ -16,7 +16,7 @@ from estimator.physics_params import mlp_params, moe_layer_count, param_breakdow
 BYTES_PER_PARAM = {"bfloat16": 2.0, "float16": 2.0, "fp8": 1.0, "int8": 1.0, "int4": 0.5, "mxfp4": 4.25 / 8}
 KV_CACHE_BYTES = 2.0  # vLLM default KV-cache dtype follows the model dtype: bf16
 GPU_MEMORY_UTILIZATION = 0.9  # vLLM's default gpu_memory_utilization
-ACTIVATION_RESERVE_GB = 4.0  # CUDA graphs, activations and sampler buffers kept out of the KV pool (per GPU)
+ACTIVATION_RESERVE_GB = 2.0  # CUDA graphs, activations and sampler buffers kept out of the KV pool (per GPU)
 BILLION = 1e9
 
 

@@ -21,12 +21,14 @@ import pandas as pd
 
 from estimator.features import feature_names
 
+#: small trees: with ~40 models, deeper trees memorise model identity instead of physics (chosen on
+#: leave-one-model-out / leave-family-out / leave-GPU-out energy error; see benchmarks/accuracy.md)
 LGB_PARAMS = {
-    "objective": "regression", "learning_rate": 0.05, "num_leaves": 15, "min_data_in_leaf": 4,
-    "feature_fraction": 0.8, "bagging_fraction": 0.9, "bagging_freq": 1, "lambda_l2": 1.0,
+    "objective": "regression", "learning_rate": 0.05, "num_leaves": 7, "min_data_in_leaf": 6,
+    "feature_fraction": 0.7, "bagging_fraction": 0.9, "bagging_freq": 1, "lambda_l2": 1.0,
     "verbose": -1, "deterministic": True, "force_row_wise": True, "num_threads": 2, "seed": 7,
 }
-NUM_ROUNDS = 400
+NUM_ROUNDS = 500
 
 
 @dataclass(frozen=True)
@@ -169,6 +171,10 @@ def derive_diffusion(log_power: np.ndarray, log_latency: np.ndarray, batch_size:
             "energy_per_item_joules": power * latency / batch_size, "items_per_sec": batch_size / latency}
 
 
+class PredictorMismatchError(ValueError):
+    """A saved predictor does not match this version's features (it must be retrained)."""
+
+
 class PredictorBundle:
     """All target regressors plus the interval calibration and the card (what was trained on what)."""
 
@@ -202,6 +208,11 @@ class PredictorBundle:
             raise FileNotFoundError(f"no trained predictor at {directory} (card.json missing); "
                                     f"run `joules-estimate train`")
         card = json.loads(card_path.read_text())
+        for family, features in card.get("features", {}).items():
+            if [f["name"] for f in features] != feature_names(family):
+                raise PredictorMismatchError(
+                    f"the predictor at {directory} was trained on other {family} features than this version "
+                    f"computes; retrain it with `joules-estimate train`")
         by_name = {t.name: t for t in TARGETS}
         regressors = {}
         for name in card["targets"]:
