@@ -38,14 +38,16 @@ def weight_bytes_total(arch: ArchitectureSpec, precision: str) -> float:
         params = (arch.denoiser_params_billions + arch.text_encoder_params_billions + arch.vae_params_billions)
         return params * BILLION * bytes_per_param(precision)
     parts = param_breakdown(arch)
+    # other_params (MTP head, Omni talker) are not loaded by a serving engine for text generation
+    parts_total = parts.total_billions - arch.other_params_billions
     quantised = bytes_per_param(precision)
     embedding = parts.embedding_billions * BILLION * 2.0
     if precision == "mxfp4":
         experts = (parts.routed_experts_billions + parts.shared_experts_billions) * BILLION * quantised
-        rest = (parts.total_billions - parts.embedding_billions - parts.routed_experts_billions
+        rest = (parts_total - parts.embedding_billions - parts.routed_experts_billions
                 - parts.shared_experts_billions) * BILLION * 2.0
         return embedding + experts + rest
-    return embedding + (parts.total_billions - parts.embedding_billions) * BILLION * quantised
+    return embedding + (parts_total - parts.embedding_billions) * BILLION * quantised
 
 
 def expert_bytes(arch: ArchitectureSpec, precision: str) -> float:
@@ -132,8 +134,8 @@ def weight_bytes_read_per_step(arch: ArchitectureSpec, precision: str, batch: fl
     """Weight bytes one decode step reads (all GPUs together): dense weights once, MoE experts only if
     some token in the batch routes to them. Embedding rows are negligible and skipped."""
     parts = param_breakdown(arch)
-    # vision tower, MTP head, talker: not read by a text decode step
-    total = weight_bytes_total(arch, precision) - parts.extra_billions * BILLION * bytes_per_param(precision)
+    # vision tower: loaded (weight_bytes_total) but not read by a text decode step
+    total = weight_bytes_total(arch, precision) - arch.vision_params_billions * BILLION * bytes_per_param(precision)
     embedding = parts.embedding_billions * BILLION * 2.0 / (1 if arch.tie_word_embeddings else 2)
     if arch.architecture != "moe":
         return total - embedding
