@@ -108,6 +108,7 @@ class ArchitectureSpec(_Entry):
     num_dense_layers: int = Field(default=0, ge=0, description="layers with a dense MLP in an MoE model")
     # attention variants
     attention: Literal["mha", "gqa", "mla", "none"] = "gqa"
+    qk_norm: bool = Field(default=False, description="per-head RMSNorm on queries and keys (Qwen3)")
     q_lora_rank: int = Field(default=0, ge=0, description="MLA query compression width; 0 = none")
     kv_lora_rank: int = Field(default=0, ge=0, description="MLA compressed KV width")
     v_head_dim: int = Field(default=0, ge=0, description="MLA value head width; 0 = head_dim")

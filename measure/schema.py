@@ -8,7 +8,6 @@ the stability verdict and the provenance of the measurement.
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
 import tomllib
@@ -80,71 +79,42 @@ class ModelShape(_Strict):
         )
 
 
-# Shapes from each model's published config.json (Hugging Face). Keys are the catalog's HF ids, exact.
-KNOWN_SHAPES: dict[str, ModelShape] = {
-    "meta-llama/Llama-3.1-8B-Instruct": ModelShape(
-        hidden_size=4096,
-        num_hidden_layers=32,
-        num_attention_heads=32,
-        num_key_value_heads=8,
-        head_dim=128,
-        intermediate_size=14336,
-        vocab_size=128256,
-        rope_theta=500000.0,
-        rms_norm_eps=1e-5,
-    ),
-    "Qwen/Qwen3-8B": ModelShape(
-        hidden_size=4096,
-        num_hidden_layers=36,
-        num_attention_heads=32,
-        num_key_value_heads=8,
-        head_dim=128,
-        intermediate_size=12288,
-        vocab_size=151936,
-        rope_theta=1e6,
-        rms_norm_eps=1e-6,
-        qk_norm=True,
-    ),
-    "Qwen/Qwen3-14B": ModelShape(
-        hidden_size=5120,
-        num_hidden_layers=40,
-        num_attention_heads=40,
-        num_key_value_heads=8,
-        head_dim=128,
-        intermediate_size=17408,
-        vocab_size=151936,
-        rope_theta=1e6,
-        rms_norm_eps=1e-6,
-        qk_norm=True,
-    ),
-    "Qwen/Qwen3-32B": ModelShape(
-        hidden_size=5120,
-        num_hidden_layers=64,
-        num_attention_heads=64,
-        num_key_value_heads=8,
-        head_dim=128,
-        intermediate_size=25600,
-        vocab_size=151936,
-        rope_theta=1e6,
-        rms_norm_eps=1e-6,
-        qk_norm=True,
-    ),
-}
+def shape_from_catalog(model_id: str) -> ModelShape:
+    """The decoder shape of a catalog model (values from its published config, with sources, in
+    ``models/catalog/architectures.toml``). The torch backend runs dense GQA/MHA decoders only.
+
+    Raises:
+        KeyError: unknown model id (the catalog's message lists close matches).
+        ValueError: the architecture is one the torch backend cannot build (MoE, MLA, hybrid, sliding window).
+    """
+    from estimator.catalog import load_catalog
+
+    catalog = load_catalog()
+    arch = catalog.models[catalog.resolve("model", model_id)]
+    unsupported = [what for what, flag in (("mixture of experts", arch.architecture == "moe"),
+                                           ("MLA attention", arch.attention == "mla"),
+                                           ("Mamba layers", arch.num_mamba_layers > 0),
+                                           ("sliding-window layers", arch.num_sliding_window_layers > 0),
+                                           ("not an LLM", arch.kind == "diffusion")) if flag]
+    if unsupported:
+        raise ValueError(f"the torch backend builds dense decoders only; {model_id} has {', '.join(unsupported)}; "
+                         f"give [model.config] in the spec or use the vllm backend")
+    return ModelShape(hidden_size=arch.hidden_size, num_hidden_layers=arch.num_layers,
+                      num_attention_heads=arch.num_attention_heads,
+                      num_key_value_heads=arch.num_kv_heads or arch.num_attention_heads,
+                      head_dim=arch.head_dim or None, intermediate_size=arch.intermediate_size,
+                      vocab_size=arch.vocab_size, qk_norm=arch.qk_norm, tie_word_embeddings=arch.tie_word_embeddings)
 
 
 def resolve_shape(model_id: str, config: ModelShape | None = None) -> ModelShape:
-    """The shape for ``model_id``: the explicit ``config`` if given, else the built-in table (exact key).
+    """The shape for ``model_id``: the explicit ``config`` if given, else the catalog's entry (exact key or alias).
 
     Raises:
         KeyError: unknown model id and no config; the message lists close matches.
     """
     if config is not None:
         return config
-    if model_id in KNOWN_SHAPES:
-        return KNOWN_SHAPES[model_id]
-    close = difflib.get_close_matches(model_id, list(KNOWN_SHAPES), n=3)
-    hint = f" Did you mean: {', '.join(close)}?" if close else ""
-    raise KeyError(f"no built-in shape for model {model_id!r}; give [model.config] in the spec.{hint}")
+    return shape_from_catalog(model_id)
 
 
 class ModelSection(_Strict):

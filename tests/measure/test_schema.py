@@ -6,7 +6,7 @@ import pytest
 from measure_fakes import make_spec
 from pydantic import ValidationError
 
-from measure.schema import KNOWN_SHAPES, SweepSpec, resolve_shape
+from measure.schema import SweepSpec, resolve_shape
 
 SPEC_TOML = """
 name = "llama8b-h100"
@@ -42,8 +42,14 @@ def test_misspelt_key_is_rejected(tmp_path):
 
 def test_unknown_model_names_close_matches():
     """Keys are exact; an unknown id without a config errors with close matches, never a silent pick."""
-    with pytest.raises(KeyError, match="Qwen/Qwen3-8B"):
-        resolve_shape("Qwen/Qwen3-8b")
+    with pytest.raises(KeyError, match="qwen3-8b"):
+        resolve_shape("qwen3-8bb")
+
+
+def test_shapes_the_torch_backend_cannot_build_are_refused():
+    """An MoE or MLA model must not be silently run as a dense decoder of the wrong cost."""
+    with pytest.raises(ValueError, match="mixture of experts"):
+        resolve_shape("Qwen/Qwen3-30B-A3B-Instruct-2507")
 
 
 def test_spec_hash_is_stable_and_sensitive():
@@ -52,12 +58,14 @@ def test_spec_hash_is_stable_and_sensitive():
     assert make_spec().spec_hash() != make_spec(batch_sizes=[8]).spec_hash()
 
 
-def test_known_shapes_have_published_parameter_counts():
-    """Random weights stand in for the model only if the shape is right: check parameter counts."""
-    assert KNOWN_SHAPES["meta-llama/Llama-3.1-8B-Instruct"].num_params / 1e9 == pytest.approx(8.03, abs=0.01)
-    assert KNOWN_SHAPES["Qwen/Qwen3-32B"].num_params / 1e9 == pytest.approx(32.8, abs=0.1)
-    assert KNOWN_SHAPES["Qwen/Qwen3-8B"].num_params / 1e9 == pytest.approx(8.19, abs=0.01)
-    assert KNOWN_SHAPES["meta-llama/Llama-3.1-8B-Instruct"].kv_bytes_per_token() == 131072
+def test_catalog_shapes_have_published_parameter_counts():
+    """Random weights stand in for the model only if the shape is right: shapes come from the catalog and
+    reproduce the published parameter counts."""
+    assert resolve_shape("meta-llama/Llama-3.1-8B-Instruct").num_params / 1e9 == pytest.approx(8.03, abs=0.01)
+    assert resolve_shape("Qwen/Qwen3-32B").num_params / 1e9 == pytest.approx(32.8, abs=0.1)
+    assert resolve_shape("Qwen/Qwen3-32B").qk_norm
+    assert resolve_shape("Qwen/Qwen3-8B").num_params / 1e9 == pytest.approx(8.19, abs=0.01)
+    assert resolve_shape("meta-llama/Llama-3.1-8B-Instruct").kv_bytes_per_token() == 131072
 
 
 def test_record_rejects_broken_identities(record_dict):
