@@ -42,6 +42,19 @@ def headline_table(card: dict) -> str:
     return "\n".join(lines)
 
 
+def _gpu_direction_lines(metrics: dict) -> list[str]:
+    """Leave-GPU-out energy error per direction (train on the others, predict this GPU)."""
+    lines = []
+    for family, by_quantity in metrics.get("leave-gpu-out", {}).items():
+        quantity = "energy_per_item_joules" if family == "diffusion" else "energy_per_token_joules"
+        folds = by_quantity.get(quantity, {}).get("by_fold", {})
+        if folds:
+            lines.append(f"Leave-GPU-out, {family} {QUANTITY_LABELS[quantity]}, per direction: " + "; ".join(
+                f"{fold}: median APE {v['median_ape_pct']:.1f}%, p90 {v['p90_ape_pct']:.1f}% (n={v['n']})"
+                for fold, v in folds.items()) + ".")
+    return [*lines, ""] if lines else []
+
+
 def accuracy_markdown(card: dict) -> str:
     """The full accuracy report as markdown."""
     metrics = card.get("metrics", {})
@@ -62,6 +75,7 @@ def accuracy_markdown(card: dict) -> str:
         "## Energy, by split",
         headline_table(card),
         "",
+        *_gpu_direction_lines(metrics),
         "## Every quantity, leave-one-model-out",
         "| split | family | quantity | rows | median APE | MAPE | p90 APE | within 2x | p10-p90 coverage |",
         "|---|---|---|---|---|---|---|---|---|",
@@ -95,8 +109,10 @@ def accuracy_markdown(card: dict) -> str:
         parts += ["", "`naive-flops-tdp` is Fernandez et al.'s idealized estimate (FLOPs x TDP / peak FLOP/s); "
                   "`ecologits` is EcoLogits' fitted formula (a*exp(b*batch)*P_active + c Wh/token)."]
     parts += ["", "## Intervals",
-              f"p10-p90 intervals come from {card.get('interval_source', 'n/a')}; the coverage column above is "
-              "cross-fitted (each model's rows judged against quantiles from the other models' residuals only).",
+              f"p10-p90 intervals come from {card.get('interval_source', 'n/a')}; residual quantile tails used: "
+              f"{card.get('interval_tails', {})}. The coverage column above is cross-fitted (each model's rows "
+              "judged against quantiles from the other models' residuals only); the tail was chosen on the same "
+              "residuals, so coverage on genuinely new models may be a little lower.",
               ""]
     return "\n".join(parts)
 

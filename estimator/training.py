@@ -71,15 +71,28 @@ def evaluate_all(frames: dict[str, pd.DataFrame], features: dict[str, pd.DataFra
                 continue
             oof = ev.out_of_fold(frame, features[family], family, split, catalog, progress)
             per_quantity = {}
-            for quantity, column in ev.measured_columns(family).items():
+            columns = ev.measured_columns(family)
+            groups = frame["model_id"].to_numpy()
+            energy = next(iter(columns))
+            tail = 0.1
+            if split == ev.HEADLINE:
+                energy_residual = np.log(frame[columns[energy]].to_numpy(float) / oof[f"pred_{energy}"].to_numpy(float))
+                tail = ev.calibrate_tail(energy_residual, groups)
+                residuals.setdefault(family, {})["_tail"] = tail
+            for quantity, column in columns.items():
                 measured = frame[column].to_numpy(float)
                 predicted = oof[f"pred_{quantity}"].to_numpy(float)
                 per_quantity[quantity] = ev.ape_metrics(measured, predicted)
+                if split == "leave-gpu-out":
+                    per_quantity[quantity]["by_fold"] = {
+                        fold: ev.ape_metrics(measured[oof["fold"].eq(fold).to_numpy()],
+                                             predicted[oof["fold"].eq(fold).to_numpy()])
+                        for fold in sorted(oof["fold"].unique())}
                 if split == ev.HEADLINE:
                     log_residual = np.log(measured / predicted)
-                    residuals.setdefault(family, {})[quantity] = log_residual
+                    residuals[family][quantity] = log_residual
                     per_quantity[quantity]["p10_p90_coverage_pct"] = ev.cross_fitted_coverage(
-                        log_residual, frame["model_id"].to_numpy())
+                        log_residual, groups, tail)
             if family == "llm":
                 per_quantity["ranking"] = ev.ranking_metrics(frame, oof["pred_energy_per_token_joules"].to_numpy())
                 by_task_family = {}
@@ -142,10 +155,13 @@ def train(*, root: Path | None = None, output: Path | None = None, evaluate: boo
         metrics, residuals = evaluate_all(frames, features, catalog, splits, progress)
         card["metrics"] = metrics
         card["baselines"] = {"llm": baseline_metrics(frames["llm"], catalog)}
-        card["intervals"] = {family: {quantity: ev.interval_quantiles(values)
-                                      for quantity, values in by_quantity.items()}
+        card["intervals"] = {family: {quantity: ev.interval_quantiles(values, by_quantity["_tail"])
+                                      for quantity, values in by_quantity.items() if quantity != "_tail"}
                              for family, by_quantity in residuals.items()}
-        card["interval_source"] = f"{ev.HEADLINE} out-of-fold log residuals, p10/p90"
+        card["interval_tails"] = {family: by_quantity["_tail"] for family, by_quantity in residuals.items()}
+        card["interval_source"] = (f"{ev.HEADLINE} out-of-fold log residuals; quantile tails chosen per family so "
+                                   f"that 80% of each held-out model's rows fall inside when calibrated on the "
+                                   f"other models (p10/p90 of the predictive distribution)")
     bundle = PredictorBundle(regressors, card)
     if output is not None:
         bundle.save(output)
