@@ -43,7 +43,8 @@ QUANTITIES = {
     "output_throughput_tokens_per_sec": ("tok/s", "{:.0f}"),
     "median_itl_ms": ("ITL ms", "{:.1f}"),
 }
-SHAPES = {"meta-llama/Llama-3.1-8B-Instruct": "Llama-3.1-8B", "Qwen/Qwen3-32B": "Qwen3-32B"}
+SHAPES = {"meta-llama/Llama-3.1-8B-Instruct": "Llama-3.1-8B", "Qwen/Qwen3-14B": "Qwen3-14B",
+          "Qwen/Qwen3-32B": "Qwen3-32B"}
 GPUS = ("H100-SXM", "H200")
 VARIANTS = {
     "before_own": "before, engine torch-cudagraph (published data only)",
@@ -195,12 +196,12 @@ def render(result: dict) -> str:
         f"{', '.join(before.card['domain']['llm']['engines'])}). H200 is absent, so every H200 row is an "
         "extrapolation from its datasheet (the predictor says so in its warnings).",
         "- **after, held-out file**: for each local file (one shape x one GPU), trained on the published data plus "
-        "the *other three* local files, then predicting the left-out file. The honest 'after' number: the "
+        "the *other* local files, then predicting the left-out file. The honest 'after' number: the "
         "predictor has seen the engine and the GPU (through the other shape) but not these runs.",
         f"- **after, in-sample**: the committed `models/predictors/default` (data hash "
         f"`{committed.card['data_hash']}`, {same_hash} "
         f"the hash of today's `load_runs()`, `{result['data_hash']}`; {committed.card['training_rows']['llm']} "
-        "LLM rows). These 24 rows are in its training data, so this measures fit, not generalisation.",
+        f"LLM rows). These {len(result["runs"])} rows are in its training data, so this measures fit, not generalisation.",
         "",
         "APE = |predicted - measured| / measured. Energy per token is never predicted directly: the predictor "
         "learns power and throughput, and J/token = W / (tok/s).",
@@ -223,7 +224,7 @@ def render(result: dict) -> str:
         "The runs come from `measure/`'s `torch-cudagraph` backend (`engine` column `torch-cudagraph`, "
         "`engine_version` the torch build), not from vLLM (ML.ENERGY v3 used vLLM 0.11.1):",
         "- **Static batches with forced output lengths**: every request of a round decodes exactly the task's "
-        "published mean output length (400 tokens for Llama-3.1-8B, 630 for Qwen3-32B), so the batch stays exactly "
+        "published mean output length (400 tokens for Llama-3.1-8B, 630 for Qwen3-32B and Qwen3-14B), so the batch stays exactly "
         "full for the whole round. `avg_batch_size` equals `max_num_seqs`.",
         "- **No scheduler, no continuous batching, no prefill interleaving**: vLLM's steady state has requests "
         "finishing and new ones joining, their prefills interleaving with (and stalling) decode steps; here a round's "
