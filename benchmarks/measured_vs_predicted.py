@@ -201,7 +201,8 @@ def render(result: dict) -> str:
         f"- **after, in-sample**: the committed `models/predictors/default` (data hash "
         f"`{committed.card['data_hash']}`, {same_hash} "
         f"the hash of today's `load_runs()`, `{result['data_hash']}`; {committed.card['training_rows']['llm']} "
-        f"LLM rows). These {len(result["runs"])} rows are in its training data, so this measures fit, not generalisation.",
+        f"LLM rows). These {len(result['runs'])} rows are in its training data, so this measures fit, not "
+        "generalisation.",
         "",
         "APE = |predicted - measured| / measured. Energy per token is never predicted directly: the predictor "
         "learns power and throughput, and J/token = W / (tok/s).",
@@ -224,8 +225,8 @@ def render(result: dict) -> str:
         "The runs come from `measure/`'s `torch-cudagraph` backend (`engine` column `torch-cudagraph`, "
         "`engine_version` the torch build), not from vLLM (ML.ENERGY v3 used vLLM 0.11.1):",
         "- **Static batches with forced output lengths**: every request of a round decodes exactly the task's "
-        "published mean output length (400 tokens for Llama-3.1-8B, 630 for Qwen3-32B and Qwen3-14B), so the batch stays exactly "
-        "full for the whole round. `avg_batch_size` equals `max_num_seqs`.",
+        "published mean output length (400 tokens for Llama-3.1-8B, 630 for Qwen3-32B and Qwen3-14B), so the batch "
+        "stays exactly full for the whole round. `avg_batch_size` equals `max_num_seqs`.",
         "- **No scheduler, no continuous batching, no prefill interleaving**: vLLM's steady state has requests "
         "finishing and new ones joining, their prefills interleaving with (and stalling) decode steps; here a round's "
         "prefill happens once at its start, inside the energy window.",
