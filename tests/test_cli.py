@@ -247,3 +247,32 @@ def test_train_reports_progress_and_the_split_summary(monkeypatch, tmp_path):
     assert result.exit_code == 0, result.output
     assert calls == [tmp_path / "default"]
     assert "leave-one-model-out" in result.stdout and "11.0" in result.stdout and "43.0" in result.stdout
+
+
+def test_explain_command_json_is_exact_and_matches_the_prediction():
+    """`joules-estimate explain` must attribute the same number `predict` gives, and its items must multiply
+    from the baseline to that number exactly (the paper's layered diagnosis, not a loose story)."""
+    import math
+
+    from estimator.api import predict_frame
+    from estimator.explain import Attribution
+
+    result = _run("explain", "--model", "qwen3-32b", "--task", "gpqa", "--gpu", "b200", "--num-gpus", "1",
+                  "--max-num-seqs", "128", "--json")
+    assert result.exit_code == 0, result.output
+    attribution = Attribution.model_validate_json(result.stdout)
+    assert attribution.status == "ok" and attribution.quantity == "energy_per_token_joules"
+    total = sum(item.log_contribution for item in attribution.items)
+    assert math.log(attribution.baseline) + total == pytest.approx(math.log(attribution.prediction), abs=1e-9)
+    row = pd.DataFrame([{"model_id": "qwen3-32b", "task": "gpqa", "gpu_model": "b200", "num_gpus": 1,
+                         "max_num_seqs": 128}])
+    assert attribution.prediction == pytest.approx(predict_frame(row)["energy_per_token_joules"][0], rel=1e-9)
+    human = _run("explain", "--model", "qwen3-32b", "--task", "gpqa", "--gpu", "b200", "--max-num-seqs", "128")
+    assert human.exit_code == 0 and "baseline" in human.stdout and "software/batch" in human.stdout
+
+
+def test_explain_command_refuses_an_impossible_configuration_with_the_arithmetic():
+    """Attribution of a configuration that cannot run must say why (memory arithmetic), exit 2, no traceback."""
+    result = _run("explain", "--model", "llama-405b", "--task", "chat", "--gpu", "l4", "--num-gpus", "1")
+    assert result.exit_code == 2
+    assert "does not fit" in result.stderr and "GB" in result.stderr
