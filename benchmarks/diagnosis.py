@@ -286,9 +286,11 @@ def fp8(ctx: Context) -> list[dict]:
                          channels=top, change=change))
     llm = ctx.llm.copy()
     llm["pred"] = ctx.predict_runs(llm, "llm")["energy_per_token_joules"].to_numpy()
-    llm["family_id"] = llm["model_id"].str.removesuffix("-FP8")
-    bf16 = llm[~llm["model_id"].str.endswith("-FP8") & llm["model_id"].str.contains("235B")]
-    fp = llm[llm["model_id"].str.endswith("-FP8") & llm["model_id"].str.contains("235B")]
+    # FP8/BF16 twins of the 235B family, paired by catalog family (one variant per task), never by name
+    llm["family_id"] = llm["model_id"].map(lambda m: ctx.catalog.models[m].family)
+    family = llm["family_id"].eq("qwen3-235b-a22b")
+    bf16 = llm[family & llm["weight_precision"].eq("bfloat16")]
+    fp = llm[family & llm["weight_precision"].eq("fp8")]
     keys = ["family_id", "task", "gpu_model", "num_gpus", "max_num_seqs"]
     pairs = pd.merge(bf16.set_index(keys), fp.set_index(keys), left_index=True, right_index=True,
                      suffixes=("_bf16", "_fp8"), how="inner")
