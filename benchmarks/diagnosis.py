@@ -409,9 +409,10 @@ def render(rows: list[dict], ctx: Context) -> str:
               "is labelled `latent/utilization`, and Qwen3-30B-A3B's smaller KV cache per token raises its "
               "feasible batch; so the batch channel leads and 'model/compute' is not first. The number is right; "
               "the story is told through batch + roofline, not through compute volume.",
-              "- **#37 what-if (H100 -> B200 at the same batch, 235B Thinking 8 GPUs)**: predicted x1.10 against "
-              "the paper's typical 0.98, and the learned memory features (more headroom on B200) push it up. The "
-              "aggregate over 116 measured pairs is right (median 1.00), so this is a per-model deviation.",
+              "- **#37 what-if (H100 -> B200 at the same batch, 235B Thinking 8 GPUs)**: the single-model what-if "
+              "lands above the paper's typical 0.98 (see its row): the learned GPU features (B200's higher power) "
+              "push it up more than the roofline prior pulls it down. The aggregate over all measured same-batch "
+              "pairs is right (its row), so this is a per-model deviation.",
               "- **#40 bs16 (FP8 penalty at small batch)**: the FP8 penalty is learned through `latent/memory` "
               "(smaller weights per GPU correlate with FP8 checkpoints) more than through `software/precision`; "
               "the physics roofline prior credits FP8 with a x0.6 speed-up it does not deliver at bs16.",
