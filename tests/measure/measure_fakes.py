@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from measure.harness import EngineTrace, RequestTiming, Step
 from measure.meter import WindowResult
-from measure.schema import RunConfig, SweepSpec
+from measure.schema import Provenance, RunConfig, SweepSpec
 from measure.workloads import Request
 
 
@@ -176,3 +176,10 @@ def make_spec(**overrides) -> SweepSpec:
         else:
             data[key] = value
     return SweepSpec.model_validate(data)
+
+
+def fake_provenance(spec: SweepSpec, *, engine: str = "fake-static", engine_version: str = "fake 1.0") -> Provenance:
+    """Provenance for records made with fakes (an H100-like GPU, a fake meter)."""
+    return Provenance(gpu_name="NVIDIA H100 80GB HBM3", driver_version="580", power_limit_watts=700.0, engine=engine,
+                      engine_version=engine_version, spec_hash=spec.spec_hash(),
+                      started_at="2026-11-23T00:00:00+00:00", meter="fake")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from measure_fakes import FakeMeter, FakeStaticEngine, make_spec
+from measure_fakes import FakeMeter, FakeStaticEngine, fake_provenance, make_spec
 
 from measure.harness import (
     EngineTrace,
@@ -16,20 +16,7 @@ from measure.harness import (
     window_stats,
 )
 from measure.meter import PowerSampler, WindowResult
-from measure.schema import HarnessSection, Provenance
-
-
-def _prov(spec) -> Provenance:
-    return Provenance(
-        gpu_name="NVIDIA H100 80GB HBM3",
-        driver_version="580",
-        power_limit_watts=700.0,
-        engine="fake-static",
-        engine_version="fake 1.0",
-        spec_hash=spec.spec_hash(),
-        started_at="2026-11-23T00:00:00+00:00",
-        meter="fake",
-    )
+from measure.schema import HarnessSection
 
 
 def _steps(sizes: list[int], dt: float = 1.0, t0: float = 0.0) -> list[Step]:
@@ -114,7 +101,7 @@ def test_run_one_energy_is_power_times_time_exactly(clock):
         meter,
         gpu_model="NVIDIA H100 80GB HBM3",
         idle_power_watts=121.0,
-        provenance=_prov(spec),
+        provenance=fake_provenance(spec),
         clock=clock,
     )
     r = outcome.record
@@ -139,7 +126,7 @@ def test_verdict_is_carried_not_dropped(clock):
         meter,
         gpu_model="g",
         idle_power_watts=0.0,
-        provenance=_prov(spec),
+        provenance=fake_provenance(spec),
         clock=clock,
     ).record
     assert not r.is_stable and "low batch utilization" in r.unstable_reason
@@ -178,7 +165,7 @@ def test_sub_window_energy_comes_from_power_samples(clock):
         engine=FakeStaticEngine(clock),
         gpu_model="g",
         idle_power_watts=0.0,
-        provenance=_prov(spec),
+        provenance=fake_provenance(spec),
         sampler=sampler,
     )
     assert r.steady_state_duration_s == pytest.approx(6.0)

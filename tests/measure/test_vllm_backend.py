@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from measure_fakes import FakeClock, FakeMeter, make_spec
+from measure_fakes import FakeClock, FakeMeter, fake_provenance, make_spec
 
 from measure.backends.vllm_backend import VllmEngine
 from measure.harness import run_one
-from measure.schema import Provenance
 
 
 class FakeLLM:
@@ -65,16 +64,7 @@ def test_vllm_engine_builds_llm_args_and_measures_continuous_batching():
         workload={"forced_output_len": 100, "num_requests": 64},
         harness={"min_steady_state_s": 1.0, "min_gpu_utilization_pct": 0.0},
     )
-    prov = Provenance(
-        gpu_name="g",
-        driver_version="d",
-        power_limit_watts=700.0,
-        engine="vllm",
-        engine_version="vllm 0.11.0",
-        spec_hash=spec.spec_hash(),
-        started_at="t",
-        meter="fake",
-    )
+    prov = fake_provenance(spec, engine="vllm", engine_version="vllm 0.11.0")
     record = run_one(
         spec.expand()[0],
         engine,
