@@ -407,17 +407,24 @@ def _attribute_family(rows: list[tuple[int, dict]], family: str, quantity: str |
         phi, bias, offset = regressor.contributions(features)
         names = offset_names(regressor)
         inputs = offset_inputs(names, features.iloc[:1])
+        bound = (regressor.bound_adjustment(features) if hasattr(regressor, "bound_adjustment")
+                 else np.zeros(len(features)))
         per_target[target] = (phi, bias, offset, bundle.predict_log(target, features), names,
-                              features[inputs].to_numpy(float), inputs)
+                              features[inputs].to_numpy(float), inputs, bound)
     for row_index, (position, values) in enumerate(rows):
         parts = []
         combined: dict[str, _Group] = {}
         baseline_log = prediction_log = 0.0
         for target, sign in part_specs:
-            phi, bias, offset, predicted_log, offset_name, input_values, inputs = per_target[target]
+            phi, bias, offset, predicted_log, offset_name, input_values, inputs, bound = per_target[target]
             ref = reference.get(target, 0.0)
             groups = _target_groups(matrix[row_index], phi[row_index], float(offset[row_index]), ref, family,
                                     offset_name, dict(zip(inputs, map(float, input_values[row_index]), strict=True)))
+            if abs(float(bound[row_index])) > 1e-12:  # a physical bound (e.g. power <= GPUs x TDP) binds
+                spec = bundle.regressors[target].target
+                limit = f"{target} <= {spec.ceiling}" if spec.ceiling else f"{target} >= {spec.floor}"
+                groups[f"physical bound: {limit}"] = _Group("latent", "utilization", "physics",
+                                                            float(bound[row_index]))
             for name, group in groups.items():
                 combined.setdefault(name, _Group(group.layer, group.factor, group.kind)).add(sign, group)
             part_baseline = float(bias[row_index]) + ref

@@ -40,6 +40,8 @@ class TargetSpec:
     column: str
     offsets: tuple[str, ...]  # one ensemble member per offset function below
     monotone: dict[str, int] = field(default_factory=dict)
+    ceiling: str = ""  # physical upper bound (an offset name): the prediction never exceeds it
+    floor: str = ""  # physical lower bound (an offset name)
 
 
 def _zero(features: pd.DataFrame) -> np.ndarray:
@@ -74,18 +76,29 @@ def _roofline_latency(features: pd.DataFrame) -> np.ndarray:
     return features["log_roofline_latency_s"].to_numpy(float)
 
 
+def _half_roofline_step(features: pd.DataFrame) -> np.ndarray:
+    return _roofline_step(features) - math.log(2.0)
+
+
 #: physics offsets (log space), named so the card and the attribution can say which prior a member used
 OFFSETS = {"none": _zero, "gpu_tdp": _gpu_tdp, "roofline_throughput_ref": _roofline_throughput_ref,
            "roofline_throughput": _roofline_throughput, "roofline_step": _roofline_step,
+           "half_roofline_step": _half_roofline_step,
            "roofline_latency_ref": _roofline_latency_ref, "roofline_latency": _roofline_latency}
 
+#: Bounds are physics that holds with margin in every measured run (power <= GPUs x TDP, max 0.99; throughput <=
+#: roofline on the configuration's GPU, max 0.84; median ITL >= half the roofline step, min 0.72 of it; diffusion
+#: latency >= roofline, min 1.9x). They never bind on the training data; they keep the ensemble's GPU-agnostic
+#: members from promising an L4 H100-class throughput.
 TARGETS = (
-    TargetSpec("avg_power_watts", "llm", "avg_power_watts", ("none", "gpu_tdp"), {"log2_max_num_seqs": 1}),
+    TargetSpec("avg_power_watts", "llm", "avg_power_watts", ("none", "gpu_tdp"), {"log2_max_num_seqs": 1},
+               ceiling="gpu_tdp"),
     TargetSpec("output_throughput_tokens_per_sec", "llm", "output_throughput_tokens_per_sec",
-               ("none", "roofline_throughput_ref", "roofline_throughput")),
-    TargetSpec("median_itl_ms", "llm", "median_itl_ms", ("none", "roofline_step")),
-    TargetSpec("batch_latency_s", "diffusion", "batch_latency_s", ("roofline_latency_ref", "roofline_latency")),
-    TargetSpec("diffusion_avg_power_watts", "diffusion", "avg_power_watts", ("gpu_tdp",)),
+               ("none", "roofline_throughput_ref", "roofline_throughput"), ceiling="roofline_throughput"),
+    TargetSpec("median_itl_ms", "llm", "median_itl_ms", ("none", "roofline_step"), floor="half_roofline_step"),
+    TargetSpec("batch_latency_s", "diffusion", "batch_latency_s", ("roofline_latency_ref", "roofline_latency"),
+               floor="roofline_latency"),
+    TargetSpec("diffusion_avg_power_watts", "diffusion", "avg_power_watts", ("gpu_tdp",), ceiling="gpu_tdp"),
 )
 
 
@@ -124,16 +137,29 @@ class TargetRegressor:
         return self
 
     def predict_log(self, features: pd.DataFrame) -> np.ndarray:
-        """Natural log of the prediction: the members' mean."""
+        """Natural log of the prediction: the members' mean, held inside the target's physical bounds."""
         matrix = self._matrix(features)
         members = [b.predict(matrix) + OFFSETS[o](features) for o, b in self.boosters_.items()]
-        return np.mean(members, axis=0)
+        return self._bounded(features, np.mean(members, axis=0))
+
+    def _bounded(self, features: pd.DataFrame, raw: np.ndarray) -> np.ndarray:
+        if self.target.ceiling:
+            raw = np.minimum(raw, OFFSETS[self.target.ceiling](features))
+        if self.target.floor:
+            raw = np.maximum(raw, OFFSETS[self.target.floor](features))
+        return raw
+
+    def bound_adjustment(self, features: pd.DataFrame) -> np.ndarray:
+        """log(bounded / unbounded) prediction: 0 unless a physical bound binds (see :data:`TARGETS`)."""
+        contrib, bias, offset = self.contributions(features)
+        raw = contrib.sum(axis=1) + bias + offset
+        return self._bounded(features, raw) - raw
 
     def contributions(self, features: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(per-feature TreeSHAP contributions, bias, physics offset) averaged over members, in log space; they
-        sum exactly to :meth:`predict_log`."""
+        sum exactly to :meth:`predict_log` plus :meth:`bound_adjustment` (zero unless a physical bound binds)."""
         matrix = self._matrix(features)
-        contribs, biases, offsets = [], [], []
+        contribs, biases, offsets = [], [], []  # unbounded; see bound_adjustment
         for offset, booster in self.boosters_.items():
             contrib = booster.predict(matrix, pred_contrib=True)
             contribs.append(contrib[:, :-1])

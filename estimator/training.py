@@ -138,7 +138,7 @@ def train(*, root: Path | None = None, output: Path | None = None, evaluate: boo
         "name": DEFAULT_PREDICTOR,
         "targets": sorted(regressors),
         "target_specs": {t.name: {"family": t.family, "column": t.column, "offsets": list(t.offsets),
-                                  "monotone": t.monotone} for t in TARGETS},
+                                  "ceiling": t.ceiling, "floor": t.floor, "monotone": t.monotone} for t in TARGETS},
         "features": {family: [{"name": f.name, "layer": f.layer, "factor": f.factor}
                               for f in feature_table(family)] for family in FAMILIES},
         "lightgbm_params": LGB_PARAMS, "num_rounds": NUM_ROUNDS,

@@ -112,3 +112,39 @@ def test_training_is_deterministic():
     second = fit_regressors({"llm": features}, {"llm": frame}, targets_for("llm"))
     for name in first:
         assert np.array_equal(first[name].predict_log(features), second[name].predict_log(features))
+
+
+def test_physical_bounds_hold_for_gpus_far_from_the_training_data(bundle, catalog):
+    """An L4 (72 W, 0.3 TB/s) must not inherit H100-class numbers from the GPU-agnostic ensemble members:
+    power stays <= GPUs x TDP and throughput <= the roofline on that GPU, whatever the trees say."""
+    from estimator.features import featurize
+    from estimator.predictor import OFFSETS
+
+    rows = pd.DataFrame([{"model_id": "llama-8b", "task": "chat", "gpu_model": gpu, "num_gpus": n,
+                          "max_num_seqs": b} for gpu in ("l4", "h100") for n in (1, 8) for b in (8, 256)])
+    out = predict_frame(rows, predictor=bundle, catalog=catalog)
+    assert (out.status == "ok").all()
+    l4 = out[out.gpu_model == "l4"]
+    assert (l4.avg_power_watts <= l4.num_gpus * catalog.gpus["L4"].tdp_watts * (1 + 1e-9)).all()
+    resolved = rows.assign(gpu_model=rows.gpu_model.map(lambda g: catalog.resolve("gpu", g)),
+                           model_id="meta-llama/Llama-3.1-8B-Instruct", task="lm-arena-chat")
+    ceiling = np.exp(OFFSETS["roofline_throughput"](featurize(resolved, catalog)))
+    assert (out.output_throughput_tokens_per_sec.to_numpy() <= ceiling * (1 + 1e-9)).all()
+    h100 = out[out.gpu_model == "h100"].energy_per_token_joules.to_numpy()
+    assert (l4.energy_per_token_joules.to_numpy() > 0.5 * h100).all()  # no free lunch from a small GPU
+
+
+def test_attribution_stays_exact_when_a_physical_bound_binds(bundle, catalog):
+    """When a bound clips the prediction, the attribution shows it as its own item and still multiplies from
+    the baseline to the prediction exactly."""
+    import math
+
+    from estimator.explain import explain_frame
+
+    rows = pd.DataFrame([{"model_id": "llama-8b", "task": "chat", "gpu_model": "l4", "num_gpus": n,
+                          "max_num_seqs": b} for n in (1, 8) for b in (8, 256)])
+    attributions = explain_frame(rows, predictor=bundle, catalog=catalog)
+    assert any(item.group.startswith("physical bound") for a in attributions for item in a.items)
+    for attribution in attributions:
+        total = sum(item.log_contribution for item in attribution.items)
+        assert math.log(attribution.baseline) + total == pytest.approx(math.log(attribution.prediction), abs=1e-9)
