@@ -141,6 +141,11 @@ def llm_features_row(arch: ArchitectureSpec, gpu: GPUSpec, ref_gpu: GPUSpec, *, 
     compute_s, memory_s = physics.roofline_step_time_s(flops_step, bytes_step, gpu, precision, num_gpus)
     ref_compute_s, ref_memory_s = physics.roofline_step_time_s(flops_step, bytes_step, ref_gpu, precision,
                                                                num_gpus)
+    # the throughput ceiling also counts prefill: each output token carries input/output prompt tokens of
+    # compute (not a model input; used only to bound predictions, see predictor.TARGETS)
+    prefill_flops_step = batch * linear_flops * input_tokens / max(output_tokens, 1.0)
+    ceiling_compute_s, _ = physics.roofline_step_time_s(flops_step + prefill_flops_step, bytes_step, gpu, precision,
+                                                        num_gpus)
     comm = (physics.tensor_parallel_comm_bytes_per_token(arch, tensor_parallel)
             + physics.expert_parallel_comm_bytes_per_token(arch, expert_parallel))
     if arch.architecture == "moe":
@@ -164,6 +169,7 @@ def llm_features_row(arch: ArchitectureSpec, gpu: GPUSpec, ref_gpu: GPUSpec, *, 
         log_prefill_flops_per_output_token=math.log(linear_flops * input_tokens / max(output_tokens, 1.0)),
         log_comm_bytes_per_token=math.log1p(comm), touched_expert_share=touched_share,
         fits_in_memory=float(feasible >= 1.0), max_feasible_batch=feasible,
+        log_throughput_ceiling=math.log(batch / (ceiling_compute_s + memory_s)),
     )
     return row
 

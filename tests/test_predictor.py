@@ -128,7 +128,7 @@ def test_physical_bounds_hold_for_gpus_far_from_the_training_data(bundle, catalo
     assert (l4.avg_power_watts <= l4.num_gpus * catalog.gpus["L4"].tdp_watts * (1 + 1e-9)).all()
     resolved = rows.assign(gpu_model=rows.gpu_model.map(lambda g: catalog.resolve("gpu", g)),
                            model_id="meta-llama/Llama-3.1-8B-Instruct", task="lm-arena-chat")
-    ceiling = np.exp(OFFSETS["roofline_throughput"](featurize(resolved, catalog)))
+    ceiling = np.exp(OFFSETS["throughput_ceiling"](featurize(resolved, catalog)))
     assert (out.output_throughput_tokens_per_sec.to_numpy() <= ceiling * (1 + 1e-9)).all()
     h100 = out[out.gpu_model == "h100"].energy_per_token_joules.to_numpy()
     assert (l4.energy_per_token_joules.to_numpy() > 0.5 * h100).all()  # no free lunch from a small GPU
