@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import numpy as np
 import pandas as pd
 
 from estimator import physics
@@ -264,8 +263,3 @@ def default_parallelism(arch: ArchitectureSpec, num_gpus: int) -> tuple[int, int
     if arch.architecture == "moe":
         return 1, num_gpus, 1
     return num_gpus, 1, 1
-
-
-def as_matrix(features: pd.DataFrame, family: str) -> np.ndarray:
-    """The model input matrix in the canonical column order for ``family``."""
-    return features[feature_names(family)].to_numpy(dtype=float)
