@@ -24,6 +24,7 @@ import pandas as pd
 
 from estimator.catalog import ArchitectureSpec, Catalog, TaskSpec
 from estimator.features import default_parallelism, featurize
+from estimator.prediction import check_model_runs_task
 
 #: max_num_seqs values of the ML.ENERGY v3 LLM sweeps
 LLM_BATCHES = (8, 16, 32, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048, 3072, 4096)
@@ -69,11 +70,7 @@ def resolve_target(model: str, task: str, catalog: Catalog,
         arch = catalog.models[model_id]
     task_key = catalog.resolve("task", task)
     spec = catalog.tasks[task_key]
-    if (arch.kind == "diffusion") != (spec.kind == "diffusion"):
-        raise ValueError(f"model {model_id} ({arch.kind}) cannot run task {task_key} ({spec.kind}); "
-                         f"see `joules-estimate catalog list tasks`")
-    if spec.kind == "mllm" and arch.kind != "mllm":
-        raise ValueError(f"task {task_key} needs a multimodal model; {model_id} is text-only")
+    check_model_runs_task(model_id, arch, task_key, spec)
     return Target(model_id, arch, task_key, spec)
 
 

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from estimator import physics
-from estimator.catalog import ArchitectureSpec, Catalog, UnknownKeyError
+from estimator.catalog import ArchitectureSpec, Catalog, TaskSpec, UnknownKeyError
 from estimator.features import default_parallelism, featurize
 from estimator.predictor import PredictorBundle, derive_diffusion, derive_llm
 
@@ -44,6 +44,15 @@ def _is_blank(value) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value)) or value == ""
 
 
+def check_model_runs_task(model_id: str, arch: ArchitectureSpec, task_key: str, task: TaskSpec) -> None:
+    """Raise :class:`ConfigurationError` when the model cannot serve the task (diffusion vs text, vision input)."""
+    if (arch.kind == "diffusion") != (task.kind == "diffusion"):
+        raise ConfigurationError(f"model {model_id} ({arch.kind}) cannot run task {task_key} ({task.kind}); "
+                                 f"see `joules-estimate catalog list tasks`")
+    if task.kind == "mllm" and arch.kind != "mllm":
+        raise ConfigurationError(f"task {task_key} needs a multimodal model; {model_id} is text-only")
+
+
 def resolve_row(raw: dict, catalog: Catalog, extra_models: dict[str, ArchitectureSpec],
                 bundle: PredictorBundle) -> ResolvedRow:
     """Resolve names, fill defaults the way the engine would, check feasibility; raise on impossibility."""
@@ -69,10 +78,7 @@ def resolve_row(raw: dict, catalog: Catalog, extra_models: dict[str, Architectur
             if not number > 0:
                 raise ConfigurationError(f"{name} must be positive, got {values[name]}")
             values[name] = number
-    if (arch.kind == "diffusion") != (task.kind == "diffusion"):
-        raise ConfigurationError(f"model {model_id} ({arch.kind}) cannot run task {task_key} ({task.kind})")
-    if task.kind == "mllm" and arch.kind != "mllm":
-        raise ConfigurationError(f"task {task_key} needs a multimodal model; {model_id} is text-only")
+    check_model_runs_task(model_id, arch, task_key, task)
     num_gpus = int(values["num_gpus"])
     warnings: list[str] = []
     family = "diffusion" if arch.kind == "diffusion" else "llm"
