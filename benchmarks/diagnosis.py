@@ -399,16 +399,14 @@ def render(rows: list[dict], ctx: Context) -> str:
     numbers = [r["number"] for r in rows if r["number"] not in ("n/a",)]
     named = [r["named"] for r in rows if r["named"] is not None]
     lines += ["", "## Why the drivers are missed (reading of this run's attributions; check them if numbers move)", "",
-              "- **#7 (same batch 128, GPQA vs chat)**: the number matches. Since the featurizer sizes the feasible "
-              "batch at the mean context (input + output/2, as a paged KV cache holds sequences at every stage), "
-              "the batch stays near 128 and the longer context reaches the prediction through the roofline step "
-              "time (KV bytes read per step), a feature labelled `latent/utilization`, plus `latent/compute` "
-              "(KV read share). The paper's driver is there, under the utilization label, so the strict channel "
-              "test says no.",
-              "- **#28 (MoE vs dense)**: active parameters enter through the reference roofline step, whose feature "
-              "is labelled `latent/utilization`, and Qwen3-30B-A3B's smaller KV cache per token raises its "
-              "feasible batch; so the batch channel leads and 'model/compute' is not first. The number is right; "
-              "the story is told through batch + roofline, not through compute volume.",
+              "- **#7 (same batch 128, GPQA vs chat)**: named. The feasible batch is sized at the mean context "
+              "(input + output/2, as a paged KV cache holds sequences at every stage), so the batch stays near 128 "
+              "and the longer context reaches the prediction through the roofline step time (KV bytes read per "
+              "step), a compute-volume feature.",
+              "- **#28 (MoE vs dense, each at its own largest batch)**: the number is right, but the batch channel "
+              "leads: Qwen3-30B-A3B's smaller weights and KV cache let it run batch 512 against 128, and that "
+              "batch gain outweighs the compute-volume drop in the attribution. At the same batch (next row) the "
+              "compute channel does lead.",
               "- **#37 what-if (H100 -> B200 at the same batch, 235B Thinking 8 GPUs)**: the single-model what-if "
               "lands above the paper's typical 0.98 (see its row): the learned GPU features (B200's higher power) "
               "push it up more than the roofline prior pulls it down. The aggregate over all measured same-batch "

@@ -55,8 +55,8 @@ LLM_FEATURES = [
     _f("batch_fill", "latent", "batch"), _f("log2_expected_batch", "latent", "batch"),
     _f("log_flops_per_token", "latent", "compute"), _f("log_bytes_per_token", "latent", "compute"),
     _f("kv_read_share", "latent", "compute"), _f("log_arithmetic_intensity", "latent", "utilization"),
-    _f("compute_bound_share", "latent", "utilization"), _f("log_roofline_step_ms", "latent", "utilization"),
-    _f("log_roofline_step_ms_ref", "latent", "utilization"),
+    _f("compute_bound_share", "latent", "utilization"), _f("log_roofline_step_ms", "latent", "compute"),
+    _f("log_roofline_step_ms_ref", "latent", "compute"),
     _f("log_prefill_flops_per_output_token", "latent", "compute"),
     _f("log_comm_bytes_per_token", "latent", "communication"),
     _f("touched_expert_share", "latent", "compute"),
@@ -72,7 +72,7 @@ DIFFUSION_FEATURES = [
     *HARDWARE,
     _f("weight_gb_per_gpu", "latent", "memory"), _f("log_flops_per_step", "latent", "compute"),
     _f("attention_flops_share", "latent", "compute"), _f("log_tokens_per_gpu", "latent", "compute"),
-    _f("log_roofline_latency_s", "latent", "utilization"), _f("log_roofline_latency_s_ref", "latent", "utilization"),
+    _f("log_roofline_latency_s", "latent", "compute"), _f("log_roofline_latency_s_ref", "latent", "compute"),
     _f("log_comm_bytes_per_step", "latent", "communication"),
 ]
 
