@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import difflib
 import importlib
-import math
 import sys
 from collections.abc import Sequence
 from functools import cache
@@ -25,6 +24,7 @@ import pandas as pd
 
 from estimator import physics, planning
 from estimator.catalog import ArchitectureSpec, Catalog, load_catalog
+from estimator.features import is_blank
 from estimator.paths import predictors_dir
 from estimator.prediction import predict_frame as _predict_frame
 from estimator.predictor import PredictorBundle
@@ -99,13 +99,9 @@ def predict_frame(configs: pd.DataFrame, *, predictor: PredictorBundle | None = 
 
 # ----------------------------------------------------------------------------------------------- conversions
 
-def _blank(value) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value)) or value == ""
-
-
 def split_warnings(text) -> list[str]:
     """``predict_frame``'s '; '-joined warnings back into a list (no single warning contains '; ')."""
-    if _blank(text):
+    if is_blank(text):
         return []
     return str(text).split("; ")
 
@@ -117,7 +113,7 @@ def _configuration(row: dict) -> Configuration:
     values = {}
     for name in Configuration.model_fields:
         value = row.get(name)
-        if _blank(value):
+        if is_blank(value):
             continue
         values[name] = int(value) if name in _INT_FIELDS and isinstance(value, float) else value
     return Configuration(**values)
@@ -129,7 +125,7 @@ def prediction_from_row(row: dict, family: str) -> Prediction:
     if row.get("status") == "ok":
         for name in metrics_for(family):
             value = row.get(name)
-            if not _blank(value):
+            if not is_blank(value):
                 metrics[name] = Metric(value=float(value), p10=float(row[f"{name}_p10"]),
                                        p90=float(row[f"{name}_p90"]))
     return Prediction(configuration=_configuration(row), status=row.get("status", "error"),
@@ -161,7 +157,7 @@ def _workload(target: planning.Target, row: dict) -> Workload:
         return Workload(task=target.task_key, family=target.family, inference_steps=int(row["inference_steps"]),
                         height=int(row.get("video_height") or row["image_height"]),
                         width=int(row.get("video_width") or row["image_width"]),
-                        num_frames=int(row["num_frames"]) if not _blank(row.get("num_frames")) else None)
+                        num_frames=int(row["num_frames"]) if not is_blank(row.get("num_frames")) else None)
     return Workload(task=target.task_key, family=target.family, input_tokens=float(row["avg_input_len"]),
                     output_tokens=float(row["avg_output_len"]))
 
@@ -172,7 +168,7 @@ def _assumptions(target: planning.Target, row: dict, *, user_precision: bool, us
     common = ["energy: GPU energy only (no CPU, network or cooling/PUE)", f"intervals: {interval}"]
     if target.is_diffusion:
         size = f"{row.get('video_height') or row['image_height']}x{row.get('video_width') or row['image_width']}"
-        frames = f", {int(row['num_frames'])} frames" if not _blank(row.get("num_frames")) else ""
+        frames = f", {int(row['num_frames'])} frames" if not is_blank(row.get("num_frames")) else ""
         return [f"engine: {DIFFUSION_ENGINE}, as in the ML.ENERGY v3 training data; Ulysses degree = GPU count "
                 f"unless set", "precision: bfloat16",
                 f"workload: {target.task_key}, {int(row['inference_steps'])} steps at {size} px{frames}",

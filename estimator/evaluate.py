@@ -19,7 +19,7 @@ import pandas as pd
 
 from estimator import physics
 from estimator.catalog import Catalog
-from estimator.predictor import derive_diffusion, derive_llm, fit_regressors, targets_for
+from estimator.predictor import fit_regressors, predict_end_metrics, targets_for
 
 SPLITS = ("random-5fold", "leave-one-model-out", "leave-family-out", "leave-gpu-out", "leave-task-out")
 HEADLINE = "leave-one-model-out"
@@ -56,19 +56,6 @@ def split_folds(frame: pd.DataFrame, split: str, catalog: Catalog, seed: int = 0
         yield str(group), np.setdiff1d(positions, test), test
 
 
-def predict_derived(regressors: dict, features: pd.DataFrame, frame: pd.DataFrame, family: str) -> dict:
-    """Derived end metrics (natural units) for rows of one family from fitted regressors."""
-    if family == "diffusion":
-        return derive_diffusion(regressors["diffusion_avg_power_watts"].predict_log(features),
-                                regressors["batch_latency_s"].predict_log(features),
-                                frame["batch_size"].to_numpy(float))
-    derived = derive_llm(regressors["avg_power_watts"].predict_log(features),
-                         regressors["output_throughput_tokens_per_sec"].predict_log(features),
-                         frame["avg_output_len"].to_numpy(float))
-    derived["median_itl_ms"] = np.exp(regressors["median_itl_ms"].predict_log(features))
-    return derived
-
-
 def out_of_fold(frame: pd.DataFrame, features: pd.DataFrame, family: str, split: str, catalog: Catalog,
                 progress: Callable[[str], None] | None = None) -> pd.DataFrame:
     """Out-of-fold predictions of every derived metric for one family under one split."""
@@ -79,7 +66,7 @@ def out_of_fold(frame: pd.DataFrame, features: pd.DataFrame, family: str, split:
             continue
         regressors = fit_regressors({family: features.iloc[train]}, {family: frame.iloc[train]},
                                     targets_for(family))
-        derived = predict_derived(regressors, features.iloc[test], frame.iloc[test], family)
+        derived = predict_end_metrics(regressors, features.iloc[test], frame.iloc[test], family)
         for name, values in derived.items():
             predictions.setdefault(name, np.full(len(frame), np.nan))[test] = values
         fold_of[test] = fold

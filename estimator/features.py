@@ -205,11 +205,14 @@ def diffusion_features_row(arch: ArchitectureSpec, gpu: GPUSpec, ref_gpu: GPUSpe
     }
 
 
+def is_blank(value) -> bool:
+    """None, NaN or an empty string: a cell that means 'as the engine would' / 'the task profile'."""
+    return value is None or (isinstance(value, float) and math.isnan(value)) or value == ""
+
+
 def _value(row: dict, name: str, default):
     value = row.get(name, default)
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return default
-    return value
+    return default if is_blank(value) else value
 
 
 def featurize(configs: pd.DataFrame, catalog: Catalog,

@@ -14,8 +14,8 @@ import pandas as pd
 
 from estimator import physics
 from estimator.catalog import ArchitectureSpec, Catalog, TaskSpec, UnknownKeyError
-from estimator.features import default_parallelism, featurize
-from estimator.predictor import PredictorBundle, derive_diffusion, derive_llm
+from estimator.features import default_parallelism, featurize, is_blank
+from estimator.predictor import PredictorBundle, predict_end_metrics
 
 LLM_OUTPUTS = ("energy_per_token_joules", "energy_per_request_joules", "avg_power_watts",
                "output_throughput_tokens_per_sec", "median_itl_ms", "tokens_per_sec_per_watt")
@@ -40,10 +40,6 @@ class ResolvedRow:
     warnings: list[str]
 
 
-def _is_blank(value) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value)) or value == ""
-
-
 def check_model_runs_task(model_id: str, arch: ArchitectureSpec, task_key: str, task: TaskSpec) -> None:
     """Raise :class:`ConfigurationError` when the model cannot serve the task (diffusion vs text, vision input)."""
     if (arch.kind == "diffusion") != (task.kind == "diffusion"):
@@ -56,7 +52,7 @@ def check_model_runs_task(model_id: str, arch: ArchitectureSpec, task_key: str, 
 def resolve_row(raw: dict, catalog: Catalog, extra_models: dict[str, ArchitectureSpec],
                 bundle: PredictorBundle) -> ResolvedRow:
     """Resolve names, fill defaults the way the engine would, check feasibility; raise on impossibility."""
-    values = {k: v for k, v in raw.items() if not _is_blank(v)}
+    values = {k: v for k, v in raw.items() if not is_blank(v)}
     for name in ("model_id", "task", "gpu_model", "num_gpus"):
         if name not in values:
             raise ConfigurationError(f"missing {name}")
@@ -198,15 +194,7 @@ def predict_frame(configs: pd.DataFrame, bundle: PredictorBundle, catalog: Catal
 
 def _fill(out: pd.DataFrame, positions: list[int], frame: pd.DataFrame, features: pd.DataFrame,
           bundle: PredictorBundle, family: str) -> None:
-    if family == "diffusion":
-        derived = derive_diffusion(bundle.predict_log("diffusion_avg_power_watts", features),
-                                   bundle.predict_log("batch_latency_s", features),
-                                   frame["batch_size"].to_numpy(float))
-    else:
-        derived = derive_llm(bundle.predict_log("avg_power_watts", features),
-                             bundle.predict_log("output_throughput_tokens_per_sec", features),
-                             frame["avg_output_len"].to_numpy(float))
-        derived["median_itl_ms"] = np.exp(bundle.predict_log("median_itl_ms", features))
+    derived = predict_end_metrics(bundle.regressors, features, frame, family)
     intervals = bundle.intervals.get(family, {})
     for name, values in derived.items():
         out.loc[positions, name] = values

@@ -201,6 +201,24 @@ def derive_diffusion(log_power: np.ndarray, log_latency: np.ndarray, batch_size:
             "energy_per_item_joules": power * latency / batch_size, "items_per_sec": batch_size / latency}
 
 
+def predict_end_metrics(regressors: dict[str, TargetRegressor], features: pd.DataFrame, frame: pd.DataFrame,
+                        family: str) -> dict[str, np.ndarray]:
+    """End metrics (natural units) for rows of one family: learned targets plus the exact identities.
+
+    ``frame`` supplies the workload terms of the identities (``avg_output_len`` for LLMs, ``batch_size`` for
+    diffusion).
+    """
+    if family == "diffusion":
+        return derive_diffusion(regressors["diffusion_avg_power_watts"].predict_log(features),
+                                regressors["batch_latency_s"].predict_log(features),
+                                frame["batch_size"].to_numpy(float))
+    derived = derive_llm(regressors["avg_power_watts"].predict_log(features),
+                         regressors["output_throughput_tokens_per_sec"].predict_log(features),
+                         frame["avg_output_len"].to_numpy(float))
+    derived["median_itl_ms"] = np.exp(regressors["median_itl_ms"].predict_log(features))
+    return derived
+
+
 class PredictorMismatchError(ValueError):
     """A saved predictor does not match this version's features (it must be retrained)."""
 
