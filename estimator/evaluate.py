@@ -17,8 +17,9 @@ from collections.abc import Callable, Iterator
 import numpy as np
 import pandas as pd
 
-from estimator import physics
+from estimator import holdout, physics
 from estimator.catalog import Catalog
+from estimator.features import featurize
 from estimator.predictor import fit_regressors, predict_end_metrics, targets_for
 
 SPLITS = ("random-5fold", "leave-one-model-out", "leave-family-out", "leave-gpu-out", "leave-task-out")
@@ -58,9 +59,16 @@ def split_folds(frame: pd.DataFrame, split: str, catalog: Catalog, seed: int = 0
 
 def out_of_fold(frame: pd.DataFrame, features: pd.DataFrame, family: str, split: str, catalog: Catalog,
                 progress: Callable[[str], None] | None = None) -> pd.DataFrame:
-    """Out-of-fold predictions of every derived metric for one family under one split."""
+    """Out-of-fold predictions of every derived metric for one family under one split, in both readings.
+
+    ``pred_<metric>`` is the "output length given" reading (the rows' measured mean output length is an input);
+    ``profile_pred_<metric>`` is the "output length from the task profile" reading (LLM only): the test rows are
+    re-featurized with the training fold's task profile (:func:`estimator.holdout.task_output_profile`) and
+    energy per response is that J/token x the profile length. NaN where the test task is absent from training.
+    """
     predictions: dict[str, np.ndarray] = {}
     fold_of = np.full(len(frame), "", dtype=object)
+    profile_len = np.full(len(frame), np.nan)
     for fold, train, test in split_folds(frame, split, catalog):
         if len(train) == 0 or len(test) == 0:
             continue
@@ -68,12 +76,22 @@ def out_of_fold(frame: pd.DataFrame, features: pd.DataFrame, family: str, split:
                                     targets_for(family))
         derived = predict_end_metrics(regressors, features.iloc[test], frame.iloc[test], family)
         for name, values in derived.items():
-            predictions.setdefault(name, np.full(len(frame), np.nan))[test] = values
+            predictions.setdefault(f"pred_{name}", np.full(len(frame), np.nan))[test] = values
+        if family == "llm":
+            profiled = holdout.with_profile_lengths(frame.iloc[test],
+                                                    holdout.task_output_profile(frame.iloc[train]))
+            if profiled is not None:
+                profile_len[test] = profiled["avg_output_len"].to_numpy(float)
+                derived = predict_end_metrics(regressors, featurize(profiled, catalog), profiled, family)
+                for name, values in derived.items():
+                    predictions.setdefault(f"profile_pred_{name}", np.full(len(frame), np.nan))[test] = values
         fold_of[test] = fold
         if progress:
             progress(f"{split} {family} {fold}")
-    out = pd.DataFrame({f"pred_{k}": v for k, v in predictions.items()}, index=frame.index)
+    out = pd.DataFrame(predictions, index=frame.index)
     out["fold"] = fold_of
+    if family == "llm":
+        out["profile_output_len"] = profile_len
     return out
 
 
@@ -85,7 +103,7 @@ def measured_columns(family: str) -> dict[str, str]:
     return {"energy_per_token_joules": "energy_per_token_joules",
             "energy_per_request_joules": "energy_per_request_joules", "avg_power_watts": "avg_power_watts",
             "output_throughput_tokens_per_sec": "output_throughput_tokens_per_sec",
-            "median_itl_ms": "median_itl_ms"}
+            "median_itl_ms": "median_itl_ms", "p90_itl_ms": "p90_itl_ms"}
 
 
 def ape_metrics(measured: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
@@ -97,6 +115,18 @@ def ape_metrics(measured: np.ndarray, predicted: np.ndarray) -> dict[str, float]
     return {"n": int(ok.sum()), "median_ape_pct": float(np.median(ape)), "mape_pct": float(np.mean(ape)),
             "p90_ape_pct": float(np.percentile(ape, 90)),
             "within_2x_pct": float(np.mean((ratio <= 2) & (ratio >= 0.5)) * 100)}
+
+
+def geometric_bias(predicted: np.ndarray, measured: np.ndarray, groups: np.ndarray) -> dict:
+    """Per held-out group, exp(mean log(predicted / measured)) (1.0 = unbiased), and the worst of them.
+
+    Returns ``{"by_group": {group: ratio}, "worst": ratio furthest from 1 (in log), "outside_1_5x": count}``.
+    """
+    by_group = {str(g): float(np.exp(np.mean(np.log(predicted[groups == g] / measured[groups == g]))))
+                for g in np.unique(groups)}
+    worst = max(by_group.values(), key=lambda r: abs(math.log(r)))
+    outside = sum(1 for r in by_group.values() if not 1 / 1.5 <= r <= 1.5)
+    return {"by_group": by_group, "worst": worst, "outside_1_5x": outside}
 
 
 def interval_quantiles(log_residuals: np.ndarray, tail: float = 0.1) -> list[float]:

@@ -5,6 +5,7 @@ Every number printed here comes from the card's out-of-fold metrics and names it
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 SPLIT_NOTES = {
@@ -17,6 +18,7 @@ SPLIT_NOTES = {
 QUANTITY_LABELS = {
     "energy_per_token_joules": "energy per token", "energy_per_request_joules": "energy per response",
     "avg_power_watts": "power", "output_throughput_tokens_per_sec": "throughput", "median_itl_ms": "median ITL",
+    "p90_itl_ms": "p90 ITL",
     "energy_per_item_joules": "energy per image/video", "batch_latency_s": "batch latency",
 }
 COMMAND = "joules-estimate train  # then: joules-estimate evaluate (writes this file)"
@@ -36,10 +38,44 @@ def headline_table(card: dict) -> str:
              "|---|---|---|---|---|---|---|---|---|"]
     metrics = card.get("metrics", {})
     for split in [name for name in SPLIT_NOTES if name in metrics]:
-        for family, by_quantity in sorted(metrics[split].items(), reverse=True):  # llm first
+        for family in ("llm|task-profile", "llm", "diffusion"):  # the task-profile reading is the headline
+            by_quantity = metrics[split].get(family, {})
             quantity = "energy_per_item_joules" if family == "diffusion" else "energy_per_token_joules"
-            lines.append(_metric_row(split, family, quantity, by_quantity[quantity]))
+            if quantity in by_quantity:
+                lines.append(_metric_row(split, family, quantity, by_quantity[quantity]))
     return "\n".join(lines)
+
+
+def readings_table(card: dict) -> str:
+    """Markdown: split x output-length reading x quantity, median / p90 APE and nested interval coverage (LLM)."""
+    lines = ["| split | output length | quantity | rows | median APE | p90 APE | p10-p90 coverage |",
+             "|---|---|---|---|---|---|---|"]
+    metrics = card.get("metrics", {})
+    for split in [name for name in SPLIT_NOTES if name in metrics]:
+        for key, reading in (("llm", "given"), ("llm|task-profile", "task profile (training fold)")):
+            for quantity, values in metrics[split].get(key, {}).items():
+                if quantity not in QUANTITY_LABELS or not isinstance(values, dict) or "n" not in values:
+                    continue
+                coverage = values.get("p10_p90_coverage_pct")
+                lines.append(f"| {split} | {reading} | {QUANTITY_LABELS[quantity]} | {values['n']} | "
+                             f"{values['median_ape_pct']:.1f}% | {values['p90_ape_pct']:.1f}% | "
+                             f"{'-' if coverage is None else f'{coverage:.0f}%'} |")
+    return "\n".join(lines)
+
+
+def _bias_lines(card: dict) -> list[str]:
+    """Per held-out model geometric bias of LLM J/token (leave-one-model-out), both readings."""
+    lines = []
+    for key, reading in (("llm", "output length given"), ("llm|task-profile", "task-profile output length")):
+        bias = card.get("metrics", {}).get("leave-one-model-out", {}).get(key, {}).get(
+            "energy_per_token_joules", {}).get("model_bias")
+        if not bias:
+            continue
+        ordered = sorted(bias["by_group"].items(), key=lambda kv: -abs(math.log(kv[1])))[:5]
+        lines.append(f"- {reading}: worst held-out model x{bias['worst']:.2f} (predicted / measured, geometric mean "
+                     f"over its rows); {bias['outside_1_5x']} of {len(bias['by_group'])} models outside 1.5x; "
+                     "largest: " + ", ".join(f"{name} x{ratio:.2f}" for name, ratio in ordered) + ".")
+    return lines
 
 
 def _gpu_direction_lines(metrics: dict) -> list[str]:
@@ -66,14 +102,27 @@ def accuracy_markdown(card: dict) -> str:
         f"rows: {card.get('training_rows')}. Library versions: {card.get('versions')}.",
         "",
         "All numbers are **out-of-fold**: each row is predicted by predictors that never saw it, under the named "
-        "split. LLM rows include multimodal (image/video chat) rows; the workload's mean output length is an "
-        "input (as a user would give it), the input length comes from the task profile.",
+        "split. LLM rows include multimodal (image/video chat) rows. Output length is a workload input, read two "
+        "ways: `llm` rows take the workload's measured mean output length as given (a user who knows it gives "
+        "it); `llm|task-profile` rows take it from the task profile computed from the training fold's models "
+        "only (a user who does not). Energy per response under the task-profile reading is predicted J/token x "
+        "the profile length against the measured J per response, so it carries the output-length error. The "
+        "input length comes from the task profile (frozen estimates, `models/catalog/tasks.toml`).",
         "",
         "## Splits",
         *[f"- `{name}`: {note}" for name, note in SPLIT_NOTES.items()],
         "",
         "## Energy, by split",
         headline_table(card),
+        "",
+        "## LLM, both output-length readings (median / p90 APE; interval coverage with tails chosen inside the folds)",
+        readings_table(card),
+        "",
+        "Geometric bias per held-out model (leave-one-model-out, LLM energy per token):",
+        *_bias_lines(card),
+        "",
+        "## Where each choice was made",
+        *[f"- {what}: {where}" for what, where in card.get("evaluation_choices", {}).items()],
         "",
         *_gpu_direction_lines(metrics),
         "## Every quantity, leave-one-model-out",
@@ -110,9 +159,9 @@ def accuracy_markdown(card: dict) -> str:
                   "`ecologits` is EcoLogits' fitted formula (a*exp(b*batch)*P_active + c Wh/token)."]
     parts += ["", "## Intervals",
               f"p10-p90 intervals come from {card.get('interval_source', 'n/a')}; residual quantile tails used: "
-              f"{card.get('interval_tails', {})}. The coverage column above is cross-fitted (each model's rows "
-              "judged against quantiles from the other models' residuals only); the tail was chosen on the same "
-              "residuals, so coverage on genuinely new models may be a little lower.",
+              f"{card.get('interval_tails', {})}. The coverage columns above are nested: each held-out group's rows "
+              "are judged against quantiles of the other groups' residuals at a tail itself chosen on the other "
+              "groups only. Predictions without a given output length use the task-profile intervals.",
               ""]
     return "\n".join(parts)
 
