@@ -63,6 +63,8 @@ class GPUSpec(_Entry):
     generation: int = Field(ge=1, description="ordinal within vendor: ampere 8, ada 8.9->8, hopper 9, blackwell 10")
     form_factor: str = Field(description="sxm, pcie, oam, superchip")
     memory_gb: float = Field(gt=0, description="HBM/GDDR capacity in GB (10^9 bytes) as the datasheet states")
+    memory_mib: float | None = Field(default=None, gt=0, description="total memory as nvidia-smi reports it (MiB); "
+                                     "None -> memory_gb x 10^9 bytes is used")
     hbm_bandwidth_tb_per_sec: float = Field(gt=0)
     peak_tflops_bf16: float = Field(gt=0, description="dense")
     peak_tflops_fp8: float | None = Field(default=None, gt=0, description="dense; None when unsupported")

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from estimator import physics
+from estimator import physics_serving as serving
 from estimator.catalog import ArchitectureSpec, Catalog, GPUSpec
 
 #: roofline offsets are computed on this GPU so the learned part carries the hardware effect (see DESIGN §4)
@@ -59,7 +60,7 @@ LLM_FEATURES = [
     _f("log_roofline_step_ms_ref", "latent", "compute"),
     _f("log_prefill_flops_per_output_token", "latent", "compute"),
     _f("log_comm_bytes_per_token", "latent", "communication"),
-    _f("touched_expert_share", "latent", "compute"),
+    _f("touched_expert_share", "latent", "compute"), _f("tp_comm_share", "latent", "communication"),
 ]
 DIFFUSION_FEATURES = [
     _f("log_denoiser_params_billions", "algorithm", "model"), _f("denoiser_hidden_size", "algorithm", "model"),
@@ -103,16 +104,34 @@ def _llm_static(arch: ArchitectureSpec, precision: str, num_gpus: int, attention
         "log_active_params_billions": math.log(arch.active_params_billions),
         "precision_bytes": physics.bytes_per_param(precision),
         "weight_gb_per_gpu": weight_per_gpu / physics.BILLION,
-        "headroom_gb_per_gpu": physics.memory_headroom_per_gpu_gb(gpu, weight_per_gpu),
         "kv_kb_per_token": physics.kv_bytes_per_token(arch) / 1e3,
+        "_weight_per_gpu": weight_per_gpu,
         "_linear_flops": physics.linear_flops_per_token(arch),
     }
+
+
+def kv_pool_and_feasible_batch(arch: ArchitectureSpec, gpu: GPUSpec, *, weight_bytes_per_gpu: float,
+                               num_gpus: int, tensor_parallel: int, attention_dp: bool, max_num_seqs: float,
+                               context_tokens: float, kv_cache_dtype: str = "auto") -> tuple[float, float]:
+    """(KV pool per GPU in bytes, sequences whose cache fits): vLLM's capacity rule, the one "does it fit" test
+    (:func:`estimator.physics_serving.kv_pool_bytes_per_gpu`), used by features and by prediction alike.
+
+    Paged KV: a running batch holds sequences at every stage, ``context_tokens`` each on average. The pool is
+    summed over GPUs; MLA's latent cache is replicated on every tensor-parallel rank.
+    """
+    activation = serving.activation_peak_bytes(arch, tensor_parallel, max_num_seqs,
+                                               serving.profile_batched_tokens(gpu))
+    pool = serving.kv_pool_bytes_per_gpu(gpu, weight_bytes_per_gpu, activation)
+    per_seq = serving.kv_bytes_per_sequence_at(arch, context_tokens, kv_cache_dtype)
+    copies = num_gpus if (arch.attention == "mla" and not attention_dp) else 1
+    feasible = physics.max_batch_that_fits(pool / physics.BILLION, num_gpus, per_seq, copies)
+    return pool, feasible
 
 
 def llm_features_row(arch: ArchitectureSpec, gpu: GPUSpec, ref_gpu: GPUSpec, *, precision: str, num_gpus: int,
                      max_num_seqs: float, tensor_parallel: int, expert_parallel: int, data_parallel: int,
                      input_tokens: float, output_tokens: float, is_reasoning: bool, modality: str,
-                     engine: str, static_cache: dict | None = None) -> dict:
+                     engine: str, kv_cache_dtype: str = "auto", static_cache: dict | None = None) -> dict:
     """All LLM/MLLM features for one configuration (see :data:`LLM_FEATURES`).
 
     ``static_cache`` (optional, per call) memoises the parts that depend only on model, GPU and layout.
@@ -128,49 +147,68 @@ def llm_features_row(arch: ArchitectureSpec, gpu: GPUSpec, ref_gpu: GPUSpec, *, 
     row = dict(static)
     linear_flops = row.pop("_linear_flops")
     context = input_tokens + output_tokens / 2.0  # mean context seen by a decode step
-    # paged KV: a running batch holds sequences at every stage, on average input + output / 2 tokens each
-    per_seq = physics.kv_bytes_per_sequence(arch, context)
-    copies = num_gpus if (arch.attention == "mla" and not attention_dp) else 1
-    feasible = physics.max_batch_that_fits(row["headroom_gb_per_gpu"], num_gpus, per_seq, copies)
+    pool, feasible = kv_pool_and_feasible_batch(
+        arch, gpu, weight_bytes_per_gpu=row.pop("_weight_per_gpu"), num_gpus=num_gpus,
+        tensor_parallel=tensor_parallel, attention_dp=attention_dp, max_num_seqs=max_num_seqs,
+        context_tokens=context, kv_cache_dtype=kv_cache_dtype)
     batch = max(min(max_num_seqs, feasible), 1.0)
-    weights_read = physics.weight_bytes_read_per_step(arch, precision, batch)
-    kv_read = batch * physics.kv_bytes_per_sequence(arch, context)
+    weights_read, touched_share = _weights_read(arch, precision, batch, data_parallel)
+    kv_read = batch * serving.kv_bytes_per_sequence_at(arch, context, kv_cache_dtype)
     flops_step = batch * (linear_flops + physics.attention_flops_per_token(arch, context))
     bytes_step = weights_read + kv_read
+    comm_s = serving.tensor_parallel_step_time_s(arch, gpu, tensor_parallel, batch)
+    step_s = _step_s(flops_step, bytes_step, gpu, precision, num_gpus) + comm_s
+    ref_step_s = (_step_s(flops_step, bytes_step, ref_gpu, precision, num_gpus)
+                  + serving.tensor_parallel_step_time_s(arch, ref_gpu, tensor_parallel, batch))
     compute_s, memory_s = physics.roofline_step_time_s(flops_step, bytes_step, gpu, precision, num_gpus)
-    ref_compute_s, ref_memory_s = physics.roofline_step_time_s(flops_step, bytes_step, ref_gpu, precision,
-                                                               num_gpus)
     # the throughput ceiling also counts prefill: each output token carries input/output prompt tokens of
     # compute (not a model input; used only to bound predictions, see predictor.TARGETS)
-    prefill_flops_step = batch * linear_flops * input_tokens / max(output_tokens, 1.0)
-    ceiling_compute_s, _ = physics.roofline_step_time_s(flops_step + prefill_flops_step, bytes_step, gpu, precision,
-                                                        num_gpus)
+    prefill_per_seq = serving.prefill_flops(arch, linear_flops, input_tokens)
+    ceiling_compute_s, _ = physics.roofline_step_time_s(
+        flops_step + batch * prefill_per_seq / max(output_tokens, 1.0), bytes_step, gpu, precision, num_gpus)
     comm = (physics.tensor_parallel_comm_bytes_per_token(arch, tensor_parallel)
             + physics.expert_parallel_comm_bytes_per_token(arch, expert_parallel))
-    if arch.architecture == "moe":
-        touched = physics.expected_distinct_experts(arch.num_experts, arch.num_experts_per_token, batch)
-        touched_share = touched / arch.num_experts
-    else:
-        touched_share = 1.0
     row.update(
         is_multimodal=float(modality in ("vision-text", "omni")), is_video=float(modality == "omni"),
         log_output_tokens=math.log(max(output_tokens, 1.0)), log_input_tokens=math.log(max(input_tokens, 1.0)),
         is_reasoning=float(is_reasoning), log2_max_num_seqs=math.log2(max_num_seqs),
         tensor_parallel=tensor_parallel, expert_parallel=expert_parallel, attention_data_parallel=float(attention_dp),
         engine_code=ENGINE_CODES.get(engine, 3), **_hardware(gpu, precision, num_gpus),
+        headroom_gb_per_gpu=pool / physics.BILLION,
         log2_max_feasible_batch=math.log2(max(feasible, 1.0)), batch_fill=max_num_seqs / max(feasible, 1.0),
         log2_expected_batch=math.log2(batch),
         log_flops_per_token=math.log(flops_step / batch), log_bytes_per_token=math.log(bytes_step / batch),
         kv_read_share=kv_read / bytes_step, log_arithmetic_intensity=math.log(flops_step / bytes_step),
         compute_bound_share=compute_s / (compute_s + memory_s),
-        log_roofline_step_ms=math.log(1e3 * (compute_s + memory_s)),
-        log_roofline_step_ms_ref=math.log(1e3 * (ref_compute_s + ref_memory_s)),
-        log_prefill_flops_per_output_token=math.log(linear_flops * input_tokens / max(output_tokens, 1.0)),
+        log_roofline_step_ms=math.log(1e3 * step_s), log_roofline_step_ms_ref=math.log(1e3 * ref_step_s),
+        log_prefill_flops_per_output_token=math.log(max(prefill_per_seq, 1.0) / max(output_tokens, 1.0)),
         log_comm_bytes_per_token=math.log1p(comm), touched_expert_share=touched_share,
+        tp_comm_share=comm_s / step_s,
         fits_in_memory=float(feasible >= 1.0), max_feasible_batch=feasible,
-        log_throughput_ceiling=math.log(batch / (ceiling_compute_s + memory_s)),
+        log_throughput_ceiling=math.log(batch / (ceiling_compute_s + memory_s + comm_s)),
+        ttft_physics_s=serving.ttft_physics_s(prefill_per_seq + flops_step, weights_read + kv_read, 1.0,
+                                              physics.peak_flops(gpu, precision),
+                                              gpu.hbm_bandwidth_tb_per_sec * 1e12, num_gpus) + comm_s,
     )
     return row
+
+
+def _step_s(flops: float, bytes_moved: float, gpu: GPUSpec, precision: str, num_gpus: int) -> float:
+    """Decode step time at peak rates (see :func:`estimator.physics_serving.decode_step_time_s`)."""
+    return serving.decode_step_time_s(*physics.roofline_step_time_s(flops, bytes_moved, gpu, precision, num_gpus))
+
+
+def _weights_read(arch: ArchitectureSpec, precision: str, batch: float, data_parallel: int) -> tuple[float, float]:
+    """(weight bytes one decode step reads over all GPUs, share of routed experts touched)."""
+    weights_read = physics.weight_bytes_read_per_step(arch, precision, batch)
+    if arch.architecture != "moe":
+        return weights_read, 1.0
+    touched = physics.expected_distinct_experts(arch.num_experts, arch.num_experts_per_token, batch)
+    if data_parallel > 1:
+        touched_bytes = physics.moe_layer_count(arch) * touched * physics.expert_bytes(arch, precision)
+        weights_read = serving.attention_dp_weight_bytes_read(arch, weights_read - touched_bytes, touched_bytes,
+                                                              data_parallel)
+    return weights_read, touched / arch.num_experts
 
 
 def diffusion_features_row(arch: ArchitectureSpec, gpu: GPUSpec, ref_gpu: GPUSpec, *, num_gpus: int,
@@ -201,7 +239,7 @@ def diffusion_features_row(arch: ArchitectureSpec, gpu: GPUSpec, ref_gpu: GPUSpe
         "log_roofline_latency_s": math.log(compute_s + memory_s),
         "log_roofline_latency_s_ref": math.log(ref_c + ref_m),
         "log_comm_bytes_per_step": math.log1p(comm),
-        "fits_in_memory": float(weight_bytes / physics.BILLION < physics.GPU_MEMORY_UTILIZATION * gpu.memory_gb),
+        "fits_in_memory": float(weight_bytes < serving.GPU_MEMORY_UTILIZATION * serving.usable_memory_bytes(gpu)),
     }
 
 
@@ -256,7 +294,8 @@ def featurize(configs: pd.DataFrame, catalog: Catalog,
             input_tokens=float(_value(config, "avg_input_len", task.mean_input_tokens)),
             output_tokens=float(_value(config, "avg_output_len", task.mean_output_tokens)),
             is_reasoning=task.reasoning, modality=task.modality if arch.kind == "mllm" else "text",
-            engine=engine, static_cache=static_cache))
+            engine=engine, kv_cache_dtype=str(_value(config, "kv_cache_dtype", "auto")),
+            static_cache=static_cache))
     return pd.DataFrame(rows, index=configs.index)
 
 

@@ -12,11 +12,13 @@ import math
 from estimator.catalog import ArchitectureSpec, GPUSpec
 from estimator.physics_params import mlp_params, moe_layer_count, param_breakdown
 
-#: storage bytes per weight; MXFP4 packs 4-bit values with one 8-bit scale per 32 (4.25 bits)
-BYTES_PER_PARAM = {"bfloat16": 2.0, "float16": 2.0, "fp8": 1.0, "int8": 1.0, "int4": 0.5, "mxfp4": 4.25 / 8}
+#: storage bytes per weight; MXFP4 packs 4-bit values with one 8-bit (E8M0) scale per 32 (4.25 bits, OCP
+#: Microscaling Formats spec v1.0); NVFP4 one FP8 (E4M3) scale per 16 (4.5 bits, NVIDIA "Introducing NVFP4 for
+#: Efficient and Accurate Low-Precision Inference", developer.nvidia.com blog, 2025)
+BYTES_PER_PARAM = {"bfloat16": 2.0, "float16": 2.0, "fp8": 1.0, "int8": 1.0, "int4": 0.5, "mxfp4": 4.25 / 8,
+                   "nvfp4": 4.5 / 8}
+FP4_PRECISIONS = ("mxfp4", "nvfp4")
 KV_CACHE_BYTES = 2.0  # vLLM default KV-cache dtype follows the model dtype: bf16
-GPU_MEMORY_UTILIZATION = 0.9  # vLLM's default gpu_memory_utilization
-ACTIVATION_RESERVE_GB = 2.0  # CUDA graphs, activations and sampler buffers kept out of the KV pool (per GPU)
 BILLION = 1e9
 
 
@@ -31,8 +33,9 @@ def bytes_per_param(precision: str) -> float:
 def weight_bytes_total(arch: ArchitectureSpec, precision: str) -> float:
     """All weights of the model in bytes at ``precision``.
 
-    Quantised checkpoints (fp8, mxfp4) quantise the linear layers; embeddings and, for mxfp4 (gpt-oss),
-    the attention blocks stay in bf16.
+    Quantised checkpoints (fp8, nvfp4, int) quantise every linear layer; embeddings stay in bf16. ``mxfp4`` on an
+    MoE model quantises only the routed and shared experts (as gpt-oss ships: attention stays bf16); on a dense
+    model it quantises every linear layer (there are no experts to confine it to).
     """
     if arch.kind == "diffusion":
         params = (arch.denoiser_params_billions + arch.text_encoder_params_billions + arch.vae_params_billions)
@@ -42,12 +45,24 @@ def weight_bytes_total(arch: ArchitectureSpec, precision: str) -> float:
     parts_total = parts.total_billions - arch.other_params_billions
     quantised = bytes_per_param(precision)
     embedding = parts.embedding_billions * BILLION * 2.0
-    if precision == "mxfp4":
-        experts = (parts.routed_experts_billions + parts.shared_experts_billions) * BILLION * quantised
-        rest = (parts_total - parts.embedding_billions - parts.routed_experts_billions
-                - parts.shared_experts_billions) * BILLION * 2.0
+    experts_billions = parts.routed_experts_billions + parts.shared_experts_billions
+    if precision == "mxfp4" and experts_billions > 0:
+        experts = experts_billions * BILLION * quantised
+        rest = (parts_total - parts.embedding_billions - experts_billions) * BILLION * 2.0
         return embedding + experts + rest
     return embedding + (parts_total - parts.embedding_billions) * BILLION * quantised
+
+
+def lm_head_params(arch: ArchitectureSpec) -> float:
+    """Parameters of the LM head (vocab x hidden): present in every decoder, whether or not it shares its matrix
+    with the input embedding (``tie_word_embeddings``)."""
+    return float(arch.vocab_size * arch.hidden_size)
+
+
+def input_embedding_only_params(arch: ArchitectureSpec) -> float:
+    """Embedding parameters that only the input lookup uses (a row per token, so no matmul and negligible
+    reads): the whole input table when untied, nothing when tied (the LM head reads that same matrix)."""
+    return 0.0 if arch.tie_word_embeddings else float(arch.vocab_size * arch.hidden_size)
 
 
 def expert_bytes(arch: ArchitectureSpec, precision: str) -> float:
@@ -104,11 +119,6 @@ def kv_bytes_per_sequence(arch: ArchitectureSpec, context_tokens: float) -> floa
     return kv_bytes_per_token(arch) * context_tokens + sliding + recurrent_state_bytes_per_sequence(arch)
 
 
-def memory_headroom_per_gpu_gb(gpu: GPUSpec, weight_bytes_on_gpu: float) -> float:
-    """KV-cache pool per GPU: 0.9 of memory minus weights minus the activation reserve (may be negative)."""
-    return GPU_MEMORY_UTILIZATION * gpu.memory_gb - weight_bytes_on_gpu / BILLION - ACTIVATION_RESERVE_GB
-
-
 def max_batch_that_fits(headroom_per_gpu_gb: float, num_gpus: int, kv_bytes_per_seq: float,
                         cache_copies: int = 1) -> float:
     """Largest number of concurrent sequences whose cache fits (paged KV: sized by the mean context).
@@ -133,10 +143,9 @@ def expected_distinct_experts(num_experts: int, experts_per_token: int, tokens: 
 def weight_bytes_read_per_step(arch: ArchitectureSpec, precision: str, batch: float) -> float:
     """Weight bytes one decode step reads (all GPUs together): dense weights once, MoE experts only if
     some token in the batch routes to them. Embedding rows are negligible and skipped."""
-    parts = param_breakdown(arch)
     # vision tower: loaded (weight_bytes_total) but not read by a text decode step
     total = weight_bytes_total(arch, precision) - arch.vision_params_billions * BILLION * bytes_per_param(precision)
-    embedding = parts.embedding_billions * BILLION * 2.0 / (1 if arch.tie_word_embeddings else 2)
+    embedding = input_embedding_only_params(arch) * 2.0  # bf16 rows the step does not stream
     if arch.architecture != "moe":
         return total - embedding
     layers = moe_layer_count(arch)
@@ -166,7 +175,7 @@ def linear_flops_per_token(arch: ArchitectureSpec) -> float:
     parts = param_breakdown(arch)
     share = arch.num_experts_per_token / arch.num_experts if arch.num_experts else 0.0
     active = parts.total_billions - parts.extra_billions - parts.routed_experts_billions * (1 - share)
-    active -= parts.embedding_billions / (1 if arch.tie_word_embeddings else 2)  # input lookup is free
+    active -= input_embedding_only_params(arch) / BILLION  # the input lookup is free; the LM head is not
     return 2.0 * active * BILLION
 
 
@@ -176,8 +185,13 @@ def decode_flops_per_token(arch: ArchitectureSpec, context_tokens: float) -> flo
 
 
 def peak_flops(gpu: GPUSpec, precision: str) -> float:
-    """Dense tensor-core peak FLOP/s of one GPU for a weight precision (falls back to bf16)."""
-    tflops = {"fp8": gpu.peak_tflops_fp8, "mxfp4": gpu.peak_tflops_fp8, "int8": gpu.peak_tflops_fp8}.get(
+    """Dense tensor-core peak FLOP/s of one GPU for a weight precision.
+
+    fp4 formats (MXFP4, NVFP4) run on the FP4 tensor cores of GPUs that have them (Blackwell: vLLM's fp4 GEMM and
+    MoE kernels), else on the FP8 ones, else bf16; fp8/int8 use the FP8 peak where present.
+    """
+    fp4 = gpu.peak_tflops_fp4 or gpu.peak_tflops_fp8
+    tflops = {"fp8": gpu.peak_tflops_fp8, "int8": gpu.peak_tflops_fp8, "mxfp4": fp4, "nvfp4": fp4}.get(
         precision) or gpu.peak_tflops_bf16
     return tflops * 1e12
 

@@ -6,19 +6,21 @@ targets, ``status`` != "ok" and a ``reason``; it never aborts the frame.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from estimator import physics
+from estimator import physics_serving as serving
 from estimator.catalog import ArchitectureSpec, Catalog, TaskSpec, UnknownKeyError
-from estimator.features import default_parallelism, featurize, is_blank
+from estimator.features import default_parallelism, featurize, is_blank, kv_pool_and_feasible_batch
 from estimator.predictor import PredictorBundle, predict_end_metrics
 
 LLM_OUTPUTS = ("energy_per_token_joules", "energy_per_request_joules", "avg_power_watts",
-               "output_throughput_tokens_per_sec", "median_itl_ms", "tokens_per_sec_per_watt")
+               "output_throughput_tokens_per_sec", "median_itl_ms", "p90_itl_ms", "tokens_per_sec_per_watt")
+#: physics-only outputs (no run records them yet, so nothing is learned or calibrated; no interval)
+PHYSICS_ONLY_OUTPUTS = ("ttft_physics_ms",)
 DIFFUSION_OUTPUTS = ("energy_per_item_joules", "batch_latency_s", "avg_power_watts", "items_per_sec")
 #: interval of a derived quantity -> which calibrated residual it uses
 INTERVAL_OF = {"tokens_per_sec_per_watt": "energy_per_token_joules", "items_per_sec": "batch_latency_s"}
@@ -106,6 +108,10 @@ def resolve_row(raw: dict, catalog: Catalog, extra_models: dict[str, Architectur
         values.setdefault("data_parallel", dp)
         values.setdefault("avg_output_len", task.mean_output_tokens)
         values.setdefault("avg_input_len", task.mean_input_tokens)
+        values.setdefault("kv_cache_dtype", "auto")
+        if str(values["kv_cache_dtype"]) not in serving.KV_DTYPE_BYTES:
+            raise ConfigurationError(f"unknown kv_cache_dtype {values['kv_cache_dtype']!r}; known: "
+                                     f"{', '.join(serving.KV_DTYPE_BYTES)}")
         if values["weight_precision"] not in physics.BYTES_PER_PARAM:
             raise ConfigurationError(f"unknown precision {values['weight_precision']!r}; known: "
                                      f"{', '.join(physics.BYTES_PER_PARAM)}")
@@ -117,28 +123,38 @@ def resolve_row(raw: dict, catalog: Catalog, extra_models: dict[str, Architectur
 
 
 def memory_reason(arch: ArchitectureSpec, values: dict, catalog: Catalog) -> str | None:
-    """None when the configuration fits; otherwise the arithmetic of why it does not."""
+    """None when the configuration fits; otherwise the arithmetic of why it does not.
+
+    One rule for LLMs, vLLM's (:func:`estimator.features.kv_pool_and_feasible_batch`): 0.9 x the memory the driver
+    reports, minus weights, the profiling pass's activation peak and non-torch memory, must hold one sequence of
+    input + output tokens.
+    """
     gpu = catalog.gpus[values["gpu_model"]]
     num_gpus = int(values["num_gpus"])
+    usable_gb = serving.GPU_MEMORY_UTILIZATION * serving.usable_memory_bytes(gpu) / physics.BILLION
     if arch.kind == "diffusion":
         weights_gb = physics.weight_bytes_total(arch, "bfloat16") / physics.BILLION
-        usable = physics.GPU_MEMORY_UTILIZATION * gpu.memory_gb
-        if weights_gb >= usable:
+        if weights_gb >= usable_gb:
             return (f"does not fit: {weights_gb:.1f} GB of weights per GPU (sequence parallel replicates the "
-                    f"pipeline) > 0.9 x {gpu.memory_gb:g} GB = {usable:.1f} GB")
+                    f"pipeline) > 0.9 x {gpu_short(gpu)} memory = {usable_gb:.1f} GB")
         return None
     precision = values["weight_precision"]
-    weights = physics.weight_bytes_per_gpu(arch, precision, num_gpus, int(values["data_parallel"]))
-    headroom = physics.memory_headroom_per_gpu_gb(gpu, weights)
+    data_parallel = int(values["data_parallel"])
+    weights = physics.weight_bytes_per_gpu(arch, precision, num_gpus, data_parallel)
     context = values["avg_input_len"] + values["avg_output_len"]
-    per_seq_gb = physics.kv_bytes_per_sequence(arch, context) / physics.BILLION
-    if headroom * num_gpus < per_seq_gb:
-        return (f"does not fit: {num_gpus} x {gpu_short(gpu)} gives 0.9 x {gpu.memory_gb:g} GB - "
-                f"{physics.ACTIVATION_RESERVE_GB:g} GB reserve = "
-                f"{physics.GPU_MEMORY_UTILIZATION * gpu.memory_gb - physics.ACTIVATION_RESERVE_GB:.1f} GB per GPU, "
-                f"but the {precision} weights take {weights / physics.BILLION:.1f} GB per GPU, leaving "
-                f"{max(headroom, 0):.1f} GB for the KV cache, less than one {context:.0f}-token sequence "
-                f"({per_seq_gb:.2f} GB); use more GPUs or a smaller precision")
+    kv_dtype = str(values.get("kv_cache_dtype", "auto"))
+    pool, feasible = kv_pool_and_feasible_batch(
+        arch, gpu, weight_bytes_per_gpu=weights, num_gpus=num_gpus, tensor_parallel=int(values["tensor_parallel"]),
+        attention_dp=data_parallel > 1, max_num_seqs=float(values["max_num_seqs"]), context_tokens=context,
+        kv_cache_dtype=kv_dtype)
+    if feasible < 1.0:
+        per_seq_gb = serving.kv_bytes_per_sequence_at(arch, context, kv_dtype) / physics.BILLION
+        return (f"does not fit: {num_gpus} x {gpu_short(gpu)} gives 0.9 x "
+                f"{serving.usable_memory_bytes(gpu) / physics.BILLION:.1f} GB = {usable_gb:.1f} GB per GPU; the "
+                f"{precision} weights take {weights / physics.BILLION:.1f} GB per GPU and activations plus non-torch "
+                f"memory {usable_gb - weights / physics.BILLION - pool / physics.BILLION:.1f} GB, leaving "
+                f"{max(pool, 0) / physics.BILLION:.1f} GB for the KV cache, less than one {context:.0f}-token "
+                f"sequence ({per_seq_gb:.2f} GB); use more GPUs or a smaller precision")
     return None
 
 
@@ -171,6 +187,7 @@ def predict_frame(configs: pd.DataFrame, bundle: PredictorBundle, catalog: Catal
     for column in (*LLM_OUTPUTS, *DIFFUSION_OUTPUTS):
         for suffix in ("", "_p10", "_p90"):
             out[column + suffix] = np.nan
+    out["ttft_physics_ms"] = np.nan
     warnings = [""] * len(configs)
     for position, row in resolved.items():
         warnings[position] = "; ".join(row.warnings)
@@ -180,8 +197,11 @@ def predict_frame(configs: pd.DataFrame, bundle: PredictorBundle, catalog: Catal
             continue
         frame = pd.DataFrame([resolved[p].values for p in positions], index=positions)
         features = featurize(frame, catalog, extra_models)
-        _fill(out, positions, frame, features, bundle, family)
+        profile_length = np.array([is_blank(records[p].get("avg_output_len")) for p in positions])
+        _fill(out, positions, frame, features, bundle, family, profile_length)
         if family == "llm":
+            # TTFT from prefill physics alone (labelled "physics only": the data has no TTFT to learn from)
+            out.loc[positions, "ttft_physics_ms"] = features["ttft_physics_s"].to_numpy(float) * 1e3
             for p, feasible, batch in zip(positions, features["max_feasible_batch"], frame["max_num_seqs"],
                                           strict=True):
                 if batch > feasible:
@@ -193,13 +213,20 @@ def predict_frame(configs: pd.DataFrame, bundle: PredictorBundle, catalog: Catal
 
 
 def _fill(out: pd.DataFrame, positions: list[int], frame: pd.DataFrame, features: pd.DataFrame,
-          bundle: PredictorBundle, family: str) -> None:
+          bundle: PredictorBundle, family: str, profile_length: np.ndarray | None = None) -> None:
+    """Write predictions and p10/p90 intervals. Rows whose output length came from the task profile
+    (``profile_length`` True) take the task-profile intervals, which carry the output-length uncertainty."""
     derived = predict_end_metrics(bundle.regressors, features, frame, family)
-    intervals = bundle.intervals.get(family, {})
+    given = bundle.intervals.get(family, {})
+    profiled = bundle.card.get("intervals_task_profile", {}).get(family, given)
+    use_profile = np.zeros(len(positions), dtype=bool) if profile_length is None else profile_length
     for name, values in derived.items():
         out.loc[positions, name] = values
-        q10, q90 = intervals.get(INTERVAL_OF.get(name, name), (0.0, 0.0))
+        bounds = np.array([profiled.get(INTERVAL_OF.get(name, name), given.get(INTERVAL_OF.get(name, name), (0, 0)))
+                           if use else given.get(INTERVAL_OF.get(name, name), (0.0, 0.0)) for use in use_profile],
+                          dtype=float).reshape(len(positions), 2)
+        q10, q90 = bounds[:, 0], bounds[:, 1]
         if name in INTERVAL_OF:  # a reciprocal quantity: the interval flips
             q10, q90 = -q90, -q10
-        out.loc[positions, name + "_p10"] = values * math.exp(q10)
-        out.loc[positions, name + "_p90"] = values * math.exp(q90)
+        out.loc[positions, name + "_p10"] = values * np.exp(q10)
+        out.loc[positions, name + "_p90"] = values * np.exp(q90)

@@ -100,6 +100,7 @@ TARGETS = (
     TargetSpec("output_throughput_tokens_per_sec", "llm", "output_throughput_tokens_per_sec",
                ("none", "roofline_throughput_ref", "roofline_throughput"), ceiling="throughput_ceiling"),
     TargetSpec("median_itl_ms", "llm", "median_itl_ms", ("none", "roofline_step"), floor="half_roofline_step"),
+    TargetSpec("p90_itl_ms", "llm", "p90_itl_ms", ("roofline_step",), floor="half_roofline_step"),
     TargetSpec("batch_latency_s", "diffusion", "batch_latency_s", ("roofline_latency_ref", "roofline_latency"),
                floor="roofline_latency"),
     TargetSpec("diffusion_avg_power_watts", "diffusion", "avg_power_watts", ("gpu_tdp",), ceiling="gpu_tdp"),
@@ -216,6 +217,9 @@ def predict_end_metrics(regressors: dict[str, TargetRegressor], features: pd.Dat
                          regressors["output_throughput_tokens_per_sec"].predict_log(features),
                          frame["avg_output_len"].to_numpy(float))
     derived["median_itl_ms"] = np.exp(regressors["median_itl_ms"].predict_log(features))
+    if "p90_itl_ms" in regressors:  # a tail never below the median (both learned, so hold the order)
+        derived["p90_itl_ms"] = np.maximum(np.exp(regressors["p90_itl_ms"].predict_log(features)),
+                                           derived["median_itl_ms"])
     return derived
 
 
