@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from estimator.features import feature_names
+from estimator.linear_member import BLEND_WEIGHT, ShrunkRidge
 
 #: small trees: with ~40 models, deeper trees memorise model identity instead of physics (chosen on
 #: leave-one-model-out / leave-family-out / leave-GPU-out energy error; see benchmarks/accuracy.md)
@@ -134,17 +135,27 @@ class TargetRegressor:
         if self.target.monotone:
             params["monotone_constraints"] = [self.target.monotone.get(n, 0) for n in names]
         matrix = self._matrix(features)
-        self.boosters_ = {}
+        self.boosters_, self.linear_ = {}, {}
         for offset in self.target.offsets:
             residual = np.log(y) - OFFSETS[offset](features)
             dataset = lgb.Dataset(matrix, residual, feature_name=names, free_raw_data=False)
             self.boosters_[offset] = lgb.train(params, dataset, num_boost_round=self.num_rounds)
+            self.linear_[offset] = ShrunkRidge().fit(matrix, residual)
         return self
 
+    def _blend(self, offset: str) -> float:
+        """Ridge weight of a member (0 for members saved without a ridge)."""
+        return BLEND_WEIGHT if offset in getattr(self, "linear_", {}) else 0.0
+
     def predict_log(self, features: pd.DataFrame) -> np.ndarray:
-        """Natural log of the prediction: the members' mean, held inside the target's physical bounds."""
+        """Natural log of the prediction: the members' mean, held inside the target's physical bounds. Each
+        member is its offset plus a log-space blend of its booster and its ridge (:mod:`estimator.linear_member`)."""
         matrix = self._matrix(features)
-        members = [b.predict(matrix) + OFFSETS[o](features) for o, b in self.boosters_.items()]
+        members = []
+        for offset, booster in self.boosters_.items():
+            w = self._blend(offset)
+            learned = (1 - w) * booster.predict(matrix) + (w * self.linear_[offset].predict(matrix) if w else 0.0)
+            members.append(learned + OFFSETS[offset](features))
         return self._bounded(features, np.mean(members, axis=0))
 
     def _bounded(self, features: pd.DataFrame, raw: np.ndarray) -> np.ndarray:
@@ -167,20 +178,31 @@ class TargetRegressor:
         contribs, biases, offsets = [], [], []  # unbounded; see bound_adjustment
         for offset, booster in self.boosters_.items():
             contrib = booster.predict(matrix, pred_contrib=True)
-            contribs.append(contrib[:, :-1])
-            biases.append(contrib[:, -1])
+            w = self._blend(offset)
+            if w:
+                ridge = self.linear_[offset]
+                contribs.append((1 - w) * contrib[:, :-1] + w * ridge.contributions(matrix))
+                biases.append((1 - w) * contrib[:, -1] + w * ridge.intercept_)
+            else:
+                contribs.append(contrib[:, :-1])
+                biases.append(contrib[:, -1])
             offsets.append(OFFSETS[offset](features))
         return np.mean(contribs, axis=0), np.mean(biases, axis=0), np.mean(offsets, axis=0)
 
     def to_texts(self) -> dict[str, str]:
         return {offset: booster.model_to_string() for offset, booster in self.boosters_.items()}
 
+    def linear_to_dict(self) -> dict[str, dict]:
+        """The members' ridges as JSON-able dicts (kept in card.json; no pickles)."""
+        return {offset: ridge.to_dict() for offset, ridge in getattr(self, "linear_", {}).items()}
+
     @classmethod
-    def from_texts(cls, target: TargetSpec, texts: dict[str, str]) -> TargetRegressor:
+    def from_texts(cls, target: TargetSpec, texts: dict[str, str], linear: dict | None = None) -> TargetRegressor:
         import lightgbm as lgb
 
         regressor = cls(target)
         regressor.boosters_ = {offset: lgb.Booster(model_str=text) for offset, text in texts.items()}
+        regressor.linear_ = {offset: ShrunkRidge.from_dict(data) for offset, data in (linear or {}).items()}
         return regressor
 
 
@@ -270,7 +292,8 @@ class PredictorBundle:
         for name in card["targets"]:
             offsets = card["target_specs"][name]["offsets"]
             texts = {offset: (directory / f"{name}__{offset}.txt").read_text() for offset in offsets}
-            regressors[name] = TargetRegressor.from_texts(by_name[name], texts)
+            regressors[name] = TargetRegressor.from_texts(by_name[name], texts,
+                                                          card.get("linear_members", {}).get(name))
         return cls(regressors, card)
 
 

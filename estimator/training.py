@@ -191,6 +191,7 @@ def train(*, root: Path | None = None, output: Path | None = None, evaluate: boo
         "features": {family: [{"name": f.name, "layer": f.layer, "factor": f.factor}
                               for f in feature_table(family)] for family in FAMILIES},
         "lightgbm_params": LGB_PARAMS, "num_rounds": NUM_ROUNDS,
+        "linear_members": {name: regressor.linear_to_dict() for name, regressor in regressors.items()},
         "data_hash": data_hash(runs), "catalog_hash": catalog.content_hash,
         "training_rows": {family: len(frame) for family, frame in frames.items()},
         "sources": sorted(runs["source"].unique()),
