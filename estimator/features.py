@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from estimator import physics
+from estimator import physics, physics_unet
 from estimator import physics_serving as serving
 from estimator.catalog import ArchitectureSpec, Catalog, GPUSpec
 
@@ -216,9 +216,13 @@ def diffusion_features_row(arch: ArchitectureSpec, gpu: GPUSpec, ref_gpu: GPUSpe
                            ring: int, engine: str, precision: str = "bfloat16") -> dict:
     """All diffusion features for one configuration (see :data:`DIFFUSION_FEATURES`)."""
     tokens = physics.latent_tokens(arch, height, width, frames)
-    flops_step = physics.diffusion_flops_per_step(arch, tokens, batch_size)
-    linear_only = 2.0 * arch.denoiser_params_billions * physics.BILLION * tokens * batch_size * (
-        2 if arch.uses_cfg else 1)
+    if arch.denoiser_type == "unet":  # stage by stage: attention only in the transformer blocks
+        flops_step, attention_flops = physics_unet.unet_flops_per_step(arch, height, width, batch_size)
+        linear_only = flops_step - attention_flops
+    else:
+        flops_step = physics.diffusion_flops_per_step(arch, tokens, batch_size)
+        linear_only = 2.0 * arch.denoiser_params_billions * physics.BILLION * tokens * batch_size * (
+            2 if arch.uses_cfg else 1)
     total_flops = flops_step * steps
     weight_bytes = physics.weight_bytes_total(arch, precision)
     compute_s, memory_s = physics.roofline_step_time_s(total_flops, weight_bytes * steps, gpu, precision, num_gpus)

@@ -137,3 +137,38 @@ def test_one_fit_rule_for_features_and_prediction(catalog):
     assert featurize(frame, catalog)["fits_in_memory"].iloc[0] == 0.0
     fp4 = {**values, "gpu_model": "GB200", "num_gpus": 4, "tensor_parallel": 4, "weight_precision": "mxfp4"}
     assert memory_reason(arch, fp4, catalog) is None
+
+
+def test_sdxl_unet_flops_match_a_hand_calculation(catalog):
+    """SDXL at 1024 px runs attention only at 64x64 (640 ch, 10 transformer blocks) and 32x32 (1280 ch, 60
+    blocks); the 128x128 stage is ResNets only. Hand count per sample and step: transformer blocks
+    (36 C^2 N linear + 4 N^2 C attention) plus 3x3 ResNets (18 C^2 N each: 5 at 128^2, 5 at 64^2, 7 at 32^2)
+    = ~5.5 TFLOP; the stage walk must land within 1.5x (it adds skip-widened ResNets, samplers, cross-attention),
+    and far below the DiT reading of the same model (2 x 2.567B x 16384 tokens + full attention, ~180 TFLOP)."""
+    from estimator.physics_unet import unet_cost, unet_flops_per_step
+
+    sdxl = catalog.models["stabilityai/stable-diffusion-xl-base-1.0"]
+
+    def block(c, n):
+        return 36 * c * c * n + 4 * n * n * c
+
+    hand = 10 * block(640, 64 * 64) + 60 * block(1280, 32 * 32)
+    hand += 18 * (5 * 320**2 * 128**2 + 5 * 640**2 * 64**2 + 7 * 1280**2 * 32**2)
+    cost = unet_cost(sdxl, 1024, 1024)
+    assert 1 / 1.5 < cost.flops / hand < 1.5
+    total, attention = unet_flops_per_step(sdxl, 1024, 1024, 1)
+    assert total == pytest.approx(2 * cost.flops)  # classifier-free guidance doubles the batch
+    assert total < 0.1 * physics.diffusion_flops_per_step(sdxl, 128 * 128, 1)
+    assert attention < 0.2 * total
+
+
+@pytest.mark.parametrize("model, stated_billions", [("stabilityai/stable-diffusion-xl-base-1.0", 2.567),
+                                                    ("stable-diffusion-v1-5/stable-diffusion-v1-5", 0.86),
+                                                    ("stabilityai/stable-diffusion-2-1", 0.865)])
+def test_unet_parameters_derived_from_config_match_the_stated_count(catalog, model, stated_billions):
+    """The stage walk's parameter count checks the UNet fields against the published size (within 2%)."""
+    from estimator.physics_unet import unet_cost
+
+    arch = catalog.models[model]
+    assert unet_cost(arch, arch.default_height, arch.default_width).params / 1e9 == pytest.approx(
+        stated_billions, rel=0.02)
