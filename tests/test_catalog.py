@@ -6,8 +6,8 @@ import tomllib
 import pytest
 
 from estimator.catalog.catalog import CatalogError, UnknownKeyError, load_catalog
+from estimator.catalog.params import param_breakdown
 from estimator.paths import catalog_dir
-from estimator.physics.params import param_breakdown
 
 #: the 46 models of the ML.ENERGY v3 study (paper-notes section 2)
 STUDY_MODELS = [
