@@ -3,8 +3,8 @@
 import pandas as pd
 import pytest
 
-from estimator import physics
-from estimator import physics_serving as serving
+from estimator.catalog.params import param_breakdown
+from estimator.physics import memory, serving, step
 
 
 def test_tied_embedding_models_keep_their_lm_head(catalog):
@@ -15,47 +15,47 @@ def test_tied_embedding_models_keep_their_lm_head(catalog):
     qwen = catalog.models["Qwen/Qwen3-4B"]
     per_layer = 2560 * (2 * 32 * 128 + 2 * 8 * 128) + 3 * 2560 * 9728
     hand = 2.0 * (36 * per_layer + 151936 * 2560)
-    assert physics.linear_flops_per_token(qwen) == pytest.approx(hand, rel=1e-6)
-    assert physics.lm_head_params(qwen) == 151936 * 2560
+    assert step.linear_flops_per_token(qwen) == pytest.approx(hand, rel=1e-6)
+    assert step.lm_head_params(qwen) == 151936 * 2560
     # untied Llama-3.1-8B: only the input table is free (one row looked up per token)
     llama = catalog.models["meta-llama/Llama-3.1-8B-Instruct"]
     per_layer = 4096 * (2 * 32 * 128 + 2 * 8 * 128) + 3 * 4096 * 14336
-    assert physics.linear_flops_per_token(llama) == pytest.approx(2.0 * (32 * per_layer + 128256 * 4096), rel=1e-6)
+    assert step.linear_flops_per_token(llama) == pytest.approx(2.0 * (32 * per_layer + 128256 * 4096), rel=1e-6)
     # the tied matrix is streamed by the LM head every step, so a decode step reads it
-    read = physics.weight_bytes_read_per_step(qwen, "bfloat16", 1)
-    assert read == pytest.approx(physics.weight_bytes_total(qwen, "bfloat16"))
+    read = step.weight_bytes_read_per_step(qwen, "bfloat16", 1)
+    assert read == pytest.approx(memory.weight_bytes_total(qwen, "bfloat16"))
 
 
 def test_fp4_formats_size_dense_models_and_use_the_fp4_peak(catalog):
     """MXFP4 is 4.25 bits (a shared 8-bit scale per 32 values), NVFP4 4.5 bits (an FP8 scale per 16); on a dense
     model every linear layer is quantised. Llama-3.1-405B: (405.9B - 2 x 128256 x 16384 embedding) x 4.25/8 bytes
     + the bf16 embeddings = ~221 GB, ~55 GB per GPU on 4 GPUs (not 203 GB as bf16 sizing gave)."""
-    assert physics.bytes_per_param("mxfp4") == 4.25 / 8
-    assert physics.bytes_per_param("nvfp4") == 4.5 / 8
+    assert memory.bytes_per_param("mxfp4") == 4.25 / 8
+    assert memory.bytes_per_param("nvfp4") == 4.5 / 8
     arch = catalog.models["meta-llama/Llama-3.1-405B-Instruct"]
     embedding = 2 * 128256 * 16384
-    linear = physics.weight_bytes_total(arch, "bfloat16") / 2 - embedding
+    linear = memory.weight_bytes_total(arch, "bfloat16") / 2 - embedding
     hand = linear * 4.25 / 8 + embedding * 2
-    assert physics.weight_bytes_total(arch, "mxfp4") == pytest.approx(hand, rel=1e-9)
-    assert physics.weight_bytes_per_gpu(arch, "mxfp4", 4) / 1e9 == pytest.approx(55.4, rel=0.02)
-    assert physics.peak_flops(catalog.gpus["B200"], "mxfp4") == 9000e12
-    assert physics.peak_flops(catalog.gpus["H100-SXM"], "nvfp4") == 1979e12  # no FP4 on Hopper: FP8 peak
+    assert memory.weight_bytes_total(arch, "mxfp4") == pytest.approx(hand, rel=1e-9)
+    assert memory.weight_bytes_per_gpu(arch, "mxfp4", 4) / 1e9 == pytest.approx(55.4, rel=0.02)
+    assert step.peak_flops(catalog.gpus["B200"], "mxfp4") == 9000e12
+    assert step.peak_flops(catalog.gpus["H100-SXM"], "nvfp4") == 1979e12  # no FP4 on Hopper: FP8 peak
 
 
 def test_mxfp4_moe_quantises_experts_only(catalog):
     """gpt-oss ships MXFP4 experts and bf16 attention: experts x 4.25/8 bytes + everything else x 2 bytes."""
     arch = catalog.models["openai/gpt-oss-120b"]
-    parts = physics.param_breakdown(arch)
+    parts = param_breakdown(arch)
     experts = (parts.routed_experts_billions + parts.shared_experts_billions) * 1e9
     rest = (parts.total_billions - arch.other_params_billions) * 1e9 - experts
-    assert physics.weight_bytes_total(arch, "mxfp4") == pytest.approx(experts * 4.25 / 8 + rest * 2, rel=1e-9)
+    assert memory.weight_bytes_total(arch, "mxfp4") == pytest.approx(experts * 4.25 / 8 + rest * 2, rel=1e-9)
 
 
 def test_usable_memory_is_what_the_driver_reports(catalog):
     """nvidia-smi totals, not the vendor's round GB: H100 81,559 MiB = 85.52 GB; B200 183,359 MiB = 192.3 GB."""
-    assert serving.usable_memory_bytes(catalog.gpus["H100-SXM"]) == 81559 * 2**20
-    assert serving.usable_memory_bytes(catalog.gpus["B200"]) / 1e9 == pytest.approx(192.27, rel=1e-3)
-    assert serving.usable_memory_bytes(catalog.gpus["H100-PCIe"]) == 80e9  # no driver figure: datasheet GB
+    assert memory.usable_memory_bytes(catalog.gpus["H100-SXM"]) == 81559 * 2**20
+    assert memory.usable_memory_bytes(catalog.gpus["B200"]) / 1e9 == pytest.approx(192.27, rel=1e-3)
+    assert memory.usable_memory_bytes(catalog.gpus["H100-PCIe"]) == 80e9  # no driver figure: datasheet GB
 
 
 def test_vllm_kv_pool_arithmetic(catalog):
@@ -66,11 +66,11 @@ def test_vllm_kv_pool_arithmetic(catalog):
     """
     llama = catalog.models["meta-llama/Llama-3.1-8B-Instruct"]
     gpu = catalog.gpus["H100-SXM"]
-    assert serving.profile_batched_tokens(gpu) == 8192
-    activation = serving.activation_peak_bytes(llama, 1, 256, 8192)
+    assert memory.profile_batched_tokens(gpu) == 8192
+    activation = memory.activation_peak_bytes(llama, 1, 256, 8192)
     assert activation == pytest.approx(8192 * 2 * (2 * 14336 + 48 * 128 + 4 * 4096) + 256 * 128256 * 4)
-    weights = physics.weight_bytes_total(llama, "bfloat16")
-    pool = serving.kv_pool_bytes_per_gpu(gpu, weights, activation)
+    weights = memory.weight_bytes_total(llama, "bfloat16")
+    pool = memory.kv_pool_bytes_per_gpu(gpu, weights, activation)
     assert pool == pytest.approx(0.9 * 81559 * 2**20 - weights - activation - 2**30)
     assert 57e9 < pool < 60e9
 
@@ -78,11 +78,11 @@ def test_vllm_kv_pool_arithmetic(catalog):
 def test_fp8_kv_cache_halves_attention_cache_bytes(catalog):
     """kv_cache_dtype fp8 stores one byte per value instead of two (bf16 'auto')."""
     llama = catalog.models["meta-llama/Llama-3.1-8B-Instruct"]
-    auto = serving.kv_bytes_per_sequence_at(llama, 1000, "auto")
+    auto = memory.kv_bytes_per_sequence_at(llama, 1000, "auto")
     assert auto == 1000 * 2 * 32 * 8 * 128 * 2
-    assert serving.kv_bytes_per_sequence_at(llama, 1000, "fp8") == auto / 2
+    assert memory.kv_bytes_per_sequence_at(llama, 1000, "fp8") == auto / 2
     with pytest.raises(ValueError, match="kv_cache_dtype"):
-        serving.kv_dtype_bytes("int3")
+        memory.kv_dtype_bytes("int3")
 
 
 def test_tensor_parallel_collectives_pay_latency(catalog):
@@ -102,7 +102,7 @@ def test_attention_data_parallel_replicates_non_expert_reads(catalog):
     """Under DP attention each rank streams its own copy of the non-expert weights; experts are read once."""
     arch = catalog.models["Qwen/Qwen3-Coder-480B-A35B-Instruct-FP8"]
     assert serving.attention_dp_weight_bytes_read(arch, 10e9, 100e9, 8) == 8 * 10e9 + 100e9
-    from estimator.features import _weights_read
+    from estimator.physics.step import _weights_read
 
     single, _ = _weights_read(arch, "fp8", 256, 1)
     replicated, _ = _weights_read(arch, "fp8", 256, 8)
@@ -115,19 +115,19 @@ def test_decode_step_sums_compute_and_memory_and_prefill_counts_attention(catalo
     ~15.4 ms at the H100's 989.5 TFLOP/s (the TTFT physics, compute bound)."""
     assert serving.decode_step_time_s(0.002, 0.005) == pytest.approx(0.007)
     llama = catalog.models["meta-llama/Llama-3.1-8B-Instruct"]
-    linear = physics.linear_flops_per_token(llama)
+    linear = step.linear_flops_per_token(llama)
     flops = serving.prefill_flops(llama, linear, 1000)
     assert flops == pytest.approx(linear * 1000 + 4 * 32 * 128 * 1000 * 32 * 500)
     gpu = catalog.gpus["H100-SXM"]
-    ttft = serving.ttft_physics_s(flops, 16e9, 1, physics.peak_flops(gpu, "bfloat16"), 3.35e12, 1)
+    ttft = serving.ttft_physics_s(flops, 16e9, 1, step.peak_flops(gpu, "bfloat16"), 3.35e12, 1)
     assert ttft * 1e3 == pytest.approx(15.43, rel=0.01)
 
 
 def test_one_fit_rule_for_features_and_prediction(catalog):
     """The featurizer's feasible batch and prediction's refusal use the same pool: a 405B model in bf16 on one
     B200 does not fit (weights alone exceed 0.9 x 192 GB) and the featurizer finds no feasible batch."""
-    from estimator.features import featurize
-    from estimator.prediction import memory_reason
+    from estimator.learn.features import featurize
+    from estimator.learn.prediction import memory_reason
 
     arch = catalog.models["meta-llama/Llama-3.1-405B-Instruct"]
     values = {"gpu_model": "B200", "num_gpus": 1, "weight_precision": "bfloat16", "data_parallel": 1,
@@ -145,7 +145,7 @@ def test_sdxl_unet_flops_match_a_hand_calculation(catalog):
     (36 C^2 N linear + 4 N^2 C attention) plus 3x3 ResNets (18 C^2 N each: 5 at 128^2, 5 at 64^2, 7 at 32^2)
     = ~5.5 TFLOP; the stage walk must land within 1.5x (it adds skip-widened ResNets, samplers, cross-attention),
     and far below the DiT reading of the same model (2 x 2.567B x 16384 tokens + full attention, ~180 TFLOP)."""
-    from estimator.physics_unet import unet_cost, unet_flops_per_step
+    from estimator.physics.unet import unet_cost, unet_flops_per_step
 
     sdxl = catalog.models["stabilityai/stable-diffusion-xl-base-1.0"]
 
@@ -158,7 +158,7 @@ def test_sdxl_unet_flops_match_a_hand_calculation(catalog):
     assert 1 / 1.5 < cost.flops / hand < 1.5
     total, attention = unet_flops_per_step(sdxl, 1024, 1024, 1)
     assert total == pytest.approx(2 * cost.flops)  # classifier-free guidance doubles the batch
-    assert total < 0.1 * physics.diffusion_flops_per_step(sdxl, 128 * 128, 1)
+    assert total < 0.1 * step.diffusion_flops_per_step(sdxl, 128 * 128, 1)
     assert attention < 0.2 * total
 
 
@@ -167,7 +167,7 @@ def test_sdxl_unet_flops_match_a_hand_calculation(catalog):
                                                     ("stabilityai/stable-diffusion-2-1", 0.865)])
 def test_unet_parameters_derived_from_config_match_the_stated_count(catalog, model, stated_billions):
     """The stage walk's parameter count checks the UNet fields against the published size (within 2%)."""
-    from estimator.physics_unet import unet_cost
+    from estimator.physics.unet import unet_cost
 
     arch = catalog.models[model]
     assert unet_cost(arch, arch.default_height, arch.default_width).params / 1e9 == pytest.approx(

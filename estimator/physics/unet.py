@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from estimator.catalog import ArchitectureSpec
+from estimator.catalog.catalog import ArchitectureSpec
 
 TEXT_TOKENS = 77  # CLIP context length the cross-attention keys and values come from
 

@@ -17,26 +17,30 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from estimator import evaluate as ev
-from estimator import holdout
-from estimator.catalog import Catalog, load_catalog
-from estimator.data import load_runs
-from estimator.features import feature_table, featurize
+from estimator.catalog.catalog import Catalog, load_catalog
+from estimator.learn import evaluate as ev
+from estimator.learn import holdout
+from estimator.learn.card import Card, Domain, FeatureCard
+from estimator.learn.data import load_runs
+from estimator.learn.family import FAMILIES, family_column, family_of
+from estimator.learn.features import featurize
+from estimator.learn.predictor import LGB_PARAMS, NUM_ROUNDS, TARGETS, PredictorBundle, fit_regressors, target_card
+from estimator.learn.reference import reference_from_frames
 from estimator.paths import predictors_dir
-from estimator.predictor import LGB_PARAMS, NUM_ROUNDS, TARGETS, PredictorBundle, fit_regressors
 
 DEFAULT_PREDICTOR = "default"
 #: what was chosen where (the report prints this): nothing about a held-out group is chosen on its own rows
 EVALUATION_CHOICES = {
-    "task-profile output length": "inside each fold, from the training fold's rows (estimator.holdout)",
+    "task-profile output length": "inside each fold, from the training fold's rows (estimator.learn.holdout)",
     "interval tails (reported coverage)": "inside each fold: tail calibrated on the other held-out groups only",
     "interval tails (shipped predictor)": "on all leave-one-model-out residuals (what predictions use)",
     "input length": "frozen before evaluation: models/catalog/tasks.toml mean_input_tokens (benchmark-code estimates)",
     "LightGBM parameters and rounds": "frozen before this evaluation (set in an earlier round; not re-tuned here)",
-    "physical bound margins": "frozen constants in estimator.predictor.TARGETS (set once; they do not bind in "
-                              "training rows)",
+    "physical bound margins": "frozen constants in estimator.learn.predictor.TARGETS (set once; they do not bind "
+                              "in training rows)",
+    "ridge penalty": "inside every fit, by generalised cross-validation on that fit's rows (estimator.learn.linear)",
+    "ridge / booster blend weight": "frozen at 0.5 (equal geometric mean; not tuned)",
 }
-FAMILIES = ("llm", "diffusion")
 
 
 def data_hash(runs: pd.DataFrame) -> str:
@@ -48,25 +52,30 @@ def data_hash(runs: pd.DataFrame) -> str:
 
 def _versions() -> dict[str, str]:
     names = ("lightgbm", "numpy", "pandas", "scikit-learn", "pydantic")
-    versions = {name: metadata.version(name) for name in names}
+    versions = {}
+    for name in names:  # scikit-learn is optional (lightgbm's wrappers only): recorded when installed
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
     versions["python"] = platform.python_version()
     return versions
 
 
-def _domain(frame: pd.DataFrame, family: str) -> dict:
-    batch = "batch_size" if family == "diffusion" else "max_num_seqs"
-    return {"models": sorted(frame["model_id"].unique()), "gpus": sorted(frame["gpu_model"].unique()),
-            "engines": sorted(frame["engine"].unique()),
-            "gpu_engines": sorted(set(frame["gpu_model"] + "|" + frame["engine"])),
-            "tasks": sorted(frame["task"].unique()),
-            "precisions": sorted(frame["weight_precision"].unique()),
-            "num_gpus": sorted(int(v) for v in frame["num_gpus"].unique()),
-            "batch_min": int(frame[batch].min()), "batch_max": int(frame[batch].max()), "rows": len(frame)}
+def _domain(frame: pd.DataFrame, family: str) -> Domain:
+    batch = family_of(family).batch_column
+    return Domain(models=sorted(frame["model_id"].unique()), gpus=sorted(frame["gpu_model"].unique()),
+                  engines=sorted(frame["engine"].unique()),
+                  gpu_engines=sorted(set(frame["gpu_model"] + "|" + frame["engine"])),
+                  tasks=sorted(frame["task"].unique()), precisions=sorted(frame["weight_precision"].unique()),
+                  num_gpus=sorted(int(v) for v in frame["num_gpus"].unique()),
+                  batch_min=int(frame[batch].min()), batch_max=int(frame[batch].max()), rows=len(frame))
 
 
 def split_by_family(runs: pd.DataFrame) -> dict[str, pd.DataFrame]:
-    key = ev.family_key(runs)
-    return {family: runs[key.eq(family)].reset_index(drop=True) for family in FAMILIES}
+    """The run frame split into the predictor families' rows ('mllm' rows go with 'llm')."""
+    key = family_column(runs["task_family"])
+    return {family.name: runs[key.eq(family.name)].reset_index(drop=True) for family in FAMILIES}
 
 
 #: splits whose interval coverage is reported (each held-out group judged by intervals calibrated without it)
@@ -183,36 +192,29 @@ def train(*, root: Path | None = None, output: Path | None = None, evaluate: boo
     regressors = fit_regressors(features, frames)
     if progress:
         progress("fitted final predictors")
-    card: dict = {
-        "name": DEFAULT_PREDICTOR,
-        "targets": sorted(regressors),
-        "target_specs": {t.name: {"family": t.family, "column": t.column, "offsets": list(t.offsets),
-                                  "ceiling": t.ceiling, "floor": t.floor, "monotone": t.monotone} for t in TARGETS},
-        "features": {family: [{"name": f.name, "layer": f.layer, "factor": f.factor}
-                              for f in feature_table(family)] for family in FAMILIES},
-        "lightgbm_params": LGB_PARAMS, "num_rounds": NUM_ROUNDS,
-        "linear_members": {name: regressor.linear_to_dict() for name, regressor in regressors.items()},
-        "data_hash": data_hash(runs), "catalog_hash": catalog.content_hash,
-        "training_rows": {family: len(frame) for family, frame in frames.items()},
-        "sources": sorted(runs["source"].unique()),
-        "domain": {family: _domain(frame, family) for family, frame in frames.items() if not frame.empty},
-        "versions": _versions(),
-    }
-    from estimator.explain import reference_from_frames
-
-    card["attribution_reference"] = reference_from_frames(regressors, frames, features)
+    card = Card(
+        name=DEFAULT_PREDICTOR, targets=sorted(regressors),
+        target_specs={t.name: target_card(t) for t in TARGETS},
+        features={family.name: [FeatureCard(name=f.name, layer=f.layer, factor=f.factor) for f in family.features]
+                  for family in FAMILIES},
+        lightgbm_params=LGB_PARAMS, num_rounds=NUM_ROUNDS, data_hash=data_hash(runs),
+        catalog_hash=catalog.content_hash, training_rows={family: len(frame) for family, frame in frames.items()},
+        sources=sorted(runs["source"].unique()),
+        domain={family: _domain(frame, family) for family, frame in frames.items() if not frame.empty},
+        versions=_versions(), attribution_reference=reference_from_frames(regressors, frames, features),
+        linear_members={name: regressor.linear_to_dict() for name, regressor in regressors.items()})
     if evaluate:
         metrics, residuals = evaluate_all(frames, features, catalog, splits, progress)
-        card["metrics"] = metrics
-        card["baselines"] = {"llm": baseline_metrics(frames["llm"], catalog)}
+        card.metrics = metrics
+        card.baselines = {"llm": baseline_metrics(frames["llm"], catalog)}
         intervals, tails = calibrated_intervals(residuals)
-        card["intervals"] = intervals[holdout.GIVEN]
-        card["intervals_task_profile"] = intervals.get(holdout.PROFILE, {})
-        card["interval_tails"] = tails
-        card["interval_source"] = (f"{ev.HEADLINE} out-of-fold log residuals, per output-length reading; quantile "
-                                   f"tails chosen per family and quantity so that 80% of each held-out model's rows "
-                                   f"fall inside when calibrated on the other models")
-        card["evaluation_choices"] = EVALUATION_CHOICES
+        card.intervals = intervals[holdout.GIVEN]
+        card.intervals_task_profile = intervals.get(holdout.PROFILE, {})
+        card.interval_tails = tails
+        card.interval_source = (f"{ev.HEADLINE} out-of-fold log residuals, per output-length reading; quantile "
+                                f"tails chosen per family and quantity so that 80% of each held-out model's rows "
+                                f"fall inside when calibrated on the other models")
+        card.evaluation_choices = EVALUATION_CHOICES
     bundle = PredictorBundle(regressors, card)
     if output is not None:
         bundle.save(output)

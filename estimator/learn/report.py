@@ -8,6 +8,8 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from estimator.learn.card import Card
+
 SPLIT_NOTES = {
     "leave-one-model-out": "every configuration of one model held out (headline)",
     "leave-family-out": "every model of the same architecture shape held out together",
@@ -21,7 +23,7 @@ QUANTITY_LABELS = {
     "p90_itl_ms": "p90 ITL",
     "energy_per_item_joules": "energy per image/video", "batch_latency_s": "batch latency",
 }
-COMMAND = "joules-estimate train  # then: joules-estimate evaluate (writes this file)"
+COMMAND = "joules-estimate train  # then: joules-estimate evaluate --write-report (writes this file)"
 
 
 def _metric_row(split: str, family: str, quantity: str, values: dict) -> str:
@@ -32,11 +34,11 @@ def _metric_row(split: str, family: str, quantity: str, values: dict) -> str:
             f"{values['within_2x_pct']:.0f}% | {coverage_text} |")
 
 
-def headline_table(card: dict) -> str:
+def headline_table(card: Card) -> str:
     """Markdown table of energy accuracy per split (the README's table)."""
     lines = ["| split | family | quantity | rows | median APE | MAPE | p90 APE | within 2x | p10-p90 coverage |",
              "|---|---|---|---|---|---|---|---|---|"]
-    metrics = card.get("metrics", {})
+    metrics = card.metrics
     for split in [name for name in SPLIT_NOTES if name in metrics]:
         for family in ("llm|task-profile", "llm", "diffusion"):  # the task-profile reading is the headline
             by_quantity = metrics[split].get(family, {})
@@ -46,11 +48,11 @@ def headline_table(card: dict) -> str:
     return "\n".join(lines)
 
 
-def readings_table(card: dict) -> str:
+def readings_table(card: Card) -> str:
     """Markdown: split x output-length reading x quantity, median / p90 APE and nested interval coverage (LLM)."""
     lines = ["| split | output length | quantity | rows | median APE | p90 APE | p10-p90 coverage |",
              "|---|---|---|---|---|---|---|"]
-    metrics = card.get("metrics", {})
+    metrics = card.metrics
     for split in [name for name in SPLIT_NOTES if name in metrics]:
         for key, reading in (("llm", "given"), ("llm|task-profile", "task profile (training fold)")):
             for quantity, values in metrics[split].get(key, {}).items():
@@ -63,11 +65,11 @@ def readings_table(card: dict) -> str:
     return "\n".join(lines)
 
 
-def _bias_lines(card: dict) -> list[str]:
+def _bias_lines(card: Card) -> list[str]:
     """Per held-out model geometric bias of LLM J/token (leave-one-model-out), both readings."""
     lines = []
     for key, reading in (("llm", "output length given"), ("llm|task-profile", "task-profile output length")):
-        bias = card.get("metrics", {}).get("leave-one-model-out", {}).get(key, {}).get(
+        bias = card.metrics.get("leave-one-model-out", {}).get(key, {}).get(
             "energy_per_token_joules", {}).get("model_bias")
         if not bias:
             continue
@@ -91,15 +93,15 @@ def _gpu_direction_lines(metrics: dict) -> list[str]:
     return [*lines, ""] if lines else []
 
 
-def accuracy_markdown(card: dict) -> str:
+def accuracy_markdown(card: Card) -> str:
     """The full accuracy report as markdown."""
-    metrics = card.get("metrics", {})
+    metrics = card.metrics
     parts = [
         "# Accuracy of the trained predictors",
         "",
-        f"Generated from `models/predictors/{card.get('name', 'default')}/card.json` by `{COMMAND}`.",
-        f"Training data hash `{card.get('data_hash')}`, catalog hash `{card.get('catalog_hash')}`, "
-        f"rows: {card.get('training_rows')}. Library versions: {card.get('versions')}.",
+        f"Generated from `models/predictors/{card.name}/card.json` by `{COMMAND}`.",
+        f"Training data hash `{card.data_hash}`, catalog hash `{card.catalog_hash}`, "
+        f"rows: {card.training_rows}. Library versions: {card.versions}.",
         "",
         "All numbers are **out-of-fold**: each row is predicted by predictors that never saw it, under the named "
         "split. LLM rows include multimodal (image/video chat) rows. Output length is a workload input, read two "
@@ -122,7 +124,7 @@ def accuracy_markdown(card: dict) -> str:
         *_bias_lines(card),
         "",
         "## Where each choice was made",
-        *[f"- {what}: {where}" for what, where in card.get("evaluation_choices", {}).items()],
+        *[f"- {what}: {where}" for what, where in card.evaluation_choices.items()],
         "",
         *_gpu_direction_lines(metrics),
         "## Every quantity, leave-one-model-out",
@@ -147,7 +149,7 @@ def accuracy_markdown(card: dict) -> str:
                   f"{ranking['median_kendall_tau']:.2f}, mean {ranking['mean_kendall_tau']:.3f}; the predicted "
                   f"minimum-energy batch is within 5% of the true minimum energy in "
                   f"{ranking['min_energy_pick_within_5pct_pct']:.1f}% of groups."]
-    baselines = card.get("baselines", {}).get("llm", {})
+    baselines = card.baselines.get("llm", {})
     if baselines:
         parts += ["", "## Baselines on the same LLM rows (no training, so no split)",
                   "| baseline | median APE | p90 APE | within 2x | median predicted / measured |",
@@ -158,8 +160,8 @@ def accuracy_markdown(card: dict) -> str:
         parts += ["", "`naive-flops-tdp` is Fernandez et al.'s idealized estimate (FLOPs x TDP / peak FLOP/s); "
                   "`ecologits` is EcoLogits' fitted formula (a*exp(b*batch)*P_active + c Wh/token)."]
     parts += ["", "## Intervals",
-              f"p10-p90 intervals come from {card.get('interval_source', 'n/a')}; residual quantile tails used: "
-              f"{card.get('interval_tails', {})}. The coverage columns above are nested: each held-out group's rows "
+              f"p10-p90 intervals come from {card.interval_source or 'n/a'}; residual quantile tails used: "
+              f"{card.interval_tails}. The coverage columns above are nested: each held-out group's rows "
               "are judged against quantiles of the other groups' residuals at a tail itself chosen on the other "
               "groups only. Predictions without a given output length use the task-profile intervals.",
               ""]
@@ -169,11 +171,11 @@ def accuracy_markdown(card: dict) -> str:
 README_START, README_END = "<!-- accuracy:start -->", "<!-- accuracy:end -->"
 
 
-def readme_accuracy_block(card: dict) -> str:
+def readme_accuracy_block(card: Card) -> str:
     """The README's accuracy section body: the headline table, generated from the card."""
     return "\n".join([
-        f"Out-of-fold accuracy of the committed predictor (`models/predictors/{card.get('name', 'default')}`, "
-        f"data hash `{card.get('data_hash')}`), regenerated by `joules-estimate evaluate`; details and every "
+        f"Out-of-fold accuracy of the committed predictor (`models/predictors/{card.name}`, "
+        f"data hash `{card.data_hash}`), regenerated by `joules-estimate evaluate --write-report`; details and every "
         "quantity in [benchmarks/accuracy.md](benchmarks/accuracy.md). The headline split is leave-one-model-out; "
         "random-5fold is shown only to expose how optimistic row-level splits are.",
         "",
@@ -181,7 +183,7 @@ def readme_accuracy_block(card: dict) -> str:
     ])
 
 
-def update_readme(card: dict, readme: Path) -> bool:
+def update_readme(card: Card, readme: Path) -> bool:
     """Replace the text between the accuracy markers of ``readme``; False when the markers are absent."""
     text = readme.read_text()
     if README_START not in text or README_END not in text:
@@ -192,7 +194,7 @@ def update_readme(card: dict, readme: Path) -> bool:
     return True
 
 
-def write_accuracy_report(card: dict, path: Path) -> Path:
+def write_accuracy_report(card: Card, path: Path) -> Path:
     """Write :func:`accuracy_markdown` to ``path`` (and refresh the README table next to ``benchmarks/``)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(accuracy_markdown(card))
