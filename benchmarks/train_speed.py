@@ -33,7 +33,7 @@ def _cpu_s(who: int) -> float:
 
 def time_fit() -> tuple[float, float]:
     """(wall s, CPU s) of fitting every predictor on all rows, no evaluation."""
-    from estimator.training import train
+    from estimator.learn.training import train
 
     wall, cpu = time.perf_counter(), _cpu_s(resource.RUSAGE_SELF)
     train(evaluate=False, output=None)

@@ -21,13 +21,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from estimator.api import load_predictor
-from estimator.catalog import load_catalog
-from estimator.data import load_runs
-from estimator.features import featurize
-from estimator.prediction import predict_frame
-from estimator.predictor import fit_regressors, predict_end_metrics, targets_for
-from estimator.training import split_by_family
+from estimator import load_predictor
+from estimator.catalog.catalog import load_catalog
+from estimator.learn.data import load_runs
+from estimator.learn.features import featurize
+from estimator.learn.prediction import predict_frame
+from estimator.learn.predictor import fit_regressors, predict_end_metrics, targets_for
+from estimator.learn.training import split_by_family
 
 ROOT = Path(__file__).resolve().parent.parent
 KEYS = ["model_id", "task", "max_num_seqs", "num_gpus"]

@@ -120,31 +120,6 @@ def geometric_bias(predicted: np.ndarray, measured: np.ndarray, groups: np.ndarr
     return {"by_group": by_group, "worst": worst, "outside_1_5x": outside}
 
 
-def interval_quantiles(log_residuals: np.ndarray, tail: float = 0.1) -> list[float]:
-    """[q(tail), q(1 - tail)] of log(measured / predicted)."""
-    return [float(np.quantile(log_residuals, tail)), float(np.quantile(log_residuals, 1 - tail))]
-
-
-def cross_fitted_coverage(log_residuals: np.ndarray, groups: np.ndarray, tail: float = 0.1) -> float:
-    """Share of rows inside the interval calibrated on the OTHER groups' residuals only (honest)."""
-    inside = []
-    for group in np.unique(groups):
-        mask = groups == group
-        low, high = interval_quantiles(log_residuals[~mask], tail)
-        inside.append((log_residuals[mask] >= low) & (log_residuals[mask] <= high))
-    return float(np.mean(np.concatenate(inside)) * 100)
-
-
-def calibrate_tail(log_residuals: np.ndarray, groups: np.ndarray, target_pct: float = 80.0) -> float:
-    """The residual quantile tail (0.10 down to 0.02) whose interval covers ``target_pct`` of rows when each
-    model is judged by the others' residuals: residuals cluster by model, so the plain p10/p90 of pooled
-    residuals under-covers a new model. Returns the widest needed; 0.10 when that already suffices."""
-    for tail in (0.10, 0.09, 0.08, 0.07, 0.06, 0.05, 0.04, 0.03):
-        if cross_fitted_coverage(log_residuals, groups, tail) >= target_pct:
-            return tail
-    return 0.02
-
-
 def _kendall_tau(a: np.ndarray, b: np.ndarray) -> float:
     n = len(a)
     concordant = discordant = 0

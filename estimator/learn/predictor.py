@@ -235,7 +235,7 @@ class PredictorBundle:
     @property
     def intervals(self) -> dict[str, dict[str, list[float]]]:
         """Per family and derived quantity: [low, high] log(measured / predicted) quantiles of the calibrated
-        80%-coverage interval (see :func:`estimator.learn.evaluate.calibrate_tail`)."""
+        80%-coverage interval (see :func:`estimator.learn.holdout.choose_tail`)."""
         return self.card.intervals
 
     def predict_log(self, target: str, features: pd.DataFrame) -> np.ndarray:

@@ -145,7 +145,7 @@ class DecodeStep:
     """One steady-state decode step of a running batch (all GPUs together)."""
 
     context_tokens: float  # mean context per sequence (input + output / 2)
-    max_feasible_batch: float  # sequences whose cache fits (memory rule 1, estimator/physics/memory.py)
+    max_feasible_batch: float  # sequences whose cache fits (memory.max_concurrent_sequences)
     batch: float  # achieved batch: min(max_num_seqs, what fits), at least 1
     flops: float  # FLOPs of the step
     bytes_moved: float  # weight + KV bytes read by the step
