@@ -18,18 +18,27 @@ import numpy as np
 #: leave-one-model-out, leave-family-out and leave-GPU-out than either alone
 BLEND_WEIGHT = 0.5
 #: penalties tried by generalised cross-validation (features are standardised, so these are in units of rows)
-LAMBDAS = (1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0)
+LAMBDAS = (10.0, 30.0, 100.0, 300.0, 1000.0, 3000.0, 10000.0)
 
 
 class ShrunkRidge:
-    """Ridge regression on standardised features with a GCV-chosen penalty (scikit-learn style ``fit``)."""
+    """Ridge regression on standardised features with a GCV-chosen penalty (scikit-learn style ``fit``).
+
+    ``columns`` (optional) restricts it to those feature positions (the physics latents); the others get no
+    weight, so contributions keep the full feature width.
+    """
+
+    def __init__(self, columns: list[int] | None = None):
+        self.columns = columns
 
     def fit(self, matrix: np.ndarray, y: np.ndarray) -> ShrunkRidge:
         """Fit on ``matrix`` (rows x features, any units) and a log-space target ``y``."""
+        mask = np.zeros(matrix.shape[1], dtype=bool)
+        mask[self.columns if self.columns is not None else slice(None)] = True
         self.mean_ = matrix.mean(axis=0)
         scale = matrix.std(axis=0)
         self.scale_ = np.where(scale > 1e-12, scale, 1.0)
-        x = (matrix - self.mean_) / self.scale_
+        x = np.where(mask & (scale > 1e-12), (matrix - self.mean_) / self.scale_, 0.0)
         self.intercept_ = float(y.mean())
         centred = y - self.intercept_
         u, s, vt = np.linalg.svd(x, full_matrices=False)

@@ -144,8 +144,12 @@ class TargetRegressor:
             residual = np.log(y) - OFFSETS[offset](features)
             dataset = lgb.Dataset(matrix, residual, feature_name=names, free_raw_data=False)
             self.boosters_[offset] = lgb.train(params, dataset, num_boost_round=self.num_rounds)
-            self.linear_[offset] = ShrunkRidge().fit(matrix, residual)
+            self.linear_[offset] = ShrunkRidge(self._physics_columns()).fit(matrix, residual)
         return self
+
+    def _physics_columns(self) -> list[int]:
+        """Positions of the physics latents (layer 'latent' in the feature table): the ridge's inputs."""
+        return [i for i, f in enumerate(family_of(self.target.family).features) if f.layer == "latent"]
 
     def _blend(self, offset: str) -> float:
         """Ridge weight of a member (0 for members saved without a ridge)."""
@@ -218,7 +222,8 @@ def predict_end_metrics(regressors: dict[str, TargetRegressor], features: pd.Dat
     diffusion).
     """
     spec = family_of(family)
-    return spec.end_metrics({name: regressors[name].predict_log(features) for name in spec.targets}, frame)
+    return spec.end_metrics({name: regressors[name].predict_log(features) for name in spec.targets
+                             if name in regressors}, frame)
 
 
 class PredictorMismatchError(ValueError):
@@ -310,12 +315,14 @@ def load_predictor(name_or_path: str | Path = "default") -> PredictorBundle:
 
 def fit_regressors(features: dict[str, pd.DataFrame], frames: dict[str, pd.DataFrame],
                    targets: list[TargetSpec] | None = None) -> dict[str, TargetRegressor]:
-    """Fit every target on its family's rows. ``features``/``frames`` are keyed by 'llm' and 'diffusion'."""
+    """Fit every target on its family's rows that measured it (``p90_itl_ms`` is optional in run records).
+    ``features``/``frames`` are keyed by 'llm' and 'diffusion'."""
     fitted = {}
     for target in targets or TARGETS:
         frame = frames[target.family]
-        if frame.empty:
+        y = frame[target.column].to_numpy(float) if target.column in frame else np.array([])
+        measured = np.isfinite(y)
+        if not measured.any():
             continue
-        fitted[target.name] = TargetRegressor(target).fit(features[target.family],
-                                                          frame[target.column].to_numpy(float))
+        fitted[target.name] = TargetRegressor(target).fit(features[target.family][measured], y[measured])
     return fitted

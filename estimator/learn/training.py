@@ -92,7 +92,7 @@ def _quantity_metrics(frame: pd.DataFrame, oof: pd.DataFrame, family: str, split
             continue
         measured = frame[column].to_numpy(float)
         predicted = oof[f"{prefix}{quantity}"].to_numpy(float)
-        ok = np.isfinite(predicted)
+        ok = np.isfinite(predicted) & np.isfinite(measured)
         if not ok.any():
             continue
         values = ev.ape_metrics(measured, predicted)
