@@ -84,19 +84,3 @@ def test_nested_coverage_never_uses_the_held_out_groups_residuals():
     assert inside_outlier[-1] == 0.0
     assert holdout.nested_coverage(residuals, groups) == pytest.approx(np.mean(inside_outlier) * 100)
 
-
-def test_shrunk_ridge_is_exactly_additive_and_shrinks():
-    """The ridge half of each member: contributions + intercept reproduce its prediction exactly (so attribution
-    stays exact), a constant feature gets no weight, and its JSON round trip predicts the same."""
-    from estimator.learn.linear import LAMBDAS, ShrunkRidge
-
-    rng = np.random.default_rng(1)
-    x = np.column_stack([rng.normal(size=200), rng.normal(size=200), np.ones(200)])
-    y = 2.0 * x[:, 0] + rng.normal(0, 0.1, 200)
-    ridge = ShrunkRidge().fit(x, y)
-    assert ridge.lambda_ in LAMBDAS
-    np.testing.assert_allclose(ridge.contributions(x).sum(axis=1) + ridge.intercept_, ridge.predict(x))
-    assert ridge.coef_[2] == 0.0
-    least_squares = np.polyfit(x[:, 0], y, 1)[0]
-    assert 0 < ridge.coef_[0] / ridge.scale_[0] < least_squares  # shrunk towards zero
-    np.testing.assert_allclose(ShrunkRidge.from_dict(ridge.to_dict()).predict(x), ridge.predict(x))

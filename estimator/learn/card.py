@@ -4,7 +4,7 @@ One typed, versioned schema, read through :func:`read_card` only. The card carri
 *and* bounds (ceiling/floor), so a loaded predictor uses the offsets and bounds it was trained with, never a
 different copy from code. Version 1 is the layout written since the first trained predictor (its files carry no
 ``schema_version`` key; that absence means 1). Version 2 (issue 18) adds the task-profile intervals, interval tails
-per reading and quantity, the ridge half of each ensemble member and where each evaluation choice was made.
+per reading and quantity, and where each evaluation choice was made.
 """
 
 from __future__ import annotations
@@ -86,8 +86,6 @@ class Card(_Strict):
         default_factory=dict, description="v1: family -> tail; v2: reading -> family -> quantity -> residual "
                                           "quantile tail of the interval (0.10 = p10/p90)")
     interval_source: str = ""
-    linear_members: dict[str, dict[str, dict[str, Any]]] = Field(
-        default_factory=dict, description="target -> offset -> ShrunkRidge coefficients (estimator/learn/linear.py)")
     evaluation_choices: dict[str, str] = Field(default_factory=dict, description="what was chosen where")
 
     def domain_of(self, family: str) -> Domain | None:

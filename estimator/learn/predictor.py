@@ -1,11 +1,10 @@
 """Trained predictors of time, power and energy: LightGBM boosters on log targets relative to physics offsets.
 
-Each target is an ensemble of members, one per physics offset (none; GPU count x TDP; roofline throughput or latency
-on the configuration's GPU or on a reference GPU). A member learns ``log(y) - offset(features)`` twice, with a
-booster and with a shrunk ridge on the same features (:mod:`estimator.learn.linear`, the smooth part that
-extrapolates), and blends the two in log space; the prediction is the members' mean in log space. Members hedge
-between "hardware scales as the datasheet says" and "hardware does not matter", which is what transfers to GPUs
-absent from training.
+Each target is an ensemble of boosters, each learning ``log(y) - offset(features)`` for one physics offset
+(none; GPU count x TDP; roofline throughput or latency on the configuration's GPU or on a reference GPU); the
+prediction is their mean in log space. Members hedge between "hardware scales as the datasheet says" and
+"hardware does not matter", which is what transfers to GPUs absent from training. (A shrunk ridge blended into
+each member was tried for issue 18 and made every split worse; see benchmarks/transfer-log.md.)
 Energy is never predicted directly: energy per token
 = power / throughput and energy per image = power x latency / batch, so the three always agree exactly.
 Artifacts are LightGBM text files plus ``card.json`` (:mod:`estimator.learn.card`); no pickles.
@@ -24,7 +23,6 @@ import pandas as pd
 
 from estimator.learn.card import Card, TargetCard, read_card, write_card
 from estimator.learn.family import family_of, feature_names
-from estimator.learn.linear import BLEND_WEIGHT, ShrunkRidge
 from estimator.paths import predictors_dir
 
 #: small trees: with ~40 models, deeper trees memorise model identity instead of physics (chosen on
@@ -139,31 +137,17 @@ class TargetRegressor:
         if self.target.monotone:
             params["monotone_constraints"] = [self.target.monotone.get(n, 0) for n in names]
         matrix = self._matrix(features)
-        self.boosters_, self.linear_ = {}, {}
+        self.boosters_ = {}
         for offset in self.target.offsets:
             residual = np.log(y) - OFFSETS[offset](features)
             dataset = lgb.Dataset(matrix, residual, feature_name=names, free_raw_data=False)
             self.boosters_[offset] = lgb.train(params, dataset, num_boost_round=self.num_rounds)
-            self.linear_[offset] = ShrunkRidge(self._physics_columns()).fit(matrix, residual)
         return self
 
-    def _physics_columns(self) -> list[int]:
-        """Positions of the physics latents (layer 'latent' in the feature table): the ridge's inputs."""
-        return [i for i, f in enumerate(family_of(self.target.family).features) if f.layer == "latent"]
-
-    def _blend(self, offset: str) -> float:
-        """Ridge weight of a member (0 for members saved without a ridge)."""
-        return BLEND_WEIGHT if offset in getattr(self, "linear_", {}) else 0.0
-
     def predict_log(self, features: pd.DataFrame) -> np.ndarray:
-        """Natural log of the prediction: the members' mean, held inside the target's physical bounds. Each
-        member is its offset plus a log-space blend of its booster and its ridge (:mod:`estimator.learn.linear`)."""
+        """Natural log of the prediction: the members' mean, held inside the target's physical bounds."""
         matrix = self._matrix(features)
-        members = []
-        for offset, booster in self.boosters_.items():
-            w = self._blend(offset)
-            learned = (1 - w) * booster.predict(matrix) + (w * self.linear_[offset].predict(matrix) if w else 0.0)
-            members.append(learned + OFFSETS[offset](features))
+        members = [b.predict(matrix) + OFFSETS[o](features) for o, b in self.boosters_.items()]
         return self._bounded(features, np.mean(members, axis=0))
 
     def _bounded(self, features: pd.DataFrame, raw: np.ndarray) -> np.ndarray:
@@ -186,31 +170,20 @@ class TargetRegressor:
         contribs, biases, offsets = [], [], []  # unbounded; see bound_adjustment
         for offset, booster in self.boosters_.items():
             contrib = booster.predict(matrix, pred_contrib=True)
-            w = self._blend(offset)
-            if w:
-                ridge = self.linear_[offset]
-                contribs.append((1 - w) * contrib[:, :-1] + w * ridge.contributions(matrix))
-                biases.append((1 - w) * contrib[:, -1] + w * ridge.intercept_)
-            else:
-                contribs.append(contrib[:, :-1])
-                biases.append(contrib[:, -1])
+            contribs.append(contrib[:, :-1])
+            biases.append(contrib[:, -1])
             offsets.append(OFFSETS[offset](features))
         return np.mean(contribs, axis=0), np.mean(biases, axis=0), np.mean(offsets, axis=0)
 
     def to_texts(self) -> dict[str, str]:
         return {offset: booster.model_to_string() for offset, booster in self.boosters_.items()}
 
-    def linear_to_dict(self) -> dict[str, dict]:
-        """The members' ridges as JSON-able dicts (kept in card.json; no pickles)."""
-        return {offset: ridge.to_dict() for offset, ridge in getattr(self, "linear_", {}).items()}
-
     @classmethod
-    def from_texts(cls, target: TargetSpec, texts: dict[str, str], linear: dict | None = None) -> TargetRegressor:
+    def from_texts(cls, target: TargetSpec, texts: dict[str, str]) -> TargetRegressor:
         import lightgbm as lgb
 
         regressor = cls(target)
         regressor.boosters_ = {offset: lgb.Booster(model_str=text) for offset, text in texts.items()}
-        regressor.linear_ = {offset: ShrunkRidge.from_dict(data) for offset, data in (linear or {}).items()}
         return regressor
 
 
@@ -271,7 +244,7 @@ class PredictorBundle:
             target = TargetSpec(name, spec.family, spec.column, tuple(spec.offsets), dict(spec.monotone),
                                 ceiling=spec.ceiling, floor=spec.floor)
             texts = {offset: (directory / f"{name}__{offset}.txt").read_text() for offset in spec.offsets}
-            regressors[name] = TargetRegressor.from_texts(target, texts, card.linear_members.get(name))
+            regressors[name] = TargetRegressor.from_texts(target, texts)
         return cls(regressors, card)
 
 

@@ -38,8 +38,6 @@ EVALUATION_CHOICES = {
     "LightGBM parameters and rounds": "frozen before this evaluation (set in an earlier round; not re-tuned here)",
     "physical bound margins": "frozen constants in estimator.learn.predictor.TARGETS (set once; they do not bind "
                               "in training rows)",
-    "ridge penalty": "inside every fit, by generalised cross-validation on that fit's rows (estimator.learn.linear)",
-    "ridge / booster blend weight": "frozen at 0.5 (equal geometric mean; not tuned)",
 }
 
 
@@ -201,8 +199,7 @@ def train(*, root: Path | None = None, output: Path | None = None, evaluate: boo
         catalog_hash=catalog.content_hash, training_rows={family: len(frame) for family, frame in frames.items()},
         sources=sorted(runs["source"].unique()),
         domain={family: _domain(frame, family) for family, frame in frames.items() if not frame.empty},
-        versions=_versions(), attribution_reference=reference_from_frames(regressors, frames, features),
-        linear_members={name: regressor.linear_to_dict() for name, regressor in regressors.items()})
+        versions=_versions(), attribution_reference=reference_from_frames(regressors, frames, features))
     if evaluate:
         metrics, residuals = evaluate_all(frames, features, catalog, splits, progress)
         card.metrics = metrics
