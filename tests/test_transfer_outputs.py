@@ -50,5 +50,5 @@ def test_unknown_output_length_widens_the_energy_per_response_interval(bundle, c
 def test_accuracy_report_regenerates_from_the_card(bundle):
     """benchmarks/accuracy.md is exactly what the committed card renders (both output-length readings included)."""
     text = accuracy_markdown(bundle.card)
-    assert "llm|task-profile" in text and "task profile (training fold)" in text
+    assert "llm, task-profile length" in text and "task profile (training fold)" in text
     assert (project_root() / "benchmarks" / "accuracy.md").read_text() == text

@@ -205,7 +205,7 @@ def train(*, root: Path | None = None, output: Path | None = None, evaluate: boo
         card.metrics = metrics
         card.baselines = {"llm": baseline_metrics(frames["llm"], catalog)}
         intervals, tails = calibrated_intervals(residuals)
-        card.intervals = intervals[holdout.GIVEN]
+        card.intervals = intervals.get(holdout.GIVEN, {})
         card.intervals_task_profile = intervals.get(holdout.PROFILE, {})
         card.interval_tails = tails
         card.interval_source = (f"{ev.HEADLINE} out-of-fold log residuals, per output-length reading; quantile "
