@@ -131,6 +131,19 @@ def plan_jobs(specs: list[SweepSpec], done: set[str], idle_s: float) -> tuple[li
     return jobs, skipped
 
 
+_BOARDS: dict[str, Any] = {}
+
+
+def sweep_board(ray: Any, idle_watts: dict[str, float]) -> Any:
+    """This driver's :class:`SweepBoard` actor, reset for a new sweep (one actor per Ray job: starting an actor
+    process costs seconds, a reset nothing)."""
+    job = ray.get_runtime_context().get_job_id()
+    if job not in _BOARDS:
+        _BOARDS[job] = ray.remote(SweepBoard).options(num_cpus=0).remote()
+    ray.get(_BOARDS[job].reset.remote(idle_watts))
+    return _BOARDS[job]
+
+
 def _previous_idle(out_dir: Path) -> dict[str, float]:
     try:
         return json.loads((out_dir / "sweep.json").read_text()).get("idle_power_watts_by_node_gpu", {})
@@ -158,7 +171,7 @@ class _Driver:
         self.sink = RunSink(out_dir)
         self.nodes = cluster_nodes()
         self.remote = ray.remote(measure_configuration)
-        self.board = ray.remote(SweepBoard).options(num_cpus=0).remote(_previous_idle(out_dir))
+        self.board = sweep_board(ray, _previous_idle(out_dir))
         self.pending: dict[Any, Job] = {}
         self.hosts: dict[str, HostStatus] = defaultdict(HostStatus)
 

@@ -68,7 +68,9 @@ class Job:
 
     @property
     def run(self) -> RunConfig:
-        return RunConfig(spec=self.spec, max_num_seqs=self.max_num_seqs)
+        """The configuration as the task runs it: on CUDA devices 0..n-1, the GPUs Ray made visible to it."""
+        visible = self.spec.model_copy(update={"gpu_indices": list(range(self.num_gpus))})
+        return RunConfig(spec=visible, max_num_seqs=self.max_num_seqs)
 
     @property
     def num_gpus(self) -> int:
@@ -96,6 +98,10 @@ class SweepBoard:
     reused by every later configuration on that GPU, and which attempt started where (for per-host status)."""
 
     def __init__(self, idle_watts: dict[str, float] | None = None):
+        self.reset(idle_watts)
+
+    def reset(self, idle_watts: dict[str, float] | None = None) -> None:
+        """Start a new sweep, knowing ``idle_watts`` ("node_id/gpu_index" -> W, e.g. from the sweep resumed)."""
         self.idle_watts: dict[str, float] = dict(idle_watts or {})
         self.idle_measurements = 0
         self.started: dict[str, tuple[int, str, str]] = {}
