@@ -26,6 +26,7 @@ from measure.schema import RunRecord, SweepSpec
 from measure.sink import RECORDS_FILE, RunSink, git_sha, now_iso
 
 FAILED_FILE = "failed.jsonl"
+NODE_CHECK_S = 10.0  # how often the driver looks for configurations no live node can host
 INSTALL_HINT = "pip install 'joules-estimate[cluster]'  (or: pip install 'ray>=2.9,<2.56')"
 #: the backend every task builds (tests swap in fakes; it is pickled to the workers with each task)
 BACKEND_FACTORY: BackendFactory = gpu_backend
@@ -161,7 +162,7 @@ class HostStatus:
     skipped: int = 0
 
 
-class _Driver:
+class SweepDriver:
     """Submits jobs, collects outcomes, retries away from failed nodes, and writes every result at once."""
 
     def __init__(self, ray: Any, out_dir: Path, factory: BackendFactory, retries: int, gpu_type: str | None,
@@ -174,6 +175,17 @@ class _Driver:
         self.board = sweep_board(ray, _previous_idle(out_dir))
         self.pending: dict[Any, Job] = {}
         self.hosts: dict[str, HostStatus] = defaultdict(HostStatus)
+
+    def drop_infeasible(self) -> None:
+        """Re-read the cluster; a pending configuration no live node can host any more (its host died) is
+        cancelled and recorded as failed, instead of waiting forever."""
+        alive = cluster_nodes()
+        self.nodes.update(alive)
+        for ref, job in list(self.pending.items()):
+            if not any(can_host(n, job.num_gpus, self.gpu_type) for n in alive.values()):
+                self.ray.cancel(ref, force=True)
+                del self.pending[ref]
+                self.fail(job, f"no live node has {job.num_gpus} GPUs any more")
 
     def label(self, node_id: str) -> str:
         view = self.nodes.get(node_id)
@@ -294,7 +306,7 @@ def run_ray_sweep(
     result = RaySweepResult()
     jobs, result.already_recorded = plan_jobs(specs, done, idle_s)
     try:
-        driver = _Driver(ray, out, factory or BACKEND_FACTORY, retries, gpu_type, done, result)
+        driver = SweepDriver(ray, out, factory or BACKEND_FACTORY, retries, gpu_type, done, result)
         result.info = {"specs": [{"name": s.name, "spec_hash": s.spec_hash(), "spec": s.model_dump(mode="json")}
                                  for s in specs], "ray_address": address or "local", "started_at": now_iso(),
                        "already_recorded": result.already_recorded, "idle_seconds": idle_s}
@@ -305,11 +317,14 @@ def run_ray_sweep(
     return result
 
 
-def _drive(driver: _Driver, jobs: list[Job], on_progress: Callable[[int, int, str], None] | None) -> None:
+def _drive(driver: SweepDriver, jobs: list[Job], on_progress: Callable[[int, int, str], None] | None) -> None:
     for job in jobs:
         driver.submit(job)
-    total, last_tick = len(jobs), 0.0
+    total, last_tick, last_check = len(jobs), 0.0, time.monotonic()
     while True:
+        if time.monotonic() - last_check > NODE_CHECK_S:
+            driver.drop_infeasible()
+            last_check = time.monotonic()
         finished = total - len({j.key for j in driver.pending.values()})
         if on_progress and (time.monotonic() - last_tick > 1.0 or not driver.pending):
             on_progress(finished, total, driver.status_line())
@@ -324,7 +339,7 @@ def _drive(driver: _Driver, jobs: list[Job], on_progress: Callable[[int, int, st
     _write_info(driver, finished=True)
 
 
-def _write_info(driver: _Driver, finished: bool = False) -> None:
+def _write_info(driver: SweepDriver, finished: bool = False) -> None:
     """sweep.json: specs, hosts, idle power per node and GPU, failures; rewritten after every outcome."""
     board = driver.board_snapshot()
     info = driver.result.info

@@ -174,3 +174,21 @@ def test_resume_after_the_driver_is_killed(cluster, tmp_path, monkeypatch):
     assert records.read_text().startswith(before.rsplit("\n", 1)[0])
     assert sorted(r.max_num_seqs for r in after) == batches
     assert len({r.provenance.config_key for r in after}) == len(batches)
+
+
+def test_configuration_no_live_node_can_host_is_failed_not_awaited(cluster, tmp_path, monkeypatch):
+    """When the only host with enough GPUs dies, its pending configuration must be cancelled and recorded as failed;
+    Ray alone would keep it waiting for a node that never comes back."""
+    import measure.ray_sweep as ray_sweep
+    from measure.ray_worker import Job
+
+    spec = _spec("orphan", [8], engine="vllm", gpu_indices=[0, 1], tensor_parallel=2)
+    result = ray_sweep.RaySweepResult()
+    driver = ray_sweep.SweepDriver(import_ray(), tmp_path / "run", FakeFactory(delay_s=5.0), 2, None, set(), result)
+    driver.submit(Job(spec, 8, config_key(spec, 8), idle_s=0))
+    assert len(driver.pending) == 1
+    host_a_only = {k: v for k, v in ray_sweep.cluster_nodes().items() if k == cluster.a}
+    monkeypatch.setattr(ray_sweep, "cluster_nodes", lambda: host_a_only)
+    driver.drop_infeasible()
+    assert not driver.pending and "no live node has 2 GPUs" in result.failed["orphan-bs8"]
+    assert json.loads((tmp_path / "run" / "failed.jsonl").read_text())["key"] == "orphan-bs8"
