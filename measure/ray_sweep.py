@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import re
 import time
+import warnings
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -55,6 +56,7 @@ def connect(address: str | None) -> bool:
     if ray.is_initialized():
         return False
     sha = git_sha()
+    warnings.filterwarnings("ignore", message="Tip: In future versions of Ray", category=FutureWarning)
     ray.init(address=None if address in (None, "local") else address, logging_level="WARNING",
              log_to_driver=False, runtime_env={"env_vars": {"JOULES_GIT_SHA": sha}} if sha else None)
     return True
@@ -78,6 +80,10 @@ def cluster_nodes() -> dict[str, NodeView]:
     return {n["NodeID"]: NodeView(n["NodeID"], n["NodeManagerHostname"] if names[n["NodeManagerHostname"]] == 1
                                   else f"{n['NodeManagerHostname']}#{n['NodeID'][:6]}",
                                   n["Resources"].get("GPU", 0.0), dict(n["Resources"])) for n in alive}
+
+
+def _gpus(n: int) -> str:
+    return f"{n} GPU" if n == 1 else f"{n} GPUs"
 
 
 def can_host(node: NodeView, num_gpus: int, gpu_type: str | None) -> bool:
@@ -185,7 +191,7 @@ class SweepDriver:
             if not any(can_host(n, job.num_gpus, self.gpu_type) for n in alive.values()):
                 self.ray.cancel(ref, force=True)
                 del self.pending[ref]
-                self.fail(job, f"no live node has {job.num_gpus} GPUs any more")
+                self.fail(job, f"no live node has {_gpus(job.num_gpus)} any more")
 
     def label(self, node_id: str) -> str:
         view = self.nodes.get(node_id)
@@ -197,7 +203,7 @@ class SweepDriver:
         if not capable:
             most = max((n.num_gpus for n in self.nodes.values()), default=0)
             kind = f" of type {self.gpu_type}" if self.gpu_type else ""
-            self.fail(job, f"no node has {job.num_gpus} GPUs{kind} (the largest has {most:g})")
+            self.fail(job, f"no node has {_gpus(job.num_gpus)}{kind} (the largest has {most:g})")
             return
         options: dict[str, Any] = {"num_gpus": job.num_gpus, "max_retries": 1, "retry_exceptions": False,
                                    "name": f"measure {job.run.key}"}
@@ -374,7 +380,7 @@ def split_arguments(tokens: list[str]) -> tuple[list[Path], str | None]:
 
 
 def summary_table(result: RaySweepResult) -> Any:
-    """A rich table: one row per host (GPUs, configurations done, failed attempts, skipped), then failures."""
+    """A rich table: one row per host (GPUs, configurations done, failed attempts, skipped)."""
     from rich.table import Table
 
     table = Table(title="Ray sweep")
@@ -383,8 +389,6 @@ def summary_table(result: RaySweepResult) -> Any:
     for label, h in result.info.get("hosts", {}).items():
         table.add_row(label, ", ".join(h["gpu_names"]) or "-", str(h["done"]), str(h["failed_attempts"]),
                       str(h["skipped"]))
-    for key, reason in result.failed.items():
-        table.add_row(key, "", "", "failed", reason[:80])
     return table
 
 
@@ -422,6 +426,8 @@ def run_from_cli(tokens: list[str], out: Path | None, *, ray: bool, resume: bool
             print(r.model_dump_json())
     else:
         console.print(summary_table(result))
+        for key, reason in result.failed.items():
+            console.print(f"failed: {key}: {reason}", soft_wrap=True, markup=False, highlight=False)
         console.print(f"{len(result.records)} new records, {len(result.already_recorded)} already recorded, "
                       f"{len(result.failed)} failed; records in {out_dir}/{RECORDS_FILE}", soft_wrap=True, markup=False)
     return 1 if result.failed else 0
