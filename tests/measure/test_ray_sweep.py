@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 from measure.cli import app
 from measure.config_key import config_key
 from measure.meter import NvmlReader, PowerSampler
-from measure.ray_sweep import RayUnavailable, import_ray, run_ray_sweep, split_arguments
+from measure.ray_sweep import RayUnavailable, import_ray, recorded_keys, run_ray_sweep, split_arguments
 from measure.sink import read_records
 from measure.sweep import run_sweep
 
@@ -64,6 +64,20 @@ def test_config_key_ignores_the_sweep_around_a_configuration():
     assert config_key(base, 8) != config_key(base, 16)
     assert config_key(base, 8) != config_key(_spec("a", [8], workload={"seed": 4}), 8)
     assert config_key(base, 8) != config_key(_spec("a", [8], engine="vllm", gpu_indices=[0, 1], tensor_parallel=2), 8)
+
+
+def test_resume_reads_sequential_records_and_cuts_a_half_written_line(tmp_path):
+    """A driver killed inside a write leaves half a line: resume must drop it (it was never a record) rather than
+    fail or glue the next record onto it; records without a key (a sequential run's) are matched by spec hash."""
+    spec = _spec("seq", [8, 16])
+    clock = FakeClock()
+    reader = NvmlReader(FakeNvml(clock, 400.0))
+    run_sweep(spec, tmp_path, engine=FakeStaticEngine(clock), reader=reader, meter=FakeMeter(clock, 400.0),
+              sampler=PowerSampler(reader, [0], clock=clock), idle_s=0)
+    path = tmp_path / "records.jsonl"
+    path.write_bytes(path.read_bytes()[:-40])
+    assert recorded_keys(tmp_path, [spec]) == {config_key(spec, 8)}
+    assert path.read_text().endswith("\n") and len(read_records(path)) == 1
 
 
 def test_without_ray_the_cli_says_how_to_install_it(tmp_path, monkeypatch):
