@@ -26,11 +26,13 @@ from estimator.learn.family import family_of, feature_names
 from estimator.paths import predictors_dir
 
 #: small trees: with ~40 models, deeper trees memorise model identity instead of physics (chosen on
-#: leave-one-model-out / leave-family-out / leave-GPU-out energy error; see benchmarks/accuracy.md)
+#: leave-one-model-out / leave-family-out / leave-GPU-out energy error; see benchmarks/accuracy.md). One thread:
+#: on 700 rows the boosters gain nothing from two, and OpenMP threads spin-wait on a shared 2-core machine (there a
+#: full `joules-estimate train` took 126 CPU s with one thread and over 1,300 CPU s with two)
 LGB_PARAMS = {
     "objective": "regression", "learning_rate": 0.05, "num_leaves": 7, "min_data_in_leaf": 6,
     "feature_fraction": 0.7, "bagging_fraction": 0.9, "bagging_freq": 1, "lambda_l2": 1.0,
-    "verbose": -1, "deterministic": True, "force_row_wise": True, "num_threads": 2, "seed": 7,
+    "verbose": -1, "deterministic": True, "force_row_wise": True, "num_threads": 1, "seed": 7,
 }
 NUM_ROUNDS = 500
 
