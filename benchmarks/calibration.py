@@ -109,7 +109,8 @@ class Tally:
     """Predictions of one scenario (calibrated, uncalibrated, baseline) over its target rows."""
 
     def __init__(self):
-        self.rows, self.cal, self.unc, self.base, self.skipped = [], [], [], [], {"nothing left": 0, "picks coincide": 0}
+        self.rows, self.cal, self.unc, self.base = [], [], [], []
+        self.skipped = {"nothing left": 0, "picks coincide": 0}
 
     def add(self, family: Family, targets: np.ndarray, cal: dict, unc: dict, base: np.ndarray | None) -> None:
         measured = family.measured_energy[targets]

@@ -3,7 +3,8 @@
 Run: ``PYTHONPATH=$PWD /work/venv/bin/python benchmarks/calibration_components.py`` -> writes
 ``models/calibration/components.json`` (what :func:`estimator.calibration.load_components` reads when the
 predictor card carries none). The out-of-fold predictions come from :mod:`benchmarks.calibration_folds` (cached
-under /tmp; minutes on 2 cores the first time); the estimators are :func:`estimator.calibration_model.estimate_components`.
+under /tmp; minutes on 2 cores the first time); the estimators are
+:func:`estimator.calibration_model.estimate_components`.
 """
 
 from __future__ import annotations

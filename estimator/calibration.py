@@ -26,7 +26,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from estimator import calibration_runs as cr
-from estimator.calibration_model import LEVELS, SLOPE, Components, Posterior, RowKeys, fit_posterior
+from estimator.calibration_model import Components, Posterior, RowKeys, fit_posterior
 from estimator.catalog import ArchitectureSpec, Catalog, UnknownKeyError
 from estimator.paths import project_root
 from estimator.predictor import PredictorBundle

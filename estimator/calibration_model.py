@@ -206,7 +206,8 @@ def frame_keys(frame, family: str) -> list[RowKeys]:
 
 #: per family: learned quantity -> measured column of the run frame
 COMPONENT_QUANTITIES = {
-    "llm": {"avg_power_watts": "avg_power_watts", "output_throughput_tokens_per_sec": "output_throughput_tokens_per_sec",
+    "llm": {"avg_power_watts": "avg_power_watts",
+            "output_throughput_tokens_per_sec": "output_throughput_tokens_per_sec",
             "median_itl_ms": "median_itl_ms", "energy_per_token_joules": "energy_per_token_joules"},
     "diffusion": {"avg_power_watts": "avg_power_watts", "batch_latency_s": "batch_latency_s",
                   "energy_per_item_joules": "energy_per_item_joules"},

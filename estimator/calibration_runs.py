@@ -203,8 +203,9 @@ def contradictions(keys: list[tuple], measured: list[dict[str, float]]) -> dict[
             values = [measured[p][quantity] for p in positions if quantity in measured[p]]
             if len(values) >= 2 and max(values) / min(values) > CONTRADICTION_RATIO:
                 for p in positions:
-                    out.setdefault(p, f"{len(positions)} runs of this configuration are {max(values) / min(values):.1f}x "
-                                      f"apart in {quantity} (more than physics allows; none used)")
+                    ratio = max(values) / min(values)
+                    out.setdefault(p, f"{len(positions)} runs of this configuration are {ratio:.1f}x apart in "
+                                      f"{quantity} (more than physics allows; none used)")
     return out
 
 

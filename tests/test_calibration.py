@@ -45,7 +45,8 @@ def test_bad_rows_are_reported_one_by_one_and_good_rows_kept(cal_bundle, catalog
     good = _measured(cal_bundle, catalog, {**BASE, "max_num_seqs": 64}, 1.2)
     repeat = {**good, "avg_power_watts": good["avg_power_watts"] * 1.05}
     far = _measured(cal_bundle, catalog, {**BASE, "max_num_seqs": 128}, 1.0)
-    rows = [good, dict(good), {**good, "model_id": "no-such-model"}, {**good, "max_num_seqs": 32, "avg_power_watts": -5},
+    rows = [good, dict(good), {**good, "model_id": "no-such-model"},
+            {**good, "max_num_seqs": 32, "avg_power_watts": -5},
             {**BASE, "max_num_seqs": 16, "median_itl_ms": float("inf")}, far,
             {**far, "avg_power_watts": far["avg_power_watts"] * 2.5}, repeat]
     path = tmp_path / "runs.csv"
