@@ -285,7 +285,9 @@ def main() -> None:
     results["LLM: new GPU (H200), one model's runs"] = new_gpu_scenario(gpu, "H200", one_run=False).summary()
     results["LLM: new GPU (H200), one run of one model"] = new_gpu_scenario(gpu, "H200", one_run=True).summary()
     timed = timing(frames)
-    OUT.write_text(report(results, timed, payload["source"]))
+    from benchmarks.calibration_demo import demo_section
+
+    OUT.write_text(report(results, timed, payload["source"]) + "\n".join(demo_section()))
     for label, s in results.items():
         print(_row(label, s))
     print(f"calibrate on {timed['runs']} runs: {timed['seconds']:.2f} s; wrote {OUT}")
