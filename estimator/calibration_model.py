@@ -138,26 +138,34 @@ def fit_posterior(residuals: np.ndarray, rows: list[RowKeys], components: Compon
     cov = (cov + cov.T) / 2
     mean = cov @ (z.T @ np.asarray(residuals, float)) / noise
     evidence = {}
-    for position, column in enumerate(columns):
-        evidence[column] = int(np.count_nonzero(z[:, position]))
+    for level, key in columns:  # runs whose configuration has this level (the slope's: its deployment's runs)
+        evidence[(level, key)] = sum(1 for row in rows if row.key("deployment" if level == SLOPE else level) == key)
     return Posterior(columns, mean, cov, centers, evidence, components)
 
 
-def _neg_log_likelihood(log_sds: np.ndarray, residuals: np.ndarray, blocks: list[np.ndarray]) -> float:
-    """Restricted (intercept-profiled) Gaussian negative log-likelihood of residuals under the variance model."""
-    n = len(residuals)
-    variance = np.exp(2 * log_sds[-1]) * np.eye(n)
-    for log_sd, block in zip(log_sds[:-1], blocks, strict=True):
-        variance += np.exp(2 * log_sd) * block
-    try:
-        chol = np.linalg.cholesky(variance)
-    except np.linalg.LinAlgError:
-        return 1e12
-    ones = np.linalg.solve(chol, np.ones(n))
-    white = np.linalg.solve(chol, residuals)
-    mu = (ones @ white) / (ones @ ones)
-    resid = white - mu * ones
-    return float(np.sum(np.log(np.diag(chol))) + 0.5 * resid @ resid + 0.5 * math.log(ones @ ones))
+def _neg_log_likelihood(log_sds: np.ndarray, blocks: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> float:
+    """Restricted (intercept-profiled) Gaussian negative log-likelihood of the residuals under the variance model.
+
+    The covariance is block-diagonal by model (deployment and slope effects nest inside a model), so each model's
+    block (residuals, same-deployment indicator, slope outer product) is factorised on its own.
+    """
+    model_var, deployment_var, slope_var, noise_var = np.exp(2 * log_sds)
+    logdet, ones_ones, ones_r, r_r = 0.0, 0.0, 0.0, 0.0
+    for residuals, same_deployment, slope_block in blocks:
+        variance = (noise_var * np.eye(len(residuals)) + model_var + deployment_var * same_deployment
+                    + slope_var * slope_block)
+        try:
+            chol = np.linalg.cholesky(variance)
+        except np.linalg.LinAlgError:
+            return 1e12
+        ones = np.linalg.solve(chol, np.ones(len(residuals)))
+        white = np.linalg.solve(chol, residuals)
+        logdet += float(np.sum(np.log(np.diag(chol))))
+        ones_ones += ones @ ones
+        ones_r += ones @ white
+        r_r += white @ white
+    quadratic = r_r - ones_r ** 2 / ones_ones
+    return float(logdet + 0.5 * quadratic + 0.5 * math.log(ones_ones))
 
 
 def estimate_within(residuals: np.ndarray, rows: list[RowKeys]) -> dict[str, float]:
@@ -176,13 +184,14 @@ def estimate_within(residuals: np.ndarray, rows: list[RowKeys]) -> dict[str, flo
     for key in np.unique(deployment):
         mask = deployment == key
         centred[mask] -= log_batch[mask].mean()
-    same_model = (model[:, None] == model[None, :]).astype(float)
-    same_deployment = (deployment[:, None] == deployment[None, :]).astype(float)
-    slope_block = same_deployment * np.outer(centred, centred)
-    blocks = [same_model, same_deployment, slope_block]
+    blocks = []
+    for key in np.unique(model):
+        mask = model == key
+        same = (deployment[mask][:, None] == deployment[mask][None, :]).astype(float)
+        blocks.append((residuals[mask], same, same * np.outer(centred[mask], centred[mask])))
     start = np.log([0.1, 0.1, 0.05, 0.05])
-    result = minimize(_neg_log_likelihood, start, args=(residuals, blocks), method="Nelder-Mead",
-                      options={"xatol": 1e-3, "fatol": 1e-4, "maxiter": 600})
+    result = minimize(_neg_log_likelihood, start, args=(blocks,), method="Nelder-Mead",
+                      options={"xatol": 1e-3, "fatol": 1e-4, "maxiter": 800})
     sds = np.exp(result.x)
     return {"model": float(sds[0]), "deployment": float(sds[1]), "slope": float(sds[2]), "noise": float(sds[3]),
             "slope_spread": float(np.sqrt(np.mean(centred ** 2)))}
