@@ -37,7 +37,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.calibration_baseline import fit_shapes, logistic_predict  # noqa: E402
 from benchmarks.calibration_folds import fold_predictions  # noqa: E402
 from estimator.api import load_predictor  # noqa: E402
-from estimator.calibration_model import Components, fit_posterior, frame_keys  # noqa: E402
+from estimator.calibration_components import frame_keys
+from estimator.calibration_model import Components, fit_posterior  # noqa: E402
 from estimator.paths import project_root  # noqa: E402
 
 OUT = Path(__file__).with_name("calibration.md")
@@ -75,7 +76,7 @@ class Family:
             posterior = fit_posterior(self.residual(quantity, revealed), reveal_keys, self.components[quantity])
             shift, variance = posterior.shift(target_keys)
             if quantity == ENERGY[self.name]:
-                ratio = np.sqrt(variance / self.components[quantity].prior_variance())
+                ratio = self.components[quantity].interval_ratio(variance)
                 continue
             out[quantity] = self.oof[f"pred_{quantity}"].to_numpy(float)[targets] * np.exp(shift)
             log_energy = log_energy + ENERGY_SIGNS[self.name].get(quantity, 0) * shift
@@ -147,7 +148,7 @@ class Tally:
         return out
 
 
-def deployment_scenario(family: Family, k: int, shapes: pd.DataFrame) -> Tally:
+def deployment_scenario(family: Family, k: int, shapes: pd.DataFrame | None) -> Tally:
     """Reveal k runs of every deployment of each held-out model; predict the deployment's other runs."""
     tally = Tally()
     deployments = np.array([key.deployment for key in family.keys])
@@ -162,10 +163,12 @@ def deployment_scenario(family: Family, k: int, shapes: pd.DataFrame) -> Tally:
             tally.skipped["nothing left"] += 1
             continue
         revealed = np.array(picks)
-        model = family.keys[rows[0]].model
-        other = shapes[shapes["model_id"] != model]
-        shape = (float(other["k"].median()), float(other["x0"].median()))
-        base = logistic_predict(family.batch[revealed], family.measured_energy[revealed], family.batch[targets], shape)
+        base = None
+        if shapes is not None:  # the logistic baseline's shape from the other models' sweeps only
+            other = shapes[shapes["model_id"] != family.keys[rows[0]].model]
+            shape = (float(other["k"].median()), float(other["x0"].median()))
+            base = logistic_predict(family.batch[revealed], family.measured_energy[revealed], family.batch[targets],
+                                    shape)
         tally.add(family, targets, family.calibrated(revealed, targets), family.uncalibrated(targets), base)
     return tally
 

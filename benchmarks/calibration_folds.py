@@ -30,19 +30,24 @@ from estimator.features import featurize
 from estimator.predictor import LGB_PARAMS, NUM_ROUNDS, fit_regressors, predict_end_metrics, targets_for
 from estimator.training import data_hash, split_by_family
 
+#: one LightGBM thread: on a shared, oversubscribed 2-core machine OpenMP's spinning threads cost far more than they
+#: gain (a fit took minutes instead of seconds); the boosters are the same (``deterministic`` in LGB_PARAMS)
+LGB_PARAMS["num_threads"] = 1
+
 CACHE_DIR = Path(os.environ.get("JOULES_CAL_CACHE", "/tmp/joules-calibration-cache"))
 SPLITS = ("leave-one-model-out", "leave-gpu-out", "leave-engine-out")
 
 
 def _cache_key(runs: pd.DataFrame) -> str:
-    params = json.dumps({"lgb": LGB_PARAMS, "rounds": NUM_ROUNDS}, sort_keys=True)
+    params = json.dumps({"lgb": {k: v for k, v in LGB_PARAMS.items() if k != "num_threads"}, "rounds": NUM_ROUNDS},
+                        sort_keys=True)
     return f"{data_hash(runs)}-{hashlib.sha256(params.encode()).hexdigest()[:8]}"
 
 
 def _leave_engine_out(frame: pd.DataFrame, features: pd.DataFrame, family: str) -> pd.DataFrame:
     """Predict the non-published-engine rows with a predictor fitted on the others (empty when there are none)."""
     held = frame["engine"].ne("vllm").to_numpy() if family == "llm" else np.zeros(len(frame), bool)
-    out = pd.DataFrame(index=frame.index)
+    out = pd.DataFrame({"fold": ""}, index=frame.index)
     if not held.any():
         return out
     train = ~held
@@ -75,7 +80,8 @@ def fold_predictions(progress: bool = True) -> tuple[dict[str, pd.DataFrame], di
             if path.exists():
                 results[split][family] = pd.read_csv(path, index_col=0, keep_default_na=False,
                                                      na_values=[""]).reindex(frame.index)
-                results[split][family]["fold"] = results[split][family]["fold"].fillna("").astype(str)
+                loaded = results[split][family]
+                loaded["fold"] = loaded["fold"].fillna("").astype(str) if "fold" in loaded else ""
                 continue
             if features is None:
                 features = {f: featurize(fr, catalog) for f, fr in frames.items()}
@@ -83,7 +89,8 @@ def fold_predictions(progress: bool = True) -> tuple[dict[str, pd.DataFrame], di
             if split == "leave-engine-out":
                 oof = _leave_engine_out(frame, features[family], family)
             else:
-                oof = ev.out_of_fold(frame, features[family], family, split, catalog)
+                oof = ev.out_of_fold(frame, features[family], family, split, catalog,
+                                     (lambda label: print(f"    {label}", flush=True)) if progress else None)
             folder.mkdir(parents=True, exist_ok=True)
             oof.to_csv(path)
             results[split][family] = oof

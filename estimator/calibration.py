@@ -26,7 +26,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from estimator import calibration_runs as cr
-from estimator.calibration_model import Components, Posterior, RowKeys, fit_posterior
+from estimator.calibration_model import CURVE, LEVELS, Components, Posterior, RowKeys, fit_posterior
 from estimator.catalog import ArchitectureSpec, Catalog, UnknownKeyError
 from estimator.paths import project_root
 from estimator.predictor import PredictorBundle
@@ -74,7 +74,8 @@ class RejectedRun(_Model):
 
 
 class LevelEffect(_Model):
-    """What calibration learned for one level of one quantity (multiplier = exp(effect))."""
+    """What calibration learned for one level of one quantity (multiplier = exp(effect)); for the batch curve, the
+    slope per doubling of the batch between the deployment's smallest and largest measured batch."""
 
     family: str
     quantity: str
@@ -175,14 +176,21 @@ def _fit_posteriors(runs: list[CalibrationRun], components: dict[str, dict[str, 
 
 
 def _level_summaries(posteriors: dict[tuple[str, str], Posterior]) -> list[LevelEffect]:
+    """Every level with runs, per quantity; the batch curve as its slope per doubling of the batch."""
     levels = []
     for (family, quantity), posterior in posteriors.items():
-        for position, (level, key) in enumerate(posterior.columns):
-            levels.append(LevelEffect(
-                family=family, quantity=quantity, level=level, key=key, runs=posterior.evidence[(level, key)],
-                effect_log=float(posterior.mean[position]),
-                posterior_sd_log=float(math.sqrt(posterior.cov[position, position])),
-                prior_sd_log=posterior.components.prior_sd(level)))
+        for level in LEVELS:
+            for key in dict.fromkeys(row.key(level) for row in posterior.rows):
+                mean, sd = posterior.effect(level, key)
+                levels.append(LevelEffect(family=family, quantity=quantity, level=level, key=key,
+                                          runs=posterior.evidence(level, key), effect_log=mean, posterior_sd_log=sd,
+                                          prior_sd_log=posterior.components.prior_sd(level)))
+        for deployment in dict.fromkeys(row.deployment for row in posterior.rows):
+            slope = posterior.curve_slope(deployment)
+            if slope is not None:
+                levels.append(LevelEffect(family=family, quantity=quantity, level=CURVE, key=deployment, runs=slope[2],
+                                          effect_log=slope[0], posterior_sd_log=slope[1],
+                                          prior_sd_log=posterior.components.curve))
     return levels
 
 
@@ -311,3 +319,27 @@ def _measured_columns(run: CalibrationRun) -> dict[str, float]:
         video = run.deployment.split("|")[1] == "text-to-video"
         measured["energy_per_video_joules" if video else "energy_per_image_joules"] = item
     return measured
+
+
+def as_calibration(calibration: Calibration | str | Path | None, bundle: PredictorBundle, *,
+                   catalog: Catalog | None = None,
+                   extra_models: dict[str, ArchitectureSpec] | None = None) -> Calibration | None:
+    """A Calibration, a CAL.json path (loaded, re-fitted when the predictor differs), or None."""
+    if calibration is None or isinstance(calibration, Calibration):
+        return calibration
+    return load_calibration(Path(calibration), bundle, catalog=catalog, extra_models=extra_models)
+
+
+def describe(calibration: Calibration) -> str:
+    """One line for assumptions: how many runs, which levels moved."""
+    moved: dict[str, list[str]] = {}
+    for effect in calibration.levels:
+        if effect.quantity == ENERGY[effect.family] or effect.level == CURVE:
+            continue
+        moved.setdefault(effect.level, [])
+        if effect.key not in moved[effect.level]:
+            moved[effect.level].append(effect.key)
+    levels = "; ".join(f"{level} {', '.join(keys)}" for level, keys in moved.items())
+    notes = f" ({'; '.join(calibration.notes)})" if calibration.notes else ""
+    return (f"calibration applied: {len(calibration.runs)} measured runs moved the predictor's levels for "
+            f"{levels}; levels without runs stay at the predictor{notes}")

@@ -43,7 +43,7 @@ def row_shifts(calibration: Calibration, family: str, keys: list[RowKeys]) -> di
             out[quantity] = (np.zeros(len(keys)), np.ones(len(keys)))
             continue
         mean, variance = posterior.shift(keys)
-        out[quantity] = (mean, np.sqrt(variance / posterior.components.prior_variance()))
+        out[quantity] = (mean, posterior.components.interval_ratio(variance))
     return out
 
 
@@ -54,11 +54,10 @@ def levels_note(calibration: Calibration, family: str, keys: RowKeys) -> str:
         posterior = calibration.posterior(family, quantity)
         if posterior is None:
             continue
-        for level in (*LEVELS, "slope"):
-            key = keys.deployment if level == "slope" else keys.key(level)
-            runs = posterior.evidence.get((level, key), 0)
-            evidence[(level, key)] = max(evidence.get((level, key), 0), runs)
-    labels = {"model": "model", "deployment": "deployment", "gpu": "GPU", "engine": "engine", "slope": "batch slope"}
+        for level in LEVELS:
+            runs = posterior.evidence(level, keys.key(level))
+            evidence[(level, keys.key(level))] = max(evidence.get((level, keys.key(level)), 0), runs)
+    labels = {"model": "model", "deployment": "deployment", "gpu": "GPU", "engine": "engine"}
     parts = [f"{labels[level]} {key if level in ('gpu', 'engine') else ''}".strip() + f" ({runs} runs)"
              for (level, key), runs in evidence.items() if runs > 0]
     return "calibrated: " + (", ".join(parts) if parts else "no level with runs applies (predictor as is)")

@@ -8,7 +8,7 @@ from estimator.calibration import ENERGY, QUANTITIES, Calibration
 
 SHORT = {"avg_power_watts": "power", "output_throughput_tokens_per_sec": "tokens/s", "median_itl_ms": "median ITL",
          "batch_latency_s": "batch latency", "energy_per_token_joules": "J/token", "energy_per_item_joules": "J/item"}
-LEVEL_ORDER = ("engine", "gpu", "model", "deployment", "slope")
+LEVEL_ORDER = ("engine", "gpu", "model", "deployment", "batch curve")
 
 
 def _multiplier(effect_log: float, sd_log: float) -> str:
@@ -25,8 +25,7 @@ def level_rows(calibration: Calibration) -> list[dict]:
         row = rows.setdefault((effect.family, effect.level, effect.key),
                               {"family": effect.family, "level": effect.level, "key": effect.key, "runs": effect.runs})
         row["runs"] = max(row["runs"], effect.runs)
-        scale = math.log(2) if effect.level == "slope" else 1.0  # slope per unit log(batch) -> per doubling
-        row[SHORT[effect.quantity]] = _multiplier(effect.effect_log * scale, effect.posterior_sd_log * scale)
+        row[SHORT[effect.quantity]] = _multiplier(effect.effect_log, effect.posterior_sd_log)
     return sorted(rows.values(), key=lambda r: (r["family"], LEVEL_ORDER.index(r["level"]), r["key"]))
 
 
@@ -53,7 +52,7 @@ def render_calibration(calibration: Calibration, output: str | None = None):
             continue
         quantities = [SHORT[q] for q in QUANTITIES[family] if q != ENERGY[family]]
         table = Table(title=f"what it learned ({family}): multiplier on the predictor (± posterior sd); levels "
-                            "shrunk toward x1 in proportion to their runs; slope is per doubling of the batch",
+                            "shrunk toward x1 in proportion to their runs; batch curve: change per batch doubling",
                       title_justify="left")
         for column in ("level", "key", "runs", *quantities):
             table.add_column(column, overflow="fold")

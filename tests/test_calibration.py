@@ -11,8 +11,7 @@ from estimator.calibration_apply import apply_calibration
 from estimator.predictor import PredictorBundle
 
 BASE = {"model_id": "Qwen/Qwen3-8B", "task": "lm-arena-chat", "gpu_model": "H100-SXM", "num_gpus": 1}
-COMPONENTS = {"model": 0.15, "deployment": 0.1, "gpu": 0.1, "engine": 0.05, "slope": 0.05, "noise": 0.05,
-              "slope_spread": 1.0}
+COMPONENTS = {"model": 0.15, "deployment": 0.1, "gpu": 0.1, "engine": 0.05, "curve": 0.1, "length": 1.5, "noise": 0.05}
 
 
 @pytest.fixture(scope="module")
