@@ -1,10 +1,10 @@
 """Estimate the calibration's variance components from held-out residuals and freeze them.
 
 Run: ``PYTHONPATH=$PWD /work/venv/bin/python benchmarks/calibration_components.py`` -> writes
-``models/calibration/components.json`` (what :func:`estimator.calibration.load_components` reads when the
+``models/calibration/components.json`` (what :func:`estimator.learn.calibration.load_components` reads when the
 predictor card carries none). The out-of-fold predictions come from :mod:`benchmarks.calibration_folds` (cached
 under /tmp; minutes on 2 cores the first time); the estimators are
-:func:`estimator.calibration_model.estimate_components`.
+:func:`estimator.learn.calibration_model.estimate_components`.
 """
 
 from __future__ import annotations
@@ -18,11 +18,11 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.calibration_folds import fold_predictions  # noqa: E402
-from estimator.api import load_predictor  # noqa: E402
-from estimator.calibration import FROZEN_COMPONENTS, card_hash  # noqa: E402
-from estimator.calibration_components import estimate_components  # noqa: E402
+from estimator.learn.calibration import FROZEN_COMPONENTS, card_hash  # noqa: E402
+from estimator.learn.calibration_components import estimate_components  # noqa: E402
+from estimator.learn.training import data_hash  # noqa: E402
 from estimator.paths import project_root  # noqa: E402
-from estimator.training import data_hash  # noqa: E402
+from estimator.serve.api import load_predictor  # noqa: E402
 
 COMMAND = "PYTHONPATH=$PWD /work/venv/bin/python benchmarks/calibration_components.py"
 
@@ -35,7 +35,7 @@ def interval_scale(frames, oof, components: dict, card: dict, family: str) -> fl
     for scale in np.arange(1.0, 3.01, 0.05):
         scaled = {q: {**c, "interval_scale": float(scale)} for q, c in components[family].items()}
         lomo = Family(family, frames[family], oof["leave-one-model-out"][family], scaled,
-                      card["intervals"][family][ENERGY[family]])
+                      card.intervals[family][ENERGY[family]])
         if deployment_scenario(lomo, 1, None).summary()["calibrated"]["coverage"] >= 80.0:
             return round(float(scale), 2)
     return 3.0

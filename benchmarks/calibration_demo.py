@@ -21,7 +21,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from estimator.catalog import load_catalog  # noqa: E402
+from estimator.catalog.catalog import load_catalog  # noqa: E402
 from estimator.paths import datasets_dir  # noqa: E402
 
 MIN_BATCHES = 6
@@ -32,7 +32,7 @@ MEASURED = ("avg_power_watts", "output_throughput_tokens_per_sec", "median_itl_m
 
 def find_sweep() -> Path | None:
     """The local file holding a stable MoE sweep on the H200 with the torch backend (>= 6 batch sizes), if any."""
-    from estimator.data import load_runs
+    from estimator.learn.data import load_runs
 
     catalog = load_catalog()
     runs = load_runs(catalog=catalog)
@@ -47,16 +47,15 @@ def find_sweep() -> Path | None:
 
 def _predictor_without(path: Path):
     """A predictor fitted on every run except ``path``'s, with the committed card's intervals."""
-    from estimator.api import load_predictor
-    from estimator.training import train
+    from estimator.learn.training import train
+    from estimator.serve.api import load_predictor
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "datasets"
         shutil.copytree(datasets_dir(), root, ignore=shutil.ignore_patterns("raw"))
         (root / "local" / path.name).unlink()
         bundle = train(root=root, evaluate=False)
-    default = load_predictor().card
-    bundle.card["intervals"] = default["intervals"]
+    bundle.card.intervals = load_predictor().card.intervals
     return bundle
 
 
@@ -68,10 +67,10 @@ def demo_section() -> list[str]:
         return lines + [f"No MoE sweep with >= {MIN_BATCHES} batch sizes on the H200 (torch-cudagraph) is in "
                         "`datasets/local` yet, so this demonstration has not run. It runs as soon as the file lands: "
                         "`PYTHONPATH=$PWD /work/venv/bin/python benchmarks/calibration_demo.py`.", ""]
-    from estimator.calibration import calibrate
-    from estimator.calibration_apply import apply_calibration
-    from estimator.data import load_runs
-    from estimator.prediction import predict_frame
+    from estimator.learn.calibration import calibrate
+    from estimator.learn.calibration_apply import apply_calibration
+    from estimator.learn.data import load_runs
+    from estimator.learn.prediction import predict_frame
 
     catalog = load_catalog()
     runs = load_runs(catalog=catalog)

@@ -1,7 +1,7 @@
 """Out-of-fold predictions of the uncalibrated predictor, cached, for the calibration benchmark and components.
 
 Every prediction here comes from a predictor retrained without the rows it predicts (the splits and the fitting
-are :func:`estimator.evaluate.out_of_fold`, the same machinery as the card's accuracy table):
+are :func:`estimator.learn.evaluate.out_of_fold`, the same machinery as the card's accuracy table):
 
 - ``leave-one-model-out`` (LLM and diffusion): every configuration of one model held out together.
 - ``leave-gpu-out`` (LLM and diffusion): every configuration on one GPU type held out together.
@@ -23,12 +23,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from estimator import evaluate as ev
-from estimator.catalog import load_catalog
-from estimator.data import load_runs
-from estimator.features import featurize
-from estimator.predictor import LGB_PARAMS, NUM_ROUNDS, fit_regressors, predict_end_metrics, targets_for
-from estimator.training import data_hash, split_by_family
+from estimator.catalog.catalog import load_catalog
+from estimator.learn import evaluate as ev
+from estimator.learn.data import load_runs
+from estimator.learn.features import featurize
+from estimator.learn.predictor import LGB_PARAMS, NUM_ROUNDS, fit_regressors, predict_end_metrics, targets_for
+from estimator.learn.training import data_hash, split_by_family
 
 #: one LightGBM thread: on a shared, oversubscribed 2-core machine OpenMP's spinning threads cost far more than they
 #: gain (a fit took minutes instead of seconds); the boosters are the same (``deterministic`` in LGB_PARAMS)

@@ -6,9 +6,9 @@ import math
 import pandas as pd
 import pytest
 
-from estimator.calibration import CalibrationError, calibrate, load_calibration
-from estimator.calibration_apply import apply_calibration
-from estimator.predictor import PredictorBundle
+from estimator.learn.calibration import CalibrationError, calibrate, load_calibration
+from estimator.learn.calibration_apply import apply_calibration
+from estimator.learn.predictor import PredictorBundle
 
 BASE = {"model_id": "Qwen/Qwen3-8B", "task": "lm-arena-chat", "gpu_model": "H100-SXM", "num_gpus": 1}
 COMPONENTS = {"model": 0.15, "deployment": 0.1, "gpu": 0.1, "engine": 0.05, "curve": 0.1, "length": 1.5, "noise": 0.05}
@@ -21,11 +21,11 @@ def cal_bundle(bundle):
                           "energy_per_token_joules"),
                   "diffusion": ("avg_power_watts", "batch_latency_s", "energy_per_item_joules")}
     components = {f: {q: COMPONENTS for q in qs} for f, qs in quantities.items()}
-    return PredictorBundle(bundle.regressors, {**bundle.card, "calibration_components": components})
+    return PredictorBundle(bundle.regressors, bundle.card.model_copy(update={"calibration_components": components}))
 
 
 def _predicted(bundle, catalog, rows):
-    from estimator.prediction import predict_frame
+    from estimator.learn.prediction import predict_frame
 
     return predict_frame(pd.DataFrame(rows), bundle, catalog)
 
@@ -50,7 +50,7 @@ def test_bad_rows_are_reported_one_by_one_and_good_rows_kept(cal_bundle, catalog
             {**far, "avg_power_watts": far["avg_power_watts"] * 2.5}, repeat]
     path = tmp_path / "runs.csv"
     pd.DataFrame(rows).to_csv(path, index=False)
-    from estimator.calibration_runs import read_run_file
+    from estimator.learn.calibration_runs import read_run_file
 
     records, sources = read_run_file(path)
     cal = calibrate(pd.DataFrame(records), cal_bundle, catalog=catalog, sources=sources)
@@ -104,7 +104,7 @@ def test_cal_json_round_trips_and_refits_against_another_predictor(cal_bundle, c
     before = _predicted(cal_bundle, catalog, [config])
     assert apply_calibration(before, targets, same, cal_bundle, catalog).equals(
         apply_calibration(before, targets, cal, cal_bundle, catalog))
-    other = PredictorBundle(cal_bundle.regressors, {**cal_bundle.card, "name": "retrained"})
+    other = PredictorBundle(cal_bundle.regressors, cal_bundle.card.model_copy(update={"name": "retrained"}))
     refit = load_calibration(path, other, catalog=catalog)
     assert refit.predictor_card_hash != cal.predictor_card_hash
     assert any("re-fitted from the 1 stored runs" in note for note in refit.notes)

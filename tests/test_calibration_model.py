@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from estimator.calibration_model import Components, RowKeys, fit_posterior
+from estimator.learn.calibration_model import Components, RowKeys, fit_posterior
 
 COMPONENTS = Components(model=0.15, deployment=0.10, gpu=0.10, engine=0.05, curve=0.10, length=1.5, noise=0.04)
 

@@ -27,7 +27,7 @@ def read_runs(paths: list[Path]):
     """All files' records as one frame, with ``file:line`` sources."""
     import pandas as pd
 
-    from estimator.calibration_runs import read_run_file
+    from estimator.learn.calibration_runs import read_run_file
 
     records, sources = [], []
     for path in paths:
@@ -39,8 +39,8 @@ def read_runs(paths: list[Path]):
 
 def run_calibrate(runs: list[Path], output: Path, extra_models: dict | None, json_output: bool, console) -> None:
     """Fit, save and report (the body of the command; errors propagate to the CLI's error handler)."""
-    from estimator.calibration import calibrate
-    from estimator.calibration_render import render_calibration
+    from estimator.cli.calibration_render import render_calibration
+    from estimator.learn.calibration import calibrate
     from estimator.serve.api import load_predictor
 
     frame, sources = read_runs(runs)

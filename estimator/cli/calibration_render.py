@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from estimator.calibration import ENERGY, QUANTITIES, Calibration
+from estimator.learn.calibration import ENERGY, QUANTITIES, Calibration
 
 SHORT = {"avg_power_watts": "power", "output_throughput_tokens_per_sec": "tokens/s", "median_itl_ms": "median ITL",
          "batch_latency_s": "batch latency", "energy_per_token_joules": "J/token", "energy_per_item_joules": "J/item"}

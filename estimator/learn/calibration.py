@@ -2,10 +2,10 @@
 
 ``calibrate(frame, predictor)`` predicts the runs with the uncalibrated predictor, takes the log residuals of
 power, throughput and median ITL (LLM) or power and batch latency (diffusion), and fits the hierarchical
-random-effects model of :mod:`estimator.calibration_model` per quantity. ``apply_calibration`` adds each
+random-effects model of :mod:`estimator.learn.calibration_model` per quantity. ``apply_calibration`` adds each
 configuration's posterior shift to the predictor's log prediction and narrows its interval; energy is then
 derived from the calibrated power and throughput (or latency) with the predictor's own identities
-(:func:`estimator.predictor.derive_llm`), so calibrated energy, power and speed still agree exactly.
+(:func:`estimator.learn.predictor.derive_llm`), so calibrated energy, power and speed still agree exactly.
 
 A :class:`Calibration` is pydantic and JSON-serialisable (CAL.json). It keeps the runs it was fitted on with their
 uncalibrated predictions, the variance components, and the hash of the predictor card. Loaded against the same
@@ -25,11 +25,11 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
-from estimator import calibration_runs as cr
-from estimator.calibration_model import CURVE, LEVELS, Components, Posterior, RowKeys, fit_posterior
-from estimator.catalog import ArchitectureSpec, Catalog, UnknownKeyError
+from estimator.catalog.catalog import ArchitectureSpec, Catalog, UnknownKeyError
+from estimator.learn import calibration_runs as cr
+from estimator.learn.calibration_model import CURVE, LEVELS, Components, Posterior, RowKeys, fit_posterior
+from estimator.learn.predictor import PredictorBundle
 from estimator.paths import project_root
-from estimator.predictor import PredictorBundle
 
 FORMAT = "joules-estimate-calibration"
 VERSION = 1
@@ -123,15 +123,15 @@ class Calibration(_Model):
 
 def card_hash(bundle: PredictorBundle) -> str:
     """Content hash of a predictor card (identifies the predictor a calibration was fitted against)."""
-    return hashlib.sha256(json.dumps(bundle.card, sort_keys=True).encode()).hexdigest()[:16]
+    return hashlib.sha256(json.dumps(bundle.card.model_dump(), sort_keys=True).encode()).hexdigest()[:16]
 
 
 def load_components(bundle: PredictorBundle) -> tuple[dict[str, dict[str, Components]], str]:
     """Variance components: the card's own (``calibration_components``, written by training) or the frozen file
     ``models/calibration/components.json`` (estimated by ``benchmarks/calibration_components.py``)."""
-    stored = bundle.card.get("calibration_components")
+    stored = bundle.card.calibration_components
     source = "predictor card"
-    if stored is None:
+    if not stored:
         path = project_root() / FROZEN_COMPONENTS
         if not path.exists():
             raise CalibrationError(f"no variance components: the predictor card has none and {path} is missing")
@@ -208,7 +208,7 @@ def _uncalibrated_error(runs: list[CalibrationRun]) -> dict[str, dict[str, float
 
 def _predict_runs(rows: cr.RunRows, bundle: PredictorBundle, catalog: Catalog, extra_models: dict
                   ) -> tuple[list[CalibrationRun], list[RejectedRun], list[tuple]]:
-    from estimator.prediction import ConfigurationError, predict_frame, resolve_row
+    from estimator.learn.prediction import ConfigurationError, predict_frame, resolve_row
 
     runs, rejects, keys = [], [], []
     if not rows.configs:
@@ -262,8 +262,8 @@ def calibrate(frame: pd.DataFrame, predictor: PredictorBundle | None = None, *, 
     Raises:
         CalibrationError: no usable run (every row's reason is in the message).
     """
-    from estimator.api import load_predictor
-    from estimator.catalog import load_catalog
+    from estimator.catalog.catalog import load_catalog
+    from estimator.serve.api import load_predictor
 
     bundle = predictor or load_predictor()
     catalog = catalog or load_catalog()
@@ -294,7 +294,7 @@ def load_calibration(path: Path, predictor: PredictorBundle | None = None, *, ca
                      extra_models: dict[str, ArchitectureSpec] | None = None) -> Calibration:
     """Read CAL.json; when it was fitted against another predictor than ``predictor``, re-fit it from its stored
     runs (the note says so)."""
-    from estimator.api import load_predictor
+    from estimator.serve.api import load_predictor
 
     path = Path(path)
     try:

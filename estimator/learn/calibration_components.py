@@ -1,8 +1,8 @@
 """Variance components of the calibration model, estimated from held-out residuals of the uncalibrated predictor.
 
 The components say how far, a priori, a model / deployment / GPU / engine / batch curve of runs may sit from the
-predictor (see :mod:`estimator.calibration_model`). They are estimated once from out-of-fold predictions and frozen
-in ``models/calibration/components.json`` by ``benchmarks/calibration_components.py``:
+predictor (see :mod:`estimator.learn.calibration_model`). They are estimated once from out-of-fold predictions and
+frozen in ``models/calibration/components.json`` by ``benchmarks/calibration_components.py``:
 
 - model, deployment, batch curve (sd, length) and noise: restricted maximum likelihood on the
   ``leave-one-model-out`` log residuals (what a user's own model looks like to the predictor);
@@ -16,7 +16,7 @@ import math
 
 import numpy as np
 
-from estimator.calibration_model import RowKeys
+from estimator.learn.calibration_model import RowKeys
 
 
 def _neg_log_likelihood(params: np.ndarray, blocks: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> float:
@@ -73,7 +73,7 @@ def group_effect_sd(residuals: np.ndarray, groups: np.ndarray) -> float:
 
 
 def frame_keys(frame, family: str) -> list[RowKeys]:
-    """Level keys of every row of a canonical run frame (``estimator.data.load_runs`` columns)."""
+    """Level keys of every row of a canonical run frame (``estimator.learn.data.load_runs`` columns)."""
     batch = frame["batch_size"] if family == "diffusion" else frame["max_num_seqs"]
     precision = frame["weight_precision"].fillna("bfloat16").astype(str)
     deployment = (frame["model_id"] + "|" + frame["task"] + "|" + frame["gpu_model"] + "|"
@@ -105,7 +105,7 @@ def estimate_components(frames: dict, oof: dict[str, dict]) -> dict[str, dict[st
     (see the module docstring for which residuals inform which component).
 
     Args:
-        frames: run frame per family (``estimator.training.split_by_family``).
+        frames: run frame per family (``estimator.learn.training.split_by_family``).
         oof: {split: {family: out-of-fold frame with ``pred_<quantity>`` and ``fold``}}.
     """
     out: dict[str, dict[str, dict[str, float]]] = {}

@@ -1,4 +1,5 @@
-"""Applying a :class:`~estimator.calibration.Calibration` to predictions: shift, re-derive energy, narrow intervals.
+"""Applying a calibration (:mod:`estimator.learn.calibration`) to predictions: shift, re-derive energy, narrow
+intervals.
 
 For each configuration and learned quantity the posterior shift ``s`` (natural log) multiplies the predictor's
 value by ``exp(s)``. The interval keeps the shape of the predictor card's calibrated p10/p90 interval (its tails were
@@ -15,10 +16,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from estimator.calibration import ENERGY, QUANTITIES, Calibration, row_keys
-from estimator.calibration_model import LEVELS, RowKeys
-from estimator.catalog import ArchitectureSpec, Catalog
-from estimator.predictor import PredictorBundle
+from estimator.catalog.catalog import ArchitectureSpec, Catalog
+from estimator.learn.calibration import ENERGY, QUANTITIES, Calibration, row_keys
+from estimator.learn.calibration_model import LEVELS, RowKeys
+from estimator.learn.predictor import PredictorBundle
 
 #: derived output -> (quantities whose shifts multiply it with a sign, interval source, interval flipped)
 DERIVED = {
@@ -65,7 +66,7 @@ def levels_note(calibration: Calibration, family: str, keys: RowKeys) -> str:
 
 def _resolve(out: pd.DataFrame, configs: pd.DataFrame, bundle: PredictorBundle, catalog: Catalog,
              extra_models: dict) -> dict[str, list[tuple[int, RowKeys, dict]]]:
-    from estimator.prediction import resolve_row
+    from estimator.learn.prediction import resolve_row
 
     groups: dict[str, list[tuple[int, RowKeys, dict]]] = {"llm": [], "diffusion": []}
     for position, raw in enumerate(configs.to_dict("records")):

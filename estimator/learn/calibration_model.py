@@ -10,7 +10,8 @@ from N(0, sd_level^2); ``f_deployment`` is the deployment's batch curve, a Gauss
 squared-exponential kernel ``sd_curve^2 exp(-(x - x')^2 / (2 length^2))`` (so nearby batch sizes share their
 error and two runs at different batch sizes correct the slope between and around them); ``e`` is run noise,
 N(0, sd_noise^2). With the variance components fixed (:class:`Components`, estimated from held-out residuals of the
-uncalibrated predictor, see :mod:`estimator.calibration_components`) the posterior is Gaussian and exact (kriging):
+uncalibrated predictor, see :mod:`estimator.learn.calibration_components`) the posterior is Gaussian and exact
+(kriging):
 
     mean(t) = k_t' K^-1 r,   var(t) = k_tt - k_t' K^-1 k_t + sd_noise^2
 

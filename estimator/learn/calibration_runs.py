@@ -6,7 +6,7 @@ exact identities the published data obeys (``estimator/data.py``): energy per to
 energy per token x output length = energy per request, energy per image or video = power x batch latency / batch.
 
 Row checks done here (the configuration itself is checked when the rows are predicted, see
-:mod:`estimator.calibration`): a measured cell that is not a positive finite number; measured columns that
+:mod:`estimator.learn.calibration`): a measured cell that is not a positive finite number; measured columns that
 contradict each other (identities off by more than :data:`IDENTITY_TOLERANCE`); no usable measurement; an unstable
 measure record; the same record twice (counted once); and repeated runs of one configuration more than
 :data:`CONTRADICTION_RATIO` apart (physics does not move a fixed configuration 2x; all of them are left out).
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from estimator.features import is_blank
+from estimator.learn.features import is_blank
 
 #: configuration inputs (ML.ENERGY spelling) a run may carry; everything else in a row is a measurement or ignored
 CONFIG_COLUMNS = ("model_id", "task", "gpu_model", "num_gpus", "weight_precision", "max_num_seqs", "tensor_parallel",
