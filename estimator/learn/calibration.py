@@ -143,12 +143,17 @@ def load_components(bundle: PredictorBundle) -> tuple[dict[str, dict[str, Compon
 def row_keys(values: dict, arch: ArchitectureSpec) -> tuple[str, RowKeys]:
     """(family, level keys) of a resolved configuration (``prediction.resolve_row`` values)."""
     family = "diffusion" if arch.kind == "diffusion" else "llm"
+    return family, family_row_keys(values, family)
+
+
+def family_row_keys(values: dict, family: str) -> RowKeys:
+    """Level keys of a resolved configuration of a known family ('llm' or 'diffusion')."""
     precision = str(values.get("weight_precision") or "bfloat16")
     deployment = "|".join([values["model_id"], values["task"], values["gpu_model"], str(int(values["num_gpus"])),
                            precision])
     engine = str(values.get("engine") or ("xdit" if family == "diffusion" else "vllm"))
     batch = float(values["batch_size"] if family == "diffusion" else values["max_num_seqs"])
-    return family, RowKeys(values["model_id"], deployment, values["gpu_model"], engine, math.log(batch))
+    return RowKeys(values["model_id"], deployment, values["gpu_model"], engine, math.log(batch))
 
 
 def _residual(run: CalibrationRun, quantity: str) -> float | None:
@@ -242,7 +247,7 @@ def _plain(config: dict) -> dict[str, str | int | float]:
     return {k: (v.item() if hasattr(v, "item") else v) for k, v in config.items()}
 
 
-def calibrate(frame: pd.DataFrame, predictor: PredictorBundle | None = None, *, catalog: Catalog | None = None,
+def calibrate(frame: pd.DataFrame, predictor: PredictorBundle, *, catalog: Catalog | None = None,
               extra_models: dict[str, ArchitectureSpec] | None = None, sources: list[str] | None = None,
               rejects: list[tuple[str, str]] | None = None) -> Calibration:
     """Fit a calibration on measured runs.
@@ -254,7 +259,7 @@ def calibrate(frame: pd.DataFrame, predictor: PredictorBundle | None = None, *, 
             (``energy_per_token_joules, energy_per_request_joules, avg_power_watts,
             output_throughput_tokens_per_sec, median_itl_ms``; diffusion ``batch_latency_s, avg_power_watts,
             energy_per_image_joules, energy_per_video_joules``). Power summed over the run's GPUs, in watts.
-        predictor: the bundle to calibrate (default: ``models/predictors/default``).
+        predictor: the bundle to calibrate.
         catalog, extra_models: as for ``predict_frame`` (models outside the catalog come in ``extra_models``).
         sources: a label per row for the reject report (default ``row N``).
         rejects: rows already left out upstream (e.g. unreadable), reported with the others.
@@ -263,9 +268,8 @@ def calibrate(frame: pd.DataFrame, predictor: PredictorBundle | None = None, *, 
         CalibrationError: no usable run (every row's reason is in the message).
     """
     from estimator.catalog.catalog import load_catalog
-    from estimator.serve.api import load_predictor
 
-    bundle = predictor or load_predictor()
+    bundle = predictor.uncalibrated()
     catalog = catalog or load_catalog()
     extra_models = extra_models or {}
     sources = sources or [f"row {i + 1}" for i in range(len(frame))]
@@ -290,18 +294,16 @@ def calibrate(frame: pd.DataFrame, predictor: PredictorBundle | None = None, *, 
     return calibration
 
 
-def load_calibration(path: Path, predictor: PredictorBundle | None = None, *, catalog: Catalog | None = None,
+def load_calibration(path: Path, predictor: PredictorBundle, *, catalog: Catalog | None = None,
                      extra_models: dict[str, ArchitectureSpec] | None = None) -> Calibration:
     """Read CAL.json; when it was fitted against another predictor than ``predictor``, re-fit it from its stored
     runs (the note says so)."""
-    from estimator.serve.api import load_predictor
-
     path = Path(path)
     try:
         stored = Calibration.model_validate_json(path.read_text())
     except (OSError, ValueError) as exc:
         raise CalibrationError(f"cannot read calibration {path}: {exc}") from exc
-    bundle = predictor or load_predictor()
+    bundle = predictor.uncalibrated()
     if stored.predictor_card_hash == card_hash(bundle):
         return stored
     frame = pd.DataFrame([{**run.configuration, **_measured_columns(run)} for run in stored.runs])

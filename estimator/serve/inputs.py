@@ -57,7 +57,7 @@ def prediction_from_row(row: dict, family: str) -> Prediction:
                                        p90=float(row[f"{name}_p90"]))
     return Prediction(configuration=_configuration(row), status=row.get("status", "error"),
                       reason=str(row.get("reason") or ""), warnings=split_warnings(row.get("warnings")),
-                      metrics=metrics)
+                      metrics=metrics, calibration=str(row.get("calibration") or ""))
 
 
 def unique(items) -> list[str]:
