@@ -13,7 +13,9 @@ from typing import Annotated
 
 import typer
 
+from estimator.cli import calibrate as calibrate_cli
 from estimator.cli import render
+from estimator.cli.calibrate import CalibrationOption, calibrated_predictor
 from estimator.cli.catalog import catalog_app
 from estimator.cli.options import (
     USER_ERROR,
@@ -68,11 +70,12 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 app.add_typer(catalog_app, name="catalog")
+calibrate_cli.register(app)
 
 # ---------------------------------------------------------------------------------------- main: frontier
 
 
-def _explain_chosen(est, extra_models) -> None:
+def _explain_chosen(est, extra_models, predictor) -> None:
     console = render.make_console()
     import pandas as pd
 
@@ -82,7 +85,7 @@ def _explain_chosen(est, extra_models) -> None:
     chosen = list({id(p): p for p in (est.min_energy, est.min_energy_within_limit) if p}.values())
     frame = pd.DataFrame([p.configuration.as_row() for p in chosen])
     try:
-        attributions = explain_frame(frame, extra_models=extra_models)
+        attributions = explain_frame(frame, extra_models=extra_models, predictor=predictor)
     except Exception as exc:  # attribution is an extra: the estimate above stands
         console.print(f"[yellow]attribution failed: {exc}[/yellow]")
         return
@@ -111,6 +114,7 @@ def main_command(
     ulysses_degree: Ulysses = None,
     ring_degree: Ring = None,
     model_config: ModelConfig = None,
+    calibration: CalibrationOption = None,
     json_output: Json = False,
     plot: Annotated[Path | None, typer.Option(help="Also write a PNG: J/token against latency, the frontier and "
                                               "the chosen point (needs matplotlib).", dir_okay=False)] = None,
@@ -126,13 +130,14 @@ def main_command(
     with user_errors():
         model, extra_models = extra_models_from(model, model_config)
         require(model=model, task=task, gpu=gpu)
+        predictor = calibrated_predictor(calibration, extra_models)
         from estimator.serve.api import estimate
 
         est = estimate(model, task, gpu, num_gpus=num_gpus, max_num_seqs=max_num_seqs, batch=batch,
                        precision=precision, input_tokens=input_tokens, output_tokens=output_tokens,
                        max_itl_ms=max_itl_ms, max_latency_s=max_latency_s, steps=steps, resolution=resolution,
                        frames=frames, ulysses_degree=ulysses_degree, ring_degree=ring_degree,
-                       extra_models=extra_models)
+                       extra_models=extra_models, predictor=predictor)
         if json_output:
             typer.echo(est.model_dump_json(indent=2))
         if not est.configurations:
@@ -150,7 +155,7 @@ def main_command(
             plot_frontier(est, plot)
             typer.echo(f"wrote {plot}", err=True)
         if explain:
-            _explain_chosen(est, extra_models)
+            _explain_chosen(est, extra_models, predictor)
 
 
 # ------------------------------------------------------------------------------------------------ predict
@@ -197,6 +202,7 @@ def predict(
     output_path: Annotated[Path | None, typer.Option("--output", "-o", help="Where to write the predictions CSV "
                                                      "(default: standard output).", dir_okay=False)] = None,
     model_config: ModelConfig = None,
+    calibration: CalibrationOption = None,
 ) -> None:
     """Batch prediction: every CSV row in, the same rows plus predictions (value, _p10, _p90), status, reason
     and warnings out. A row that cannot be predicted gets empty metrics and a reason; it never aborts the file."""
@@ -207,7 +213,8 @@ def predict(
         from estimator.serve.api import predict_frame
         from estimator.serve.inputs import output_frame
 
-        predictions = predict_frame(configs, extra_models=extra_models)
+        predictions = predict_frame(configs, extra_models=extra_models,
+                                    predictor=calibrated_predictor(calibration, extra_models))
         out = output_frame(configs, predictions, load_catalog())
         if output_path is None:
             typer.echo(out.to_csv(index=False), nl=False)
@@ -236,12 +243,12 @@ def _parse_sets(items: list[str]) -> dict:
     return changes
 
 
-def _render_change(console, result, extra_models) -> None:
+def _render_change(console, result, extra_models, predictor) -> None:
     from estimator.explain.render import render_change as draw
     from estimator.serve.api import explain_change
 
     try:
-        attribution = explain_change(result, extra_models=extra_models)
+        attribution = explain_change(result, extra_models=extra_models, predictor=predictor)
     except Exception as exc:  # attribution is an extra: never lose the what-if over it
         console.print(f"[yellow]attribution of the change failed: {exc}[/yellow]", markup=True)
         return
@@ -267,6 +274,7 @@ def what_if_command(
                                                    "num_gpus=4, batch=256, precision=fp8, output_tokens=1000, "
                                                    "model=..., steps=..., resolution=768x768.")] = None,
     model_config: ModelConfig = None,
+    calibration: CalibrationOption = None,
     json_output: Json = False,
 ) -> None:
     """A base configuration and changes to it, predicted side by side with the delta in every metric."""
@@ -280,12 +288,13 @@ def what_if_command(
                                   input_tokens, steps, resolution, frames)
         from estimator.serve.api import what_if
 
-        result = what_if(base, extra_models=extra_models, **changes)
+        predictor = calibrated_predictor(calibration, extra_models)
+        result = what_if(base, extra_models=extra_models, predictor=predictor, **changes)
         if json_output:
             typer.echo(result.model_dump_json(indent=2))
         else:
             render.print_what_if(result)
-            _render_change(render.make_console(), result, extra_models)
+            _render_change(render.make_console(), result, extra_models, predictor)
         if result.base.status != "ok" and result.changed.status != "ok":
             raise typer.Exit(USER_ERROR)
 
@@ -309,6 +318,7 @@ def explain_command(
                                                  "output_throughput_tokens_per_sec, median_itl_ms; diffusion: "
                                                  "energy_per_item_joules (default), batch_latency_s.")] = None,
     model_config: ModelConfig = None,
+    calibration: CalibrationOption = None,
     json_output: Json = False,
     plot: Annotated[Path | None, typer.Option(help="Also write the waterfall as a PNG (needs matplotlib).",
                                               dir_okay=False)] = None,
@@ -322,7 +332,8 @@ def explain_command(
 
         config = one_configuration(model, task, gpu, num_gpus, max_num_seqs, batch, precision, output_tokens,
                                     input_tokens, steps, resolution, frames)
-        attribution = explain_configuration(config, quantity=quantity, extra_models=extra_models)
+        attribution = explain_configuration(config, quantity=quantity, extra_models=extra_models,
+                                            predictor=calibrated_predictor(calibration, extra_models))
         if getattr(attribution, "status", "ok") != "ok":
             fail(getattr(attribution, "reason", "cannot be predicted"))
         from estimator.explain.render import plot_attribution, render_attribution
@@ -365,6 +376,7 @@ def plan(
     resolution: Resolution = None,
     frames: Frames = None,
     model_config: ModelConfig = None,
+    calibration: CalibrationOption = None,
     json_output: Json = False,
 ) -> None:
     """Capacity planning: the lowest-energy deployment (GPU type and count, batch, replicas) for a demand under a
@@ -385,7 +397,8 @@ def plan(
                           max_itl_ms=max_itl_ms, max_latency_s=max_latency_s, power_budget_kw=power_budget_kw,
                           gpu_budget=gpu_budget, gpus=gpu, num_gpus=num_gpus, max_num_seqs=max_num_seqs,
                           batch=batch, precision=precision, input_tokens=input_tokens, output_tokens=output_tokens,
-                          steps=steps, resolution=resolution, frames=frames, extra_models=extra_models)
+                          steps=steps, resolution=resolution, frames=frames, extra_models=extra_models,
+                          predictor=calibrated_predictor(calibration, extra_models))
         if json_output:
             typer.echo(result.model_dump_json(indent=2))
         else:
@@ -395,26 +408,6 @@ def plan(
 
 
 # ---------------------------------------------------------------------------------------- train / evaluate
-
-
-@app.command()
-def train() -> None:
-    """Retrain the predictors on everything in datasets/ and write models/predictors/default (minutes)."""
-    with user_errors():
-        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
-        from estimator.learn import training
-
-        with Progress(SpinnerColumn(), TextColumn("{task.description}"), TextColumn("{task.completed} steps"),
-                      TimeElapsedColumn(), console=render.make_console()) as progress:
-            step = progress.add_task("loading runs", total=None)
-
-            def tick(label: str) -> None:
-                progress.update(step, advance=1, description=label)
-
-            bundle = training.train(output=training.default_output(), progress=tick)
-        typer.echo(f"wrote {training.default_output()}")
-        render.print_summary(render.accuracy_summary(bundle.card), "out-of-fold, from the new card")
 
 
 @app.command()
