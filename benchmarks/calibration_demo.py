@@ -30,19 +30,21 @@ CONFIG = ("model_id", "task", "gpu_model", "num_gpus", "max_num_seqs", "weight_p
 MEASURED = ("avg_power_watts", "output_throughput_tokens_per_sec", "median_itl_ms", "energy_per_token_joules")
 
 
-def find_sweep() -> Path | None:
-    """The local file holding a stable MoE sweep on the H200 with the torch backend (>= 6 batch sizes), if any."""
+def find_sweep(moe: bool = True) -> Path | None:
+    """The local file holding a stable sweep (MoE, or dense with ``moe=False``) on the H200 with the torch backend
+    (>= 6 batch sizes), if any; the last in name order."""
     from estimator.learn.data import load_runs
 
     catalog = load_catalog()
     runs = load_runs(catalog=catalog)
     local = runs[runs["source"].astype(str).str.startswith("local:") & runs["gpu_model"].eq("H200")
                  & runs["engine"].eq("torch-cudagraph")]
+    found = None
     for source, group in local.groupby("source"):
-        moe = all(catalog.models[m].architecture == "moe" for m in group["model_id"].unique())
-        if moe and group["max_num_seqs"].nunique() >= MIN_BATCHES:
-            return datasets_dir() / "local" / str(source).removeprefix("local:")
-    return None
+        is_moe = all(catalog.models[m].architecture == "moe" for m in group["model_id"].unique())
+        if is_moe == moe and group["max_num_seqs"].nunique() >= MIN_BATCHES:
+            found = datasets_dir() / "local" / str(source).removeprefix("local:")
+    return found
 
 
 def _predictor_without(path: Path):
@@ -64,9 +66,18 @@ def demo_section() -> list[str]:
     path = find_sweep()
     lines = ["## Demonstration on the lent H200 (torch backend, MoE)", ""]
     if path is None:
-        return lines + [f"No MoE sweep with >= {MIN_BATCHES} batch sizes on the H200 (torch-cudagraph) is in "
-                        "`datasets/local` yet, so this demonstration has not run. It runs as soon as the file lands: "
-                        "`PYTHONPATH=$PWD /work/venv/bin/python benchmarks/calibration_demo.py`.", ""]
+        lines += [f"No MoE sweep (Qwen3-30B-A3B shape) with >= {MIN_BATCHES} batch sizes on the H200 "
+                  "(torch-cudagraph) is in `datasets/local` yet, so the MoE demonstration has not run; it runs as "
+                  "soon as the file lands (`PYTHONPATH=$PWD /work/venv/bin/python benchmarks/calibration.py`). "
+                  "Until then, the same procedure on the dense sweep measured earlier on the lent H200:", ""]
+        path = find_sweep(moe=False)
+        if path is None:
+            return lines + ["(no dense H200 sweep either)", ""]
+    return lines + _comparison(path)
+
+
+def _comparison(path: Path) -> list[str]:
+    """Refit without ``path``, reveal two batch sizes, calibrate, predict the rest: the markdown table."""
     from estimator.learn.calibration import calibrate
     from estimator.learn.calibration_apply import apply_calibration
     from estimator.learn.data import load_runs
@@ -84,7 +95,7 @@ def demo_section() -> list[str]:
     before = predict_frame(configs, bundle, catalog)
     after = apply_calibration(before, configs, calibration, bundle, catalog)
     model = sweep["model_id"].iat[0]
-    lines += [f"`{path.relative_to(datasets_dir().parent)}`: {model}, {len(sweep)} stable runs on 1x H200, "
+    lines = [f"`{path.relative_to(datasets_dir().parent)}`: {model}, {len(sweep)} stable runs on 1x H200, "
               f"engine {sweep['engine'].iat[0]} ({sweep['engine_version'].iat[0]}). Predictor refitted without this "
               f"file; revealed: max_num_seqs {', '.join(str(int(b)) for b in batches[picks])}. This calibrates the "
               "torch backend the lent machine runs; a vLLM user does the same with their own runs.", "",
