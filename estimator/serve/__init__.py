@@ -1,0 +1,1 @@
+"""Serving layer: the public Python API, planning, and cost/carbon arithmetic."""
