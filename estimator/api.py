@@ -31,7 +31,6 @@ from estimator.predictor import PredictorBundle
 from estimator.schema import (
     Configuration,
     Delta,
-    Deployment,
     Estimate,
     Metric,
     Plan,
@@ -489,7 +488,8 @@ def plan(model: str, task: str, *, demand_rps: float | None = None, demand_token
          num_gpus: int | Sequence[int] | None = None, max_num_seqs: int | Sequence[int] | None = None,
          batch: int | Sequence[int] | None = None, precision: str | None = None,
          input_tokens: float | None = None, output_tokens: float | None = None, steps: int | None = None,
-         resolution: str | None = None, frames: int | None = None,
+         resolution: str | None = None, frames: int | None = None, confidence: str = "p90",
+         allow_extrapolation: bool = False, max_p90_itl_ms: float | None = None, costs=None,
          extra_models: dict[str, ArchitectureSpec] | None = None, predictor: PredictorBundle | None = None,
          catalog: Catalog | None = None) -> Plan:
     """The lowest-energy deployment (GPU type, GPUs per replica, batch, replicas) that serves a demand.
@@ -501,74 +501,70 @@ def plan(model: str, task: str, *, demand_rps: float | None = None, demand_token
         power_budget_kw: fleet GPU power limit, kW. Alone (no demand): the demand the budget serves.
         gpu_budget: fleet GPU count limit. Alone (no demand): the demand those GPUs serve.
         gpus: GPU types to consider (default: those in the predictor's training data for the task family).
+        confidence: 'p90' (default): a deployment qualifies when the p90 end of its latency interval meets the
+            limit, and replicas are sized on the p10 end of capacity; 'median': point values.
+        allow_extrapolation: keep GPU types without training data for the engine (marked ``extrapolated``).
+        max_p90_itl_ms: tail-latency limit on p90 ITL (needs a predictor that predicts it).
+        costs: :class:`estimator.serve.costs.CostInputs` (prices, grid, PUE, host power, load profile), or a
+            dict of its fields; every deployment then carries a ``costs`` block.
         Other arguments as in :func:`estimate`.
 
     Returns:
         A :class:`Plan`; ``chosen`` is None and ``reason`` says why when nothing qualifies.
     """
+    from estimator.serve.costs import CostInputs
+    from estimator.serve.fleet_plan import notes, plan_fleet
+
     catalog = catalog or load_catalog()
     bundle = predictor or load_predictor()
     target = planning.resolve_target(model, task, catalog, extra_models)
     limit = _latency_limit(target, max_itl_ms, max_latency_s)
     _check_positive(demand_rps=demand_rps, demand_tokens_per_sec=demand_tokens_per_sec, max_itl_ms=max_itl_ms,
-                    max_latency_s=max_latency_s, power_budget_kw=power_budget_kw, gpu_budget=gpu_budget)
+                    max_latency_s=max_latency_s, power_budget_kw=power_budget_kw, gpu_budget=gpu_budget,
+                    max_p90_itl_ms=max_p90_itl_ms)
     if demand_rps is not None and demand_tokens_per_sec is not None:
         raise ValueError("give one demand: --demand-rps or --demand-tokens-per-sec, not both")
     if target.is_diffusion and demand_tokens_per_sec is not None:
         raise ValueError("diffusion demand is in requests (items) per second: use --demand-rps")
+    cost_inputs = CostInputs(**costs) if isinstance(costs, dict) else costs
     family_key = "diffusion" if target.is_diffusion else "llm"
-    if gpus:
-        gpu_keys = _unique(catalog.resolve("gpu", g) for g in gpus)
-    else:
-        gpu_keys = bundle.card.get("domain", {}).get(family_key, {}).get("gpus") or sorted(catalog.gpus)
+    trained = bundle.card.get("domain", {}).get(family_key, {}).get("gpus")
+    gpu_keys = _unique(catalog.resolve("gpu", g) for g in gpus) if gpus else (trained or sorted(catalog.gpus))
     batches = _as_list(batch if batch is not None else max_num_seqs)
     configs, predictions, feasible = _sweep(
         target, gpu_keys, num_gpus=_as_list(num_gpus), batches=batches, precision=precision,
         input_tokens=input_tokens, output_tokens=output_tokens, steps=steps, resolution=resolution, frames=frames,
         ulysses_degree=None, ring_degree=None, catalog=catalog, extra_models=extra_models, predictor=bundle)
     first = configs.iloc[0].to_dict()
-    energy, latency = _energy_latency(target)
-    throughput = "items_per_sec" if target.is_diffusion else "output_throughput_tokens_per_sec"
+    _, latency = _energy_latency(target)
     demand = demand_tokens_per_sec
     if demand_rps is not None:
         demand = demand_rps if target.is_diffusion else demand_rps * float(first["avg_output_len"])
-    ok = predictions[feasible]
-    within = ok if limit is None else ok[ok[latency] <= limit]
-    fleets = planning.size_fleet(within, throughput=throughput, demand=demand,
-                                 power_budget_watts=None if power_budget_kw is None else power_budget_kw * 1e3,
-                                 gpu_budget=gpu_budget)
-    chosen_label = planning.best_deployment(fleets, demand_given=demand is not None)
-    alternatives = []
-    for _, group in fleets.groupby("gpu_model", sort=False):
-        label = planning.best_deployment(group, demand_given=demand is not None)
-        alternatives.append(_deployment(fleets.loc[label].to_dict(), target, throughput))
-    alternatives.sort(key=lambda d: (-d.demand_served, d.power_kw) if demand is None else (d.power_kw,))
-    chosen = _deployment(fleets.loc[chosen_label].to_dict(), target, throughput) if chosen_label is not None else None
+    decided = plan_fleet(target, configs=configs, predictions=predictions, feasible=feasible, demand=demand,
+                         limit=limit, power_budget_kw=power_budget_kw, gpu_budget=gpu_budget, trained_gpus=trained,
+                         confidence=confidence, allow_extrapolation=allow_extrapolation,
+                         max_p90_itl_ms=max_p90_itl_ms, cost_inputs=cost_inputs, catalog=catalog)
+    chosen, alternatives = decided["chosen"], decided["alternatives"]
     unit = "items/s" if target.is_diffusion else "tokens/s"
-    reason = "" if chosen else _plan_reason(ok, within, latency, limit, unit, demand, power_budget_kw, gpu_budget,
-                                            throughput)
+    reason = "" if chosen else _plan_reason(decided["ok"], decided["within"], decided["latency_column"], limit, unit,
+                                            demand, power_budget_kw, gpu_budget, decided["capacity_column"])
     assumptions = _assumptions(target, first, user_precision=precision is not None,
                                user_tokens=input_tokens is not None or output_tokens is not None, bundle=bundle)
     assumptions.insert(0, "scaling: identical replicas of one deployment behind a load balancer; replicas = "
-                          "ceil(demand / per-replica throughput at the chosen batch); fleet power = replicas x "
-                          "predicted power (each replica at its predicted load; idle power not modelled); energy "
-                          "per day = fleet power x 24 h")
+                          "ceil(demand / per-replica capacity at the chosen batch and confidence); fleet power = "
+                          "replicas x predicted power at full load; energy per day = fleet power x 24 h (the costs "
+                          "block counts the load profile, idle replicas, host power and PUE)")
+    if chosen is not None and chosen.costs is not None:
+        assumptions.extend(chosen.costs.assumptions)
+    assumptions.extend(notes(chosen, alternatives, decided["excluded_gpus"], confidence))
     warnings = _unique(w for d in ([chosen] if chosen else []) + alternatives for w in d.prediction.warnings)
     return Plan(model_id=target.model_id, task=target.task_key, family=target.family,
                 workload=_workload(target, first), demand_unit=unit, demand=demand,
                 demand_requests_per_sec=demand_rps, latency_metric=latency, latency_limit=limit,
                 power_budget_kw=power_budget_kw, gpu_budget=gpu_budget, gpus_considered=gpu_keys, chosen=chosen,
-                alternatives=alternatives, reason=reason, assumptions=assumptions, warnings=warnings)
-
-
-def _deployment(row: dict, target: planning.Target, throughput: str) -> Deployment:
-    power_kw = row["fleet_power_watts"] / 1e3
-    return Deployment(prediction=prediction_from_row(row, target.family), replicas=int(row["replicas"]),
-                      total_gpus=int(row["total_gpus"]), capacity_per_replica=float(row[throughput]),
-                      capacity_total=float(row["capacity_total"]), demand_served=float(row["demand_served"]),
-                      power_kw=power_kw, power_kw_p10=row["fleet_power_watts_p10"] / 1e3,
-                      power_kw_p90=row["fleet_power_watts_p90"] / 1e3, energy_per_day_kwh=power_kw * HOURS_PER_DAY,
-                      throughput_per_watt=float(row["demand_served"]) / row["fleet_power_watts"])
+                alternatives=alternatives, reason=reason, assumptions=assumptions, warnings=warnings,
+                confidence=confidence, excluded_gpus=decided["excluded_gpus"],
+                closest_latency=decided["closest_latency"])
 
 
 def _plan_reason(ok, within, latency, limit, unit, demand, power_budget_kw, gpu_budget, throughput) -> str:
@@ -576,9 +572,11 @@ def _plan_reason(ok, within, latency, limit, unit, demand, power_budget_kw, gpu_
         return "no configuration fits in memory on the GPUs considered (see `joules-estimate` for the arithmetic)"
     if within.empty:
         fastest = ok.sort_values(latency).iloc[0]
-        unit = "ms" if latency == "median_itl_ms" else "s"
-        return (f"no configuration meets {latency} <= {limit:g} {unit}; the fastest is {fastest[latency]:.3g} {unit} "
-                f"({int(fastest['num_gpus'])} x {fastest['gpu_model']}, batch "
+        base = latency.removesuffix("_p90")
+        unit = "ms" if base == "median_itl_ms" else "s"
+        which = "p90 end of " if latency.endswith("_p90") else ""
+        return (f"no configuration meets the {which}{base} <= {limit:g} {unit}; the closest achievable is "
+                f"{fastest[latency]:.3g} {unit} ({int(fastest['num_gpus'])} x {fastest['gpu_model']}, batch "
                 f"{int(fastest.get('max_num_seqs', fastest.get('batch_size', 0)) or 0)})")
     cheapest = planning.size_fleet(within, throughput=throughput, demand=demand or within[throughput].min())
     best = cheapest.sort_values("fleet_power_watts").iloc[0]

@@ -28,7 +28,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from estimator.facility_catalog import load_datacenter_defaults, load_grid_catalog
-from estimator.schema import Metric
+from estimator.schema import CostCarbon, Metric
 
 HOURS_PER_DAY = 24.0
 SECONDS_PER_DAY = 86_400.0
@@ -81,37 +81,6 @@ class CostInputs(BaseModel):
         if self.host_watts_per_gpu is not None:
             return self.host_watts_per_gpu
         return load_datacenter_defaults().host.watts_per_gpu
-
-
-class CostCarbon(BaseModel):
-    """Energy, cost and carbon of one deployment over a day and a month; intervals are p10-p90."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    average_load_share_of_peak: float
-    gpu_power_kw: Metric = Field(description="GPUs, averaged over the day at the load profile")
-    host_power_kw: float = Field(description="CPUs, DRAM, NICs beside the GPUs (constant)")
-    facility_power_kw: Metric = Field(description="(GPU + host) x PUE, averaged over the day")
-    energy_per_day_kwh: Metric
-    energy_per_month_kwh: Metric
-    energy_per_response_joules: Metric = Field(description="facility energy per response (or image/video), "
-                                                           "idle time included")
-    responses_per_day: float
-    electricity_usd_per_day: Metric | None = None
-    electricity_usd_per_month: Metric | None = None
-    gpu_usd_per_day: float | None = None
-    total_usd_per_day: Metric | None = Field(default=None, description="electricity + GPU hours")
-    usd_per_million_tokens: Metric | None = None
-    carbon_kg_per_day: Metric | None = None
-    carbon_kg_per_month: Metric | None = None
-    carbon_g_per_response: Metric | None = None
-    pue: float
-    host_watts_per_gpu: float
-    idle_watts_per_gpu: float
-    electricity_usd_per_kwh: float | None = None
-    grid_gco2_per_kwh: float | None = None
-    grid_source: str = ""
-    assumptions: list[str] = Field(default_factory=list)
 
 
 # ------------------------------------------------------------------------------------------------ named steps

@@ -34,7 +34,7 @@ def capacity_column(throughput: str, confidence: Confidence) -> str:
 
 
 def _normal_cdf(x: np.ndarray) -> np.ndarray:
-    return 0.5 * (1.0 + np.vectorize(math.erf)(x / math.sqrt(2.0)))
+    return 0.5 * (1.0 + np.vectorize(math.erf, otypes=[float])(x / math.sqrt(2.0)))
 
 
 def prob_above(threshold: np.ndarray | float, value: np.ndarray, p10: np.ndarray, p90: np.ndarray) -> np.ndarray:
