@@ -514,6 +514,7 @@ def plan(model: str, task: str, *, demand_rps: float | None = None, demand_token
     """
     from estimator.serve.costs import CostInputs
     from estimator.serve.fleet_plan import notes, plan_fleet
+    from estimator.serve.risk import trained_gpus
 
     catalog = catalog or load_catalog()
     bundle = predictor or load_predictor()
@@ -528,8 +529,10 @@ def plan(model: str, task: str, *, demand_rps: float | None = None, demand_token
         raise ValueError("diffusion demand is in requests (items) per second: use --demand-rps")
     cost_inputs = CostInputs(**costs) if isinstance(costs, dict) else costs
     family_key = "diffusion" if target.is_diffusion else "llm"
-    trained = bundle.card.get("domain", {}).get(family_key, {}).get("gpus")
-    gpu_keys = _unique(catalog.resolve("gpu", g) for g in gpus) if gpus else (trained or sorted(catalog.gpus))
+    domain = bundle.card.get("domain", {}).get(family_key, {})
+    trained = trained_gpus(domain, "xdit" if target.is_diffusion else "vllm")
+    default_gpus = domain.get("gpus") or sorted(catalog.gpus)
+    gpu_keys = _unique(catalog.resolve("gpu", g) for g in gpus) if gpus else default_gpus
     batches = _as_list(batch if batch is not None else max_num_seqs)
     configs, predictions, feasible = _sweep(
         target, gpu_keys, num_gpus=_as_list(num_gpus), batches=batches, precision=precision,

@@ -16,6 +16,7 @@ from typing import Annotated
 
 import typer
 
+from estimator import cli_options as opts
 from estimator import cli_render as render
 
 EXAMPLES = """
@@ -489,12 +490,29 @@ def plan(
     steps: Steps = None,
     resolution: Resolution = None,
     frames: Frames = None,
+    confidence: opts.Confidence = "p90",
+    allow_extrapolation: opts.AllowExtrapolation = False,
+    max_p90_itl_ms: opts.MaxP90Itl = None,
+    electricity_usd_per_kwh: opts.ElectricityPrice = None,
+    grid_gco2_per_kwh: opts.GridIntensity = None,
+    grid_region: opts.GridRegion = None,
+    pue: opts.Pue = 1.0,
+    host_watts_per_gpu: opts.HostWatts = None,
+    gpu_usd_per_hour: opts.GpuPrice = None,
+    average_load: opts.AverageLoad = None,
+    demand_curve: opts.DemandCurve = None,
     model_config: ModelConfig = None,
     json_output: Json = False,
+    plot: Annotated[Path | None, typer.Option(metavar="FILE", help="Also draw the deployments side by side "
+                                              "(GPUs, power, energy, $ and CO2 per day) to a .png or .svg.",
+                                              dir_okay=False)] = None,
 ) -> None:
-    """Capacity planning: the lowest-energy deployment (GPU type and count, batch, replicas) for a demand under a
-    latency limit and optional power/GPU budget, its power (kW), energy per day (kWh) and throughput per watt."""
+    """Capacity planning: how many of which GPUs (type and count, batch, replicas) serve a demand under a latency
+    limit, with margin and risk, power, energy, $ and CO2e per day and month (p10-p90 intervals)."""
     with _user_errors():
+        opts.check_plot(plot)
+        if confidence not in ("median", "p90"):
+            _fail(f"--confidence must be median or p90, got {confidence!r}")
         model, extra_models = _extra_models(model, model_config)
         _require(model=model, task=task)
         if power_budget_kw is not None and power_budget_mw is not None:
@@ -510,13 +528,24 @@ def plan(
                           max_itl_ms=max_itl_ms, max_latency_s=max_latency_s, power_budget_kw=power_budget_kw,
                           gpu_budget=gpu_budget, gpus=gpu, num_gpus=num_gpus, max_num_seqs=max_num_seqs,
                           batch=batch, precision=precision, input_tokens=input_tokens, output_tokens=output_tokens,
-                          steps=steps, resolution=resolution, frames=frames, extra_models=extra_models)
+                          steps=steps, resolution=resolution, frames=frames, confidence=confidence,
+                          allow_extrapolation=allow_extrapolation, max_p90_itl_ms=max_p90_itl_ms,
+                          costs=opts.cost_inputs(electricity_usd_per_kwh=electricity_usd_per_kwh,
+                                                 grid_gco2_per_kwh=grid_gco2_per_kwh, grid_region=grid_region,
+                                                 pue=pue, host_watts_per_gpu=host_watts_per_gpu,
+                                                 gpu_usd_per_hour=gpu_usd_per_hour, average_load=average_load,
+                                                 demand_curve=demand_curve),
+                          extra_models=extra_models)
         if json_output:
             typer.echo(result.model_dump_json(indent=2))
         else:
             render.print_plan(result)
+        if plot is not None and (result.chosen is not None or result.alternatives):
+            from estimator.plotting.compare import plot_plan
+
+            typer.echo(f"wrote {plot_plan(result, plot)}", err=True)
         if result.chosen is None:
-            raise typer.Exit(USER_ERROR)
+            _fail(result.reason or "no feasible deployment")
 
 
 # ------------------------------------------------------------------------------------------------ catalog

@@ -8,9 +8,11 @@ Steps (each a named function, the arithmetic in :mod:`estimator.planning`, :mod:
    allowed (then every such deployment is marked ``extrapolated``);
 3. qualify on the latency at the chosen confidence (p90 end or point value) and size replicas on the capacity
    at that confidence (p10 end or point value), within any power/GPU budget;
-4. :func:`_rank` - the least-power fleet, then alternatives that differ from it (the best of every other GPU type
+4. :func:`_rank` - the least facility energy per day (GPUs at the load profile, idle replicas, host power, PUE;
+   :mod:`estimator.serve.costs`), then alternatives that differ from it (the best of every other GPU type
    and the chosen type's runner-up), each with margin, risk and whether it can be told apart from the next;
-5. cost and carbon per deployment (:func:`estimator.serve.costs.fleet_costs`) at the stated load profile.
+5. cost and carbon per deployment (:func:`estimator.serve.costs.fleet_costs`) at the stated load profile (the
+   catalog defaults when none is given: full load, 350 W host per GPU, PUE 1.0).
 """
 
 from __future__ import annotations
@@ -36,23 +38,29 @@ def _split_domain(ok: pd.DataFrame, trained: list[str] | None, allow_extrapolati
     return ok[~ok["gpu_model"].isin(outside)], outside, []
 
 
+def _best(frame: pd.DataFrame, *, demand_given: bool):
+    """Label of the least facility energy per day for a demand; otherwise of the most demand served."""
+    if frame.empty:
+        return None
+    keys = ["energy_day_kwh", "total_gpus"] if demand_given else ["_neg_served", "energy_day_kwh"]
+    return frame.assign(_neg_served=-frame["demand_served"]).sort_values(keys, kind="stable").index[0]
+
+
 def _rank(fleets: pd.DataFrame, *, demand_given: bool) -> tuple[object, list]:
     """(chosen label, alternative labels): alternatives exclude the chosen row, one per GPU type (the chosen
     type's runner-up included), best first."""
-    chosen = planning.best_deployment(fleets, demand_given=demand_given)
+    chosen = _best(fleets, demand_given=demand_given)
     if chosen is None:
         return None, []
     others = fleets.drop(index=chosen)
-    labels = []
-    for _, group in others.groupby("gpu_model", sort=False):
-        labels.append(planning.best_deployment(group, demand_given=demand_given))
-    key = (lambda label: (fleets.loc[label, "fleet_power_watts"],)) if demand_given else \
-        (lambda label: (-fleets.loc[label, "demand_served"], fleets.loc[label, "fleet_power_watts"]))
-    return chosen, sorted(labels, key=key)
+    labels = [_best(group, demand_given=demand_given) for _, group in others.groupby("gpu_model", sort=False)]
+    ordered = fleets.loc[labels].assign(_neg_served=-fleets.loc[labels, "demand_served"])
+    keys = ["energy_day_kwh"] if demand_given else ["_neg_served", "energy_day_kwh"]
+    return chosen, list(ordered.sort_values(keys, kind="stable").index)
 
 
-def _power(row) -> tuple[float, float, float]:
-    return float(row["fleet_power_watts"]), float(row["fleet_power_watts_p10"]), float(row["fleet_power_watts_p90"])
+def _energy(row) -> tuple[float, float, float]:
+    return float(row["energy_day_kwh"]), float(row["energy_day_kwh_p10"]), float(row["energy_day_kwh_p90"])
 
 
 def _deployment(row: dict, target: planning.Target, throughput: str, *, capacity_col: str, latency_col: str,
@@ -76,8 +84,6 @@ def _deployment(row: dict, target: planning.Target, throughput: str, *, capacity
 
 
 def _costs(row: dict, target: planning.Target, throughput: str, demand: float | None, inputs, catalog):
-    if inputs is None:
-        return None
     def metric(name):
         return (Metric(value=float(row[name]), p10=float(row[f"{name}_p10"]),
                                       p90=float(row[f"{name}_p90"])))
@@ -107,7 +113,7 @@ def plan_fleet(target: planning.Target, *, configs: pd.DataFrame, predictions: p
         confidence: 'p90' (latency p90 <= limit, sized on capacity p10) or 'median' (point values).
         allow_extrapolation: keep GPU types outside the training data (marked ``extrapolated``).
         max_p90_itl_ms: a tail limit on p90 ITL, when the predictor predicts it (``p90_itl_ms``).
-        cost_inputs: prices, grid, PUE, host power, load profile (None: no cost block).
+        cost_inputs: prices, grid, PUE, host power, load profile (None: the defaults of CostInputs).
     """
     if confidence not in ("median", "p90"):
         raise ValueError(f"confidence must be 'median' or 'p90', got {confidence!r}")
@@ -125,16 +131,22 @@ def plan_fleet(target: planning.Target, *, configs: pd.DataFrame, predictions: p
                                  power_budget_watts=None if power_budget_kw is None else power_budget_kw * 1e3)
     fleets = risk.miss_risk(fleets, latency=latency, limit=limit, throughput=throughput, demand=demand)
     fleets = risk.margins(fleets, latency_col=lat_col, limit=limit, capacity_col=cap_col, demand=demand)
+    inputs = cost_inputs or cost_steps.CostInputs()
+    costs = {label: _costs(fleets.loc[label].to_dict(), target, throughput, demand, inputs, catalog)
+             for label in fleets.index}
+    fleets = fleets.assign(**{f"energy_day_kwh{suffix}": [getattr(costs[label].energy_per_day_kwh, attr)
+                                                          for label in fleets.index]
+                              for suffix, attr in (("", "value"), ("_p10", "p10"), ("_p90", "p90"))})
     chosen_label, alternative_labels = _rank(fleets, demand_given=demand is not None)
     order = ([chosen_label] if chosen_label is not None else []) + alternative_labels
     deployments = []
     for position, label in enumerate(order):
         row = fleets.loc[label].to_dict()
         after = order[position + 1] if position + 1 < len(order) else None
-        separable = None if after is None else risk.distinguishable(_power(row), _power(fleets.loc[after]))
+        separable = None if after is None else risk.distinguishable(_energy(row), _energy(fleets.loc[after]))
         deployments.append(_deployment(row, target, throughput, capacity_col=cap_col, latency_col=lat_col,
                                        extrapolated=row["gpu_model"] in outside, distinguishable=separable,
-                                       costs=_costs(row, target, throughput, demand, cost_inputs, catalog)))
+                                       costs=costs[label]))
     closest = float(ok[lat_col].min()) if (limit is not None and within.empty and not ok.empty) else None
     return {"chosen": deployments[0] if deployments else None, "alternatives": deployments[1:],
             "excluded_gpus": excluded, "confidence": confidence, "closest_latency": closest,
@@ -148,9 +160,11 @@ def notes(chosen: Deployment | None, alternatives: Sequence[Deployment], exclude
     lines = []
     if chosen is not None and chosen.distinguishable_from_next is False and alternatives:
         nxt = alternatives[0].prediction.configuration
-        lines.append(f"not distinguishable: the chosen deployment's power ({chosen.power_kw:.3g} kW) and the next "
-                     f"one's ({nxt.gpu_model}, {alternatives[0].power_kw:.3g} kW) lie inside each other's p10-p90 "
-                     f"intervals; the ranking between them is within the predictor's error")
+        mine, theirs = chosen.costs.energy_per_day_kwh, alternatives[0].costs.energy_per_day_kwh
+        lines.append(f"not distinguishable: the chosen deployment's energy per day ({mine.value:.3g} kWh, p10-p90 "
+                     f"{mine.p10:.3g}-{mine.p90:.3g}) and the next one's ({nxt.num_gpus} x {nxt.gpu_model}, "
+                     f"{theirs.value:.3g} kWh, {theirs.p10:.3g}-{theirs.p90:.3g}) overlap; the ranking between them "
+                     f"is within the predictor's error")
     if excluded:
         lines.append(f"left out (no training data for this engine; --allow-extrapolation keeps them, marked): "
                      f"{', '.join(excluded)}")

@@ -112,3 +112,12 @@ def outside_domain(gpu_models: list[str], trained: list[str] | None) -> list[str
     if not trained:
         return []
     return [g for g in gpu_models if g not in set(trained)]
+
+
+def trained_gpus(domain: dict, engine: str) -> list[str] | None:
+    """GPU types with training rows for ``engine`` in a predictor card's family domain (``gpu_engines`` entries
+    'GPU|engine'); the family's GPU list when the card has no per-engine record; None when it has neither."""
+    pairs = domain.get("gpu_engines")
+    if pairs:
+        return sorted({pair.split("|", 1)[0] for pair in pairs if pair.split("|", 1)[-1] == engine})
+    return domain.get("gpus")
