@@ -43,7 +43,7 @@ def _scaled(panel: Panel) -> tuple[float, str]:
 
 
 def plot_bars(labels: Sequence[str], panels: Sequence[Panel], path: Path | str, *, title: str,
-              highlight: int | None = None, note: str = "") -> Path:
+              highlight: int | None = None, note: str = "", groups: Sequence[str] | None = None) -> Path:
     """One panel per quantity, one bar per option (``labels``), whiskers at p10-p90, values printed on the bars.
 
     Args:
@@ -53,8 +53,11 @@ def plot_bars(labels: Sequence[str], panels: Sequence[Panel], path: Path | str, 
         title: figure title.
         highlight: index of the option to outline (e.g. the chosen deployment).
         note: a line under the figure (assumptions).
+        groups: a colour key per option (e.g. its GPU type); default: one colour per option.
     """
     plt = style.pyplot()
+    keys = list(groups) if groups is not None else list(range(len(labels)))
+    palette = {key: style.colour(i) for i, key in enumerate(dict.fromkeys(keys))}
     columns = min(len(panels), 3)
     rows = -(-len(panels) // columns)
     figure, grid = plt.subplots(rows, columns, figsize=(3.6 * columns + 2.0, 0.5 * len(labels) + 2.4 * rows),
@@ -68,7 +71,7 @@ def plot_bars(labels: Sequence[str], panels: Sequence[Panel], path: Path | str, 
                 axes.text(0, row, " n/a", va="center", fontsize=7, color="#777777")
                 continue
             value = metric.value / scale
-            axes.barh(row, value, color=style.colour(row), alpha=0.85,
+            axes.barh(row, value, color=palette[keys[row]], alpha=0.85,
                       edgecolor="black" if row == highlight else "none", linewidth=1.5)
             axes.errorbar(value, row, xerr=[[value - metric.p10 / scale], [metric.p90 / scale - value]],
                           color="black", capsize=3, linewidth=0.9)
@@ -103,10 +106,11 @@ def plot_what_if(result: WhatIf, path: Path | str) -> Path:
 
 
 def deployment_label(deployment) -> str:
-    """'H200: 2 GPUs x 3 replicas, batch 256' for a :class:`estimator.schema.Deployment`."""
+    """'H200: 2 GPUs x 3 replicas, batch 256' for a :class:`estimator.schema.Deployment` (extrapolated marked)."""
     config = deployment.prediction.configuration
     batch = config.batch_size if config.batch_size is not None else config.max_num_seqs
-    return f"{config.gpu_model}: {config.num_gpus} GPUs x {deployment.replicas}, batch {batch}"
+    mark = " (EXTRAPOLATED)" if getattr(deployment, "extrapolated", False) else ""
+    return f"{config.gpu_model}{mark}: {config.num_gpus} GPUs x {deployment.replicas}, batch {batch}"
 
 
 def plot_plan(plan, path: Path | str) -> Path:
@@ -115,7 +119,7 @@ def plot_plan(plan, path: Path | str) -> Path:
     Args:
         plan: an :class:`estimator.schema.Plan`; the chosen deployment is outlined.
     """
-    options = list(plan.alternatives)
+    options = ([plan.chosen] if plan.chosen is not None else []) + list(plan.alternatives)
     if not options:
         raise ValueError(f"nothing to plot: {plan.reason or 'no deployment'}")
     labels = [deployment_label(d) for d in options]
@@ -130,10 +134,11 @@ def plot_plan(plan, path: Path | str) -> Path:
         panels.append(Panel("energy per day", "energy",
                             [Metric(value=d.energy_per_day_kwh * 3.6e6, p10=d.power_kw_p10 * 24 * 3.6e6,
                                     p90=d.power_kw_p90 * 24 * 3.6e6) for d in options]))
-    chosen = next((i for i, d in enumerate(options) if d == plan.chosen), None)
+    chosen = 0 if plan.chosen is not None else None
     demand = f"{plan.demand:,.0f} {plan.demand_unit}" if plan.demand is not None else "the budget"
     limit = f" with {plan.latency_metric} <= {plan.latency_limit:g}" if plan.latency_limit is not None else ""
     return plot_bars(labels, panels, path, highlight=chosen,
+                     groups=[d.prediction.configuration.gpu_model for d in options],
                      title=f"{plan.model_id} / {plan.task}: deployments for {demand}{limit} (outlined: chosen)")
 
 
