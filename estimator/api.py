@@ -288,6 +288,8 @@ def estimate(model: str, task: str, gpu: str, *, num_gpus: int | Sequence[int] |
     best = planning.min_energy(ok, energy, latency) if not ok.empty else None
     best_within = planning.min_energy(ok, energy, latency, limit) if (limit is not None and not ok.empty) else None
     first = configs.iloc[0].to_dict()
+    warnings = _unique(w for p in rows.values() for w in p.warnings)
+    ceiling_note = _ceiling_warning(target, ok, rows, best, latency, limit, energy)
     return Estimate(
         model_id=target.model_id, task=target.task_key, gpu_model=gpu_key, family=target.family,
         workload=_workload(target, first), energy_metric=energy, latency_metric=latency, latency_limit=limit,
@@ -296,7 +298,33 @@ def estimate(model: str, task: str, gpu: str, *, num_gpus: int | Sequence[int] |
         infeasible=_infeasible(predictions, feasible, target.family),
         assumptions=_assumptions(target, first, user_precision=precision is not None,
                                  user_tokens=input_tokens is not None or output_tokens is not None, bundle=bundle),
-        warnings=_unique(w for p in rows.values() for w in p.warnings))
+        warnings=[*ceiling_note, *warnings])
+
+
+def _ceiling_warning(target: planning.Target, ok: pd.DataFrame, rows: dict, best, latency: str,
+                     limit: float | None, energy: str) -> list[str]:
+    """A warning when the minimum-energy configuration's batch latency is above the task's ceiling (a product
+    decision in models/catalog/latency_ceilings.toml), naming the lowest-energy configuration within it."""
+    from estimator.facility_catalog import load_latency_ceilings
+    from estimator.units import format_duration
+
+    ceiling = load_latency_ceilings().tasks.get(target.task_key)
+    if ceiling is None or best is None or limit is not None or latency != "batch_latency_s":
+        return []
+    seconds = ceiling.max_recommended_latency_s
+    if ok.loc[best, latency] <= seconds:
+        return []
+    within = planning.min_energy(ok, energy, latency, seconds)
+    instead = (f"; the lowest-energy configuration within it is {_short(rows[within].configuration)} at "
+               f"{format_duration(ok.loc[within, latency])}" if within is not None else "; none is within it")
+    return [f"the minimum-energy configuration takes {format_duration(ok.loc[best, latency])} per batch, above the "
+            f"{format_duration(seconds)} ceiling for {target.task_key} (a product decision, models/catalog/"
+            f"latency_ceilings.toml); not a recommendation{instead} (or set --max-latency-s)"]
+
+
+def _short(config: Configuration) -> str:
+    batch = config.batch_size if config.batch_size is not None else config.max_num_seqs
+    return f"{config.num_gpus} x {config.gpu_model}, batch {batch}"
 
 
 # -------------------------------------------------------------------------------------------------- what-if

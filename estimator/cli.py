@@ -68,11 +68,16 @@ MaxItl = Annotated[float | None, typer.Option(min=0.001, help="Latency limit for
                                               "latency in ms, e.g. 50.")]
 MaxLatency = Annotated[float | None, typer.Option(min=0.001, help="Latency limit for diffusion: batch latency "
                                                   "in seconds.")]
-Steps = Annotated[int | None, typer.Option(min=1, help="Diffusion denoising steps (default: the model's, e.g. 28 "
-                                           "for FLUX.1-dev).")]
+Steps = Annotated[int | None, typer.Option(min=1, metavar="N", help="Diffusion denoising steps (default: the "
+                                           "catalog's benchmark setting for the model, e.g. 50 for FLUX.1-dev; see "
+                                           "`catalog show models NAME`).")]
 Resolution = Annotated[str | None, typer.Option(help="Diffusion output size HEIGHTxWIDTH in pixels, e.g. "
                                                 "1024x1024 (default: the model's).")]
-Frames = Annotated[int | None, typer.Option(min=1, help="Video frames (text-to-video; default: the model's).")]
+Frames = Annotated[int | None, typer.Option(min=1, metavar="N", help="Video frames (text-to-video; default: the "
+                                            "model's benchmark setting, e.g. 81 for Wan 2.1).")]
+Seconds = Annotated[float | None, typer.Option(min=0.01, metavar="S", help="Video length in seconds instead of "
+                                               "--frames: converted at the model's fps (models/catalog/"
+                                               "video_fps.toml, e.g. 16 fps for Wan 2.1).")]
 Ulysses = Annotated[int | None, typer.Option(min=1, help="Diffusion Ulysses sequence-parallel degree "
                                              "(default: the GPU count).")]
 Ring = Annotated[int | None, typer.Option(min=1, help="Diffusion Ring sequence-parallel degree (default 1).")]
@@ -118,6 +123,24 @@ def _extra_models(model: str | None, model_config: Path | None) -> tuple[str | N
     return name, {name: spec}
 
 
+def _frames_from_seconds(model: str | None, frames: int | None, seconds: float | None, extra_models) -> int | None:
+    """``--seconds`` as a frame count at the model's fps (catalog), on the model's 4k + 1 grid."""
+    if seconds is None:
+        return frames
+    if frames is not None:
+        _fail("give --frames or --seconds, not both")
+    from estimator.catalog import load_catalog
+    from estimator.facility_catalog import frames_for_seconds, load_video_catalog
+
+    model_id = model if extra_models and model in extra_models else load_catalog().resolve("model", model)
+    video = load_video_catalog().models.get(model_id)
+    if video is None:
+        _fail(f"no fps in models/catalog/video_fps.toml for {model_id}; give --frames")
+    count = frames_for_seconds(seconds, video)
+    typer.echo(f"note: {seconds:g} s at {video.fps:g} fps -> {count} frames ({count / video.fps:.2f} s)", err=True)
+    return count
+
+
 def _require(**values) -> None:
     missing = [f"--{name.replace('_', '-')}" for name, value in values.items() if value is None]
     if missing:
@@ -154,13 +177,89 @@ def _explain_chosen(est, extra_models) -> None:
         console.print(draw(attribution))
 
 
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            typer.echo(f"joules-estimate {version('joules-estimate')}")
+        except PackageNotFoundError:  # running from a checkout without installing
+            import tomllib
+
+            from estimator.paths import project_root
+
+            meta = tomllib.loads((project_root() / "pyproject.toml").read_text())["project"]
+            typer.echo(f"joules-estimate {meta['version']} (not installed)")
+        raise typer.Exit(0)
+
+
+def _single_costs(prediction, family: str, options: dict):
+    """Cost and carbon of one configuration: one replica serving its predicted capacity x the average load."""
+    from estimator.catalog import load_catalog
+    from estimator.serve.costs import fleet_costs
+
+    throughput = "items_per_sec" if family == "diffusion" else "output_throughput_tokens_per_sec"
+    config = prediction.configuration
+    inputs = opts.cost_inputs(**options)
+    return fleet_costs(replicas=1, gpus_per_replica=config.num_gpus,
+                       busy_watts_per_replica=prediction.metrics["avg_power_watts"],
+                       capacity_per_replica=prediction.metrics[throughput],
+                       peak_demand=prediction.metrics[throughput].value, gpu_tdp_watts=load_catalog().gpus[
+                           config.gpu_model].tdp_watts, units_per_response=1.0 if family == "diffusion" else
+                       float(config.avg_output_len), inputs=inputs, tokens=family != "diffusion")
+
+
+def _frontier_outputs(estimates, *, json_output: bool, plot, plot_batch, explain, extra_models, cost_options) -> None:
+    """Print (or JSON), draw and explain the frontiers; exit 2 when nothing fits or the limit is out of reach."""
+    for est in estimates:
+        if not est.configurations:
+            by_reason: dict[str, list[str]] = {}
+            for p in est.infeasible:
+                by_reason.setdefault(p.reason, []).append(str(p.configuration.num_gpus))
+            reasons = "; ".join(f"{', '.join(counts)} x {est.gpu_model}: {reason}"
+                                for reason, counts in by_reason.items())
+            _fail(f"no configuration of {est.model_id} fits on {est.gpu_model}: {reasons}")
+    if json_output:
+        payload = [e.model_dump(mode="json") for e in estimates]
+        import json
+
+        typer.echo(json.dumps(payload[0] if len(payload) == 1 else payload, indent=2))
+    else:
+        for est in estimates:
+            render.print_estimate(est)
+    if cost_options is not None and not json_output:
+        chosen = [(e, e.min_energy_within_limit or e.min_energy) for e in estimates]
+        render.print_costs([render.describe(p.configuration) for _, p in chosen],
+                           [_single_costs(p, e.family, cost_options) for e, p in chosen])
+    if plot is not None:
+        from estimator.plotting.frontier import plot_frontiers
+
+        typer.echo(f"wrote {plot_frontiers(estimates, plot)}", err=True)
+    if plot_batch is not None:
+        from estimator.plotting.frontier import plot_against_batch
+
+        typer.echo(f"wrote {plot_against_batch(estimates, plot_batch)}", err=True)
+    if explain:
+        for est in estimates:
+            _explain_chosen(est, extra_models)
+    missed = [e for e in estimates if e.latency_limit is not None and e.min_energy_within_limit is None]
+    if missed and len(missed) == len(estimates):
+        latency = estimates[0].latency_metric
+        fastest = min((p for e in estimates for p in e.configurations), key=lambda p: p.value(latency))
+        unit = "ms" if latency == "median_itl_ms" else "s"
+        _fail(f"no configuration meets {latency} <= {estimates[0].latency_limit:g} {unit}; "
+              f"the closest achievable is {fastest.value(latency):.3g} {unit} "
+              f"({render.describe(fastest.configuration)})")
+
+
 @app.callback(invoke_without_command=True)
 def main_command(
     ctx: typer.Context,
     model: Model = None,
     task: Task = None,
-    gpu: Annotated[str | None, typer.Option(help="GPU type: b200, h100, h200, a100, l40s, mi300x... "
-                                           "(see `catalog list gpus`).")] = None,
+    gpu: Annotated[list[str] | None, typer.Option(metavar="GPU", help="GPU type: b200, h100, h200, a100, l40s, "
+                                                  "mi300x... (see `catalog list gpus`); repeat to compare GPUs in "
+                                                  "one figure.")] = None,
     num_gpus: NumGpus = None,
     max_num_seqs: MaxNumSeqs = None,
     batch: Batch = None,
@@ -172,49 +271,56 @@ def main_command(
     steps: Steps = None,
     resolution: Resolution = None,
     frames: Frames = None,
+    seconds: Seconds = None,
     ulysses_degree: Ulysses = None,
     ring_degree: Ring = None,
+    electricity_usd_per_kwh: opts.ElectricityPrice = None,
+    grid_gco2_per_kwh: opts.GridIntensity = None,
+    grid_region: opts.GridRegion = None,
+    pue: opts.Pue = 1.0,
+    host_watts_per_gpu: opts.HostWatts = None,
+    gpu_usd_per_hour: opts.GpuPrice = None,
+    average_load: opts.AverageLoad = None,
     model_config: ModelConfig = None,
     json_output: Json = False,
-    plot: Annotated[Path | None, typer.Option(help="Also write a PNG: J/token against latency, the frontier and "
-                                              "the chosen point (needs matplotlib).", dir_okay=False)] = None,
+    plot: Annotated[Path | None, typer.Option(metavar="FILE", help="Also draw energy against latency (.png or "
+                                              ".svg): every GPU's frontier, points labelled GPUs x batch, the "
+                                              "limit, p10-p90 bars.", dir_okay=False)] = None,
+    plot_batch: Annotated[Path | None, typer.Option(metavar="FILE", help="Also draw energy, power and throughput "
+                                                    "against batch size (.png or .svg).", dir_okay=False)] = None,
     explain: Annotated[bool, typer.Option("--explain", help="Attribute the chosen configurations' energy to "
                                           "model, workload, batch, parallelism, GPU... (estimator.explain).")] = False,
+    version: Annotated[bool, typer.Option("--version", is_eager=True, callback=_version,
+                                          help="Print the version and exit.")] = False,
 ) -> None:
-    """Time-energy frontier of a model and task on one GPU type, over GPU counts and batch sizes."""
+    """Time-energy frontier of a model and task on one or more GPU types, over GPU counts and batch sizes."""
     if ctx.invoked_subcommand is not None:
         return
-    if model is None and model_config is None and task is None and gpu is None:
+    if model is None and model_config is None and task is None and not gpu:
         typer.echo(ctx.get_help())
         raise typer.Exit(0)
     with _user_errors():
+        opts.check_plot(plot)
+        opts.check_plot(plot_batch)
         model, extra_models = _extra_models(model, model_config)
-        _require(model=model, task=task, gpu=gpu)
+        _require(model=model, task=task, gpu=gpu or None)
+        frames = _frames_from_seconds(model, frames, seconds, extra_models)
+        cost_options = dict(electricity_usd_per_kwh=electricity_usd_per_kwh, grid_gco2_per_kwh=grid_gco2_per_kwh,
+                            grid_region=grid_region, pue=pue, host_watts_per_gpu=host_watts_per_gpu,
+                            gpu_usd_per_hour=gpu_usd_per_hour, average_load=average_load, demand_curve=None)
+        wants_costs = opts.any_cost_option(electricity_usd_per_kwh, grid_gco2_per_kwh, grid_region,
+                                           host_watts_per_gpu, gpu_usd_per_hour, average_load) or pue != 1.0
+        if wants_costs:
+            opts.cost_inputs(**cost_options)  # validate before the sweep
         from estimator.api import estimate
 
-        est = estimate(model, task, gpu, num_gpus=num_gpus, max_num_seqs=max_num_seqs, batch=batch,
-                       precision=precision, input_tokens=input_tokens, output_tokens=output_tokens,
-                       max_itl_ms=max_itl_ms, max_latency_s=max_latency_s, steps=steps, resolution=resolution,
-                       frames=frames, ulysses_degree=ulysses_degree, ring_degree=ring_degree,
-                       extra_models=extra_models)
-        if json_output:
-            typer.echo(est.model_dump_json(indent=2))
-        if not est.configurations:
-            by_reason: dict[str, list[str]] = {}
-            for p in est.infeasible:
-                by_reason.setdefault(p.reason, []).append(str(p.configuration.num_gpus))
-            reasons = "; ".join(f"{', '.join(counts)} x {est.gpu_model}: {reason}"
-                                for reason, counts in by_reason.items())
-            _fail(f"no configuration of {est.model_id} fits on {est.gpu_model}: {reasons}")
-        if not json_output:
-            render.print_estimate(est)
-        if plot is not None:
-            from estimator.frontier_plot import plot_frontier
-
-            plot_frontier(est, plot)
-            typer.echo(f"wrote {plot}", err=True)
-        if explain:
-            _explain_chosen(est, extra_models)
+        estimates = [estimate(model, task, g, num_gpus=num_gpus, max_num_seqs=max_num_seqs, batch=batch,
+                              precision=precision, input_tokens=input_tokens, output_tokens=output_tokens,
+                              max_itl_ms=max_itl_ms, max_latency_s=max_latency_s, steps=steps,
+                              resolution=resolution, frames=frames, ulysses_degree=ulysses_degree,
+                              ring_degree=ring_degree, extra_models=extra_models) for g in dict.fromkeys(gpu)]
+        _frontier_outputs(estimates, json_output=json_output, plot=plot, plot_batch=plot_batch, explain=explain,
+                          extra_models=extra_models, cost_options=cost_options if wants_costs else None)
 
 
 # ------------------------------------------------------------------------------------------------ predict

@@ -36,15 +36,39 @@ def metric_labels(family: str, *, video: bool) -> dict[str, tuple[str, str]]:
     from estimator.schema import metrics_for
 
     labels = dict(metrics_for(family))
+    renamed = {"energy_per_token_joules": ("energy/token", "J"), "energy_per_request_joules": ("energy/response", "J"),
+               "avg_power_watts": ("GPU power", "W"), "batch_latency_s": ("batch latency", "s")}
+    labels.update({k: v for k, v in renamed.items() if k in labels})
     if family == "diffusion":
-        labels["energy_per_item_joules"] = ("J/video" if video else "J/image", "J")
+        labels["energy_per_item_joules"] = ("energy/video" if video else "energy/image", "J")
         labels["items_per_sec"] = ("videos/s" if video else "images/s", "1/s")
     return labels
 
 
+#: metrics printed in a unit chosen by size (estimator.units): metric -> unit ladder
+READABLE = {"energy_per_token_joules": "energy", "energy_per_request_joules": "energy",
+            "energy_per_item_joules": "energy", "avg_power_watts": "power", "batch_latency_s": "duration"}
+
+
+def readable(value: float | None, metric: str) -> str:
+    """One value of ``metric`` in a readable unit (J/kJ/MJ/kWh, W/kW, s/min/h) or as a plain number."""
+    from estimator.units import format_quantity
+
+    return format_quantity(value, READABLE[metric]) if metric in READABLE else fmt(value)
+
+
 def cell(prediction, metric: str) -> str:
+    """Value over its dim p10-p90 range, both in the value's unit."""
+    from estimator.units import choose_unit, significant
+
     m = prediction.metrics.get(metric)
-    return "-" if m is None else f"{fmt(m.value)}\n[dim]{fmt(m.p10)}-{fmt(m.p90)}[/dim]"
+    if m is None:
+        return "-"
+    if metric not in READABLE:
+        return f"{fmt(m.value)}\n[dim]{fmt(m.p10)}-{fmt(m.p90)}[/dim]"
+    scale, unit = choose_unit(m.value, READABLE[metric])
+    return (f"{significant(m.value / scale)} {unit}\n[dim]{significant(m.p10 / scale)}-"
+            f"{significant(m.p90 / scale)}[/dim]")
 
 
 def describe(config) -> str:
@@ -97,14 +121,19 @@ def frontier_table(est):
 
 
 def chosen_line(est, prediction, label: str) -> str:
+    from estimator.units import format_interval
+
     energy = prediction.metrics[est.energy_metric]
     latency = prediction.metrics[est.latency_metric]
-    unit = "J/token"
+    per = "token"
     if est.energy_metric != "energy_per_token_joules":
-        unit = "J/video" if est.workload.num_frames else "J/image"
-    latency_unit = "ms median ITL" if est.latency_metric == "median_itl_ms" else "s batch latency"
-    return (f"{label}: {describe(prediction.configuration)}: {fmt(energy.value)} {unit} "
-            f"(p10-p90 {fmt(energy.p10)}-{fmt(energy.p90)}), {fmt(latency.value)} {latency_unit}")
+        per = "video" if est.workload.num_frames else "image"
+    if est.latency_metric == "median_itl_ms":
+        latency_text = f"{fmt(latency.value)} ms median ITL"
+    else:
+        latency_text = f"{readable(latency.value, est.latency_metric)} batch latency"
+    energy_text = format_interval(energy.value, energy.p10, energy.p90, "energy")
+    return f"{label}: {describe(prediction.configuration)}: {energy_text} per {per}, {latency_text}"
 
 
 def print_estimate(est) -> None:
@@ -119,7 +148,7 @@ def print_estimate(est) -> None:
             console.print(chosen_line(est, est.min_energy_within_limit, label))
         else:
             fastest = min(est.configurations, key=lambda p: p.metrics[est.latency_metric].value)
-            console.print(f"{label}: none; the fastest is {describe(fastest.configuration)} at "
+            console.print(f"{label}: none; the closest achievable is {describe(fastest.configuration)} at "
                           f"{fmt(fastest.metrics[est.latency_metric].value)} {unit}")
     bullets(console, "Does not fit:", [f"{p.configuration.num_gpus} x {p.configuration.gpu_model}: {p.reason}"
                                         for p in est.infeasible])

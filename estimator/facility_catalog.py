@@ -74,6 +74,36 @@ class DatacenterDefaults(BaseModel):
     calendar: Calendar
 
 
+class VideoFps(_Sourced):
+    """Playback rate of a text-to-video model's output and the frame-count step its VAE accepts (4k + 1)."""
+
+    fps: float = Field(gt=0, le=120)
+    frame_step: int = Field(default=1, ge=1)
+
+
+class VideoCatalog(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    models: dict[str, VideoFps]
+
+
+def frames_for_seconds(seconds: float, video: VideoFps) -> int:
+    """Frames for ``seconds`` of video at the model's fps, on its 4k + 1 grid (at least one step + 1)."""
+    raw = seconds * video.fps
+    steps = max(round((raw - 1) / video.frame_step), 1)
+    return steps * video.frame_step + 1
+
+
+class LatencyCeiling(_Sourced):
+    max_recommended_latency_s: float = Field(gt=0)
+
+
+class CeilingCatalog(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    tasks: dict[str, LatencyCeiling]
+
+
 class GridCatalog(BaseModel):
     """The contents of ``grid_carbon.toml``: regions by key plus lower-case aliases."""
 
@@ -140,3 +170,16 @@ def load_datacenter_defaults(directory: str | None = None) -> DatacenterDefaults
     """Load and validate ``datacenter.toml`` (default: the project's ``models/catalog``)."""
     return _read(Path(directory or catalog_dir()) / "datacenter.toml",  # type: ignore[return-value]
                  DatacenterDefaults)
+
+
+@cache
+def load_video_catalog(directory: str | None = None) -> VideoCatalog:
+    """Load and validate ``video_fps.toml`` (default: the project's ``models/catalog``)."""
+    return _read(Path(directory or catalog_dir()) / "video_fps.toml", VideoCatalog)  # type: ignore[return-value]
+
+
+@cache
+def load_latency_ceilings(directory: str | None = None) -> CeilingCatalog:
+    """Load and validate ``latency_ceilings.toml`` (per-task product decisions)."""
+    return _read(Path(directory or catalog_dir()) / "latency_ceilings.toml",  # type: ignore[return-value]
+                 CeilingCatalog)
