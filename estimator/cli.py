@@ -42,46 +42,56 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 catalog_app = typer.Typer(help="Browse the GPU, model and task catalogs (the names --gpu, --model, --task accept).",
-                          context_settings={"help_option_names": ["-h", "--help"]}, no_args_is_help=True)
+                          context_settings={"help_option_names": ["-h", "--help"]}, no_args_is_help=True,
+                          add_completion=False, rich_markup_mode=None)
 app.add_typer(catalog_app, name="catalog")
 
 USER_ERROR = 2
 
 # ------------------------------------------------------------------------------------------------ options
-Model = Annotated[str | None, typer.Option(help="Model: catalog key or alias, e.g. llama-70b, "
+Model = Annotated[str | None, typer.Option(metavar="NAME", help="Model: catalog key or alias, e.g. llama-70b, "
                                            "Qwen/Qwen3-8B, flux-dev (see `catalog list models`).")]
-Task = Annotated[str | None, typer.Option(help="Task (workload): chat, reasoning, code, image, video, "
+Task = Annotated[str | None, typer.Option(metavar="NAME", help="Task (workload): chat, reasoning, code, image, video, "
                                           "text-to-image, text-to-video (see `catalog list tasks`).")]
-NumGpus = Annotated[list[int] | None, typer.Option("--num-gpus", min=1, help="GPUs per replica; repeat to "
+NumGpus = Annotated[list[int] | None, typer.Option("--num-gpus", metavar="N", min=1, help="GPUs per replica; repeat to "
                                                    "compare (default 1, 2, 4, 8).")]
-MaxNumSeqs = Annotated[list[int] | None, typer.Option("--max-num-seqs", min=1, help="LLM batch cap (vLLM "
+MaxNumSeqs = Annotated[list[int] | None, typer.Option("--max-num-seqs", metavar="N", min=1, help="LLM batch cap (vLLM "
                                                       "max_num_seqs); repeat to compare (default 8..4096).")]
-Batch = Annotated[list[int] | None, typer.Option("--batch", min=1, help="Batch size: diffusion images/videos per "
+Batch = Annotated[list[int] | None, typer.Option("--batch", metavar="N", min=1, help="Batch size: diffusion "
+                                                                                     "images/videos per "
                                                  "batch (default 1..32), or max_num_seqs for LLMs.")]
-Precision = Annotated[str | None, typer.Option(help="LLM weight precision: bfloat16, fp8, mxfp4, int8, int4 "
+Precision = Annotated[str | None, typer.Option(metavar="NAME", help="LLM weight precision: bfloat16, fp8, mxfp4, "
+                                                                    "int8, int4 "
                                                "(default: the model's native precision).")]
-OutputTokens = Annotated[float | None, typer.Option(min=1, help="Mean output tokens per request (default: the "
+OutputTokens = Annotated[float | None, typer.Option(metavar="TOKENS", min=1, help="Mean output tokens per request "
+                                                                                  "(default: the "
                                                     "task profile, e.g. ~600 for chat).")]
-InputTokens = Annotated[float | None, typer.Option(min=1, help="Mean prompt tokens per request (default: the "
+InputTokens = Annotated[float | None, typer.Option(metavar="TOKENS", min=1, help="Mean prompt tokens per request "
+                                                                                 "(default: the "
                                                    "task profile).")]
-MaxItl = Annotated[float | None, typer.Option(min=0.001, help="Latency limit for LLMs: median inter-token "
+MaxItl = Annotated[float | None, typer.Option(metavar="MS", min=0.001, help="Latency limit for LLMs: median "
+                                                                            "inter-token "
                                               "latency in ms, e.g. 50.")]
-MaxLatency = Annotated[float | None, typer.Option(min=0.001, help="Latency limit for diffusion: batch latency "
+MaxLatency = Annotated[float | None, typer.Option(metavar="S", min=0.001, help="Latency limit for diffusion: batch "
+                                                                               "latency "
                                                   "in seconds.")]
 Steps = Annotated[int | None, typer.Option(min=1, metavar="N", help="Diffusion denoising steps (default: the "
                                            "catalog's benchmark setting for the model, e.g. 50 for FLUX.1-dev; see "
                                            "`catalog show models NAME`).")]
-Resolution = Annotated[str | None, typer.Option(help="Diffusion output size HEIGHTxWIDTH in pixels, e.g. "
+Resolution = Annotated[str | None, typer.Option(metavar="HxW", help="Diffusion output size HEIGHTxWIDTH in pixels, "
+                                                                    "e.g. "
                                                 "1024x1024 (default: the model's).")]
 Frames = Annotated[int | None, typer.Option(min=1, metavar="N", help="Video frames (text-to-video; default: the "
                                             "model's benchmark setting, e.g. 81 for Wan 2.1).")]
 Seconds = Annotated[float | None, typer.Option(min=0.01, metavar="S", help="Video length in seconds instead of "
                                                "--frames: converted at the model's fps (models/catalog/"
                                                "video_fps.toml, e.g. 16 fps for Wan 2.1).")]
-Ulysses = Annotated[int | None, typer.Option(min=1, help="Diffusion Ulysses sequence-parallel degree "
+Ulysses = Annotated[int | None, typer.Option(metavar="N", min=1, help="Diffusion Ulysses sequence-parallel degree "
                                              "(default: the GPU count).")]
-Ring = Annotated[int | None, typer.Option(min=1, help="Diffusion Ring sequence-parallel degree (default 1).")]
-ModelConfig = Annotated[Path | None, typer.Option(help="A model not in the catalog: its Hugging Face config.json "
+Ring = Annotated[int | None, typer.Option(metavar="N", min=1, help="Diffusion Ring sequence-parallel degree "
+                                                                   "(default 1).")]
+ModelConfig = Annotated[Path | None, typer.Option(metavar="FILE", help="A model not in the catalog: its Hugging "
+                                                                       "Face config.json "
                                                   "or a TOML description; --model then names it (optional).",
                                                   exists=True, dir_okay=False)]
 Json = Annotated[bool, typer.Option("--json", help="Print JSON (the estimator.schema models) instead of tables.")]
@@ -401,14 +411,16 @@ def _csv_output(configs, predictions):
 
 @app.command()
 def predict(
-    input_path: Annotated[Path, typer.Option("--input", "-i", help="CSV of configurations, ML.ENERGY column names: "
+    input_path: Annotated[Path, typer.Option("--input", "-i", metavar="CSV", help="CSV of configurations, "
+                                                                                  "ML.ENERGY column names: "
                                              "model_id, task, gpu_model, num_gpus (required), weight_precision, "
                                              "max_num_seqs, tensor_parallel, expert_parallel, data_parallel, "
                                              "avg_output_len (LLM) or batch_size, inference_steps, image_height, "
                                              "image_width, video_height, video_width, num_frames, ulysses_degree, "
                                              "ring_degree (diffusion). Empty cells: as the engine would.",
                                              exists=True, dir_okay=False)],
-    output_path: Annotated[Path | None, typer.Option("--output", "-o", help="Where to write the predictions CSV "
+    output_path: Annotated[Path | None, typer.Option("--output", "-o", metavar="CSV", help="Where to write the "
+                                                                                           "predictions CSV "
                                                      "(default: standard output).", dir_okay=False)] = None,
     model_config: ModelConfig = None,
 ) -> None:
@@ -444,7 +456,10 @@ def _parse_sets(items: list[str]) -> dict:
         key, sep, value = item.partition("=")
         if not sep or not key.strip() or not value.strip():
             _fail(f"--set {item!r} is not KEY=VALUE, e.g. --set gpu=h100 --set num_gpus=4")
-        changes[key.strip().replace("-", "_")] = value.strip()
+        name = key.strip().replace("-", "_")
+        if name in changes:
+            _fail(f"--set {name} given twice ({changes[name]!r} and {value.strip()!r}); give each key once")
+        changes[name] = value.strip()
     return changes
 
 
@@ -467,11 +482,13 @@ def _render_change(console, result, extra_models) -> None:
 
 
 # one configuration (what-if base, explain): options shared by those commands
-OneGpu = Annotated[str | None, typer.Option(help="GPU type, e.g. b200 (the base side of a what-if).")]
-OneNumGpus = Annotated[int | None, typer.Option(min=1, help="GPUs per replica (default: the fewest of 1, 2, 4, 8 "
+OneGpu = Annotated[str | None, typer.Option(metavar="GPU", help="GPU type, e.g. b200 (the base side of a what-if).")]
+OneNumGpus = Annotated[int | None, typer.Option(metavar="N", min=1, help="GPUs per replica (default: the fewest of "
+                                                                         "1, 2, 4, 8 "
                                                 "that fit).")]
-OneMaxNumSeqs = Annotated[int | None, typer.Option(min=1, help="LLM batch cap, max_num_seqs (default 128).")]
-OneBatch = Annotated[int | None, typer.Option(min=1, help="Diffusion batch size (default 1).")]
+OneMaxNumSeqs = Annotated[int | None, typer.Option(metavar="N", min=1, help="LLM batch cap, max_num_seqs (default "
+                                                                            "128).")]
+OneBatch = Annotated[int | None, typer.Option(metavar="N", min=1, help="Diffusion batch size (default 1).")]
 
 
 def _one_configuration(model, task, gpu, num_gpus, max_num_seqs, batch, precision, output_tokens, input_tokens,
@@ -498,12 +515,24 @@ def what_if_command(
     frames: Frames = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="A change KEY=VALUE, repeatable: gpu=h100, "
                                                    "num_gpus=4, batch=256, precision=fp8, output_tokens=1000, "
-                                                   "model=..., steps=..., resolution=768x768.")] = None,
+                                                   "model=..., steps=..., resolution=768x768.",
+                                                   metavar="KEY=VALUE")] = None,
+    electricity_usd_per_kwh: opts.ElectricityPrice = None,
+    grid_gco2_per_kwh: opts.GridIntensity = None,
+    grid_region: opts.GridRegion = None,
+    pue: opts.Pue = 1.0,
+    host_watts_per_gpu: opts.HostWatts = None,
+    gpu_usd_per_hour: opts.GpuPrice = None,
+    average_load: opts.AverageLoad = None,
     model_config: ModelConfig = None,
     json_output: Json = False,
+    plot: Annotated[Path | None, typer.Option(metavar="FILE", help="Also draw before/after bars of every metric "
+                                              "with p10-p90 whiskers (.png or .svg).", dir_okay=False)] = None,
 ) -> None:
-    """A base configuration and changes to it, predicted side by side with the delta in every metric."""
+    """A base configuration and changes to it, predicted side by side with the delta in every metric (and, with
+    cost flags, energy, $ and CO2e per response and per day for each side)."""
     with _user_errors():
+        opts.check_plot(plot)
         model, extra_models = _extra_models(model, model_config)
         _require(model=model, task=task, gpu=gpu)
         changes = _parse_sets(set_ or [])
@@ -513,12 +542,34 @@ def what_if_command(
                                   input_tokens, steps, resolution, frames)
         from estimator.api import what_if
 
+        cost_options = dict(electricity_usd_per_kwh=electricity_usd_per_kwh, grid_gco2_per_kwh=grid_gco2_per_kwh,
+                            grid_region=grid_region, pue=pue, host_watts_per_gpu=host_watts_per_gpu,
+                            gpu_usd_per_hour=gpu_usd_per_hour, average_load=average_load, demand_curve=None)
+        wants_costs = opts.any_cost_option(electricity_usd_per_kwh, grid_gco2_per_kwh, grid_region,
+                                           host_watts_per_gpu, gpu_usd_per_hour, average_load) or pue != 1.0
+        if wants_costs:
+            opts.cost_inputs(**cost_options)  # validate before predicting
         result = what_if(base, extra_models=extra_models, **changes)
+        sides = [("base", result.base), ("changed", result.changed)]
+        costs = [_single_costs(p, result.family, cost_options) if wants_costs and p.status == "ok" else None
+                 for _, p in sides]
         if json_output:
-            typer.echo(result.model_dump_json(indent=2))
+            import json
+
+            payload = result.model_dump(mode="json")
+            if wants_costs:
+                payload["costs"] = {name: None if c is None else c.model_dump(mode="json")
+                                    for (name, _), c in zip(sides, costs, strict=True)}
+            typer.echo(json.dumps(payload, indent=2))
         else:
             render.print_what_if(result)
+            if wants_costs:
+                render.print_costs([name for name, _ in sides], costs)
             _render_change(render.make_console(), result, extra_models)
+        if plot is not None and result.base.status == "ok" and result.changed.status == "ok":
+            from estimator.plotting.compare import plot_what_if
+
+            typer.echo(f"wrote {plot_what_if(result, plot)}", err=True)
         if result.base.status != "ok" and result.changed.status != "ok":
             raise typer.Exit(USER_ERROR)
 
@@ -537,18 +588,20 @@ def explain_command(
     steps: Steps = None,
     resolution: Resolution = None,
     frames: Frames = None,
-    quantity: Annotated[str | None, typer.Option(help="What to attribute: energy_per_token_joules (default), "
+    quantity: Annotated[str | None, typer.Option(metavar="METRIC", help="What to attribute: "
+                                                                        "energy_per_token_joules (default), "
                                                  "energy_per_request_joules, avg_power_watts, "
                                                  "output_throughput_tokens_per_sec, median_itl_ms; diffusion: "
                                                  "energy_per_item_joules (default), batch_latency_s.")] = None,
     model_config: ModelConfig = None,
     json_output: Json = False,
-    plot: Annotated[Path | None, typer.Option(help="Also write the waterfall as a PNG (needs matplotlib).",
-                                              dir_okay=False)] = None,
+    plot: Annotated[Path | None, typer.Option(metavar="FILE", help="Also draw the waterfall (.png or .svg): x-factor "
+                                              "per item, coloured by layer.", dir_okay=False)] = None,
 ) -> None:
     """Why one configuration costs what it costs: a waterfall from the average configuration to this one,
     by layer (algorithm / software / hardware) and latent factor (memory, compute, batch, utilization...)."""
     with _user_errors():
+        opts.check_plot(plot)
         model, extra_models = _extra_models(model, model_config)
         _require(model=model, task=task, gpu=gpu)
         from estimator.api import explain_configuration
@@ -564,8 +617,9 @@ def explain_command(
         else:
             render.make_console().print(explain_module.render_attribution(attribution))
         if plot is not None:
-            explain_module.plot_attribution(attribution, plot)
-            typer.echo(f"wrote {plot}", err=True)
+            from estimator.plotting.waterfall import plot_waterfall
+
+            typer.echo(f"wrote {plot_waterfall(attribution, plot)}", err=True)
 
 
 # --------------------------------------------------------------------------------------------------- plan
@@ -575,17 +629,21 @@ def explain_command(
 def plan(
     model: Model = None,
     task: Task = None,
-    demand_rps: Annotated[float | None, typer.Option(min=0.0001, help="Demand in requests/s (LLM: x output tokens "
+    demand_rps: Annotated[float | None, typer.Option(metavar="RPS", min=0.0001, help="Demand in requests/s (LLM: x "
+                                                                                     "output tokens "
                                                      "per request; diffusion: images/videos per second).")] = None,
-    demand_tokens_per_sec: Annotated[float | None, typer.Option(min=0.0001, help="Demand in output tokens/s "
+    demand_tokens_per_sec: Annotated[float | None, typer.Option(metavar="TOKENS/S", min=0.0001, help="Demand in "
+                                                                                                     "output tokens/s "
                                                                 "(LLM/MLLM).")] = None,
     max_itl_ms: MaxItl = None,
     max_latency_s: MaxLatency = None,
-    power_budget_kw: Annotated[float | None, typer.Option(min=0.0001, help="Fleet GPU power budget in kW; "
+    power_budget_kw: Annotated[float | None, typer.Option(metavar="KW", min=0.0001, help="Fleet GPU power budget "
+                                                                                         "in kW; "
                                                           "without a demand: how much demand it serves.")] = None,
-    power_budget_mw: Annotated[float | None, typer.Option(min=0.0000001, help="The same in MW.")] = None,
-    gpu_budget: Annotated[int | None, typer.Option(min=1, help="Fleet GPU count budget.")] = None,
-    gpu: Annotated[list[str] | None, typer.Option(help="GPU types to consider, repeatable: --gpu h100 --gpu b200 "
+    power_budget_mw: Annotated[float | None, typer.Option(metavar="MW", min=0.0000001, help="The same in MW.")] = None,
+    gpu_budget: Annotated[int | None, typer.Option(metavar="N", min=1, help="Fleet GPU count budget.")] = None,
+    gpu: Annotated[list[str] | None, typer.Option(metavar="GPU", help="GPU types to consider, repeatable: --gpu "
+                                                                      "h100 --gpu b200 "
                                                   "(default: those in the training data).")] = None,
     num_gpus: NumGpus = None,
     max_num_seqs: MaxNumSeqs = None,
@@ -774,10 +832,11 @@ def train() -> None:
 
 @app.command()
 def evaluate(
-    predictor: Annotated[str, typer.Option(help="Predictor name under models/predictors/ or a folder.")] = "default",
+    predictor: Annotated[str, typer.Option(metavar="NAME", help="Predictor name under models/predictors/ or a "
+                                                                "folder.")] = "default",
     json_output: Json = False,
-    report: Annotated[bool, typer.Option(help="Also write benchmarks/accuracy.md (when estimator.report is "
-                                         "available).")] = True,
+    report: Annotated[bool, typer.Option("--report/--no-report", help="Also rewrite benchmarks/accuracy.md and "
+                                         "the README's accuracy table (off unless asked).")] = False,
 ) -> None:
     """Print the held-out accuracy stored in the predictor's card (no retraining)."""
     with _user_errors():
