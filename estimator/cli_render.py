@@ -243,7 +243,7 @@ def plan_table(result):
         batch = c.batch_size if c.batch_size is not None else c.max_num_seqs
         mark = "[bold green]chosen[/bold green]" if index == 0 and result.chosen else ""
         if d.distinguishable_from_next is False:
-            mark += ("\n" if mark else "") + "[yellow]~ next[/yellow]"
+            mark += ("\n" if mark else "") + "[yellow]overlaps\nnext[/yellow]"
         gpu = c.gpu_model + ("\n[bold red]EXTRAPOLATED[/bold red]" if d.extrapolated else "")
         latency = "-" if d.latency_checked is None else (f"{d.latency_checked:.3g} s" if diffusion else
                                                          f"{d.latency_checked:.3g}")

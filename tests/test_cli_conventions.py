@@ -106,3 +106,21 @@ def test_seconds_turns_into_frames_at_the_model_fps():
                   "--num-gpus", "1", "--batch", "1", "--json")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["workload"]["num_frames"] == 81
+
+
+def test_readme_numbers_match_the_one_command():
+    """The README quotes the plan's answer; if the predictor or the planner changes, the prose must follow."""
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    command = next(line for line in readme.splitlines() if line.startswith("joules-estimate plan --model qwen3-32b"))
+    args = command.split()[1:]
+    args = args[:args.index("--plot")] + ["--json"]
+    result = _run(*args)
+    assert result.exit_code == 0, result.output
+    chosen = json.loads(result.stdout)["chosen"]
+    config = chosen["prediction"]["configuration"]
+    gpu = config["gpu_model"]
+    assert f"{chosen['replicas']} replicas of {config['num_gpus']} x {gpu}" in readme
+    assert f"{chosen['costs']['energy_per_day_kwh']['value']:.0f} kWh" in readme
+    assert f"{chosen['costs']['carbon_kg_per_day']['value']:.0f} kg CO2e" in readme
