@@ -1,6 +1,6 @@
 """CLI conventions from issue 13: --version, one help style, plain type labels, repeated --set refused, one rule
 for unreachable limits, --plot checked before any work, evaluate writes nothing unless asked, and the one-command
-capacity plan with cost and carbon."""
+capacity plan with cost and carbon (evaluate's --write-report is tested in test_cli.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from estimator.cli import app
+from estimator.cli.main import app
 
 runner = CliRunner()
 
@@ -60,16 +60,6 @@ def test_plot_dependencies_checked_before_work(monkeypatch, tmp_path):
     result = _run("--model", "llama-8b", "--task", "chat", "--gpu", "h100", "--plot", str(tmp_path / "f.png"))
     assert result.exit_code == 2 and "needs matplotlib" in result.output
     assert "Time-energy frontier" not in result.output
-
-
-def test_evaluate_writes_files_only_when_asked(monkeypatch, tmp_path):
-    """`evaluate` rewrote benchmarks/accuracy.md by default."""
-    written = []
-    import estimator.report as report
-
-    monkeypatch.setattr(report, "write_accuracy_report", lambda card, path: written.append(path))
-    assert _run("evaluate", "--json").exit_code == 0 and written == []
-    assert _run("evaluate", "--json", "--report").exit_code == 0 and len(written) == 1
 
 
 def test_one_command_answers_the_capacity_question(tmp_path):

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from estimator.facility_catalog import FacilityCatalogError, load_datacenter_defaults, load_grid_catalog
+from estimator.catalog.facility import FacilityCatalogError, load_datacenter_defaults, load_grid_catalog
 from estimator.schema import Metric
 from estimator.serve import costs
 

@@ -7,7 +7,7 @@ import pytest
 
 pytest.importorskip("matplotlib")
 
-from estimator.plotting import compare, frontier, style, waterfall  # noqa: E402
+from estimator.cli.figures import compare, frontier, style, waterfall  # noqa: E402
 from estimator.schema import Metric  # noqa: E402
 
 
@@ -61,7 +61,7 @@ def test_bars_outline_the_chosen_and_print_units(tmp_path):
 
 def test_waterfall_names_quantity_unit_layers_and_factors(tmp_path):
     """The explain figure: x-factor labels, quantity and unit on the axis (not 'ln ...'), a legend by layer."""
-    from estimator.api import explain_configuration
+    from estimator.serve.api import explain_configuration
 
     attribution = explain_configuration({"model": "qwen3-32b", "task": "gpqa", "gpu": "b200", "max_num_seqs": 128})
     svg = _svg(waterfall.plot_waterfall(attribution, tmp_path / "w.svg"))

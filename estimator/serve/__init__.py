@@ -1,1 +1,2 @@
-"""Serving layer: the public Python API, planning, and cost/carbon arithmetic."""
+"""Serving layer: the public Python API (``api.py``), input conversion (``inputs.py``), sweeps and fleets
+(``planning.py``)."""

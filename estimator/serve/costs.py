@@ -27,7 +27,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from estimator.facility_catalog import load_datacenter_defaults, load_grid_catalog
+from estimator.catalog.facility import load_datacenter_defaults, load_grid_catalog
 from estimator.schema import CostCarbon, Metric
 
 HOURS_PER_DAY = 24.0

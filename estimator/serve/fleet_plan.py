@@ -1,6 +1,6 @@
-"""Capacity planning with uncertainty, cost and carbon: the body of :func:`estimator.api.plan`.
+"""Capacity planning with uncertainty, cost and carbon: the decision inside :func:`estimator.serve.api.plan`.
 
-Steps (each a named function, the arithmetic in :mod:`estimator.planning`, :mod:`estimator.serve.risk` and
+Steps (each a named function, the arithmetic in :mod:`estimator.serve.planning`, :mod:`estimator.serve.risk` and
 :mod:`estimator.serve.costs`):
 
 1. sweep the GPU types x counts x batches and predict them (as ``estimate`` does);
@@ -22,10 +22,10 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from estimator import planning
 from estimator.schema import Deployment, Metric
 from estimator.serve import costs as cost_steps
-from estimator.serve import risk
+from estimator.serve import planning, risk
+from estimator.serve.inputs import prediction_from_row
 
 HOURS_PER_DAY = 24.0
 
@@ -65,8 +65,6 @@ def _energy(row) -> tuple[float, float, float]:
 
 def _deployment(row: dict, target: planning.Target, throughput: str, *, capacity_col: str, latency_col: str,
                 extrapolated: bool, distinguishable: bool | None, costs) -> Deployment:
-    from estimator.api import prediction_from_row
-
     power_kw = row["fleet_power_watts"] / 1e3
     finite = {k: (None if v is None or (isinstance(v, float) and np.isnan(v)) else float(v))
               for k, v in ((k, row.get(k)) for k in ("latency_margin_pct", "capacity_margin_pct"))}
@@ -96,16 +94,17 @@ def _costs(row: dict, target: planning.Target, throughput: str, demand: float | 
         inputs=inputs, tokens=not target.is_diffusion)
 
 
-def plan_fleet(target: planning.Target, *, configs: pd.DataFrame, predictions: pd.DataFrame, feasible: np.ndarray,
+def plan_fleet(target: planning.Target, *, predictions: pd.DataFrame, feasible: np.ndarray,
                demand: float | None, limit: float | None, power_budget_kw: float | None, gpu_budget: int | None,
                trained_gpus: list[str] | None, confidence: risk.Confidence = "p90",
                allow_extrapolation: bool = False, max_p90_itl_ms: float | None = None,
                cost_inputs: cost_steps.CostInputs | None = None, catalog=None) -> dict:
-    """Choose a deployment from predicted configurations; returns the :class:`Plan` fields this step decides.
+    """Choose a deployment from predicted configurations; returns the :class:`Plan` fields this step decides
+    (plus the frames ``ok`` and ``within`` and the checked column names, for the caller's reason text).
 
     Args:
         target: resolved model and task.
-        configs, predictions, feasible: the sweep, its predictions and the memory-feasibility mask.
+        predictions, feasible: the sweep's predictions and the memory-feasibility mask.
         demand: tokens/s (LLM) or items/s (diffusion); None for a budget-only plan.
         limit: latency limit in the latency metric's unit (median ITL ms, or batch latency s).
         power_budget_kw, gpu_budget: fleet limits.

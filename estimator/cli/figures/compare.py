@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from estimator.plotting import style
+from estimator.cli.figures import style
 from estimator.schema import Metric, WhatIf, metrics_for
 from estimator.units import choose_unit, significant
 

@@ -11,7 +11,7 @@ import math
 import textwrap
 from pathlib import Path
 
-from estimator.plotting import style
+from estimator.cli.figures import style
 from estimator.units import format_energy
 
 LAYER_ORDER = ("algorithm", "software", "hardware", "latent", "physics prior", "identity")
@@ -32,7 +32,7 @@ def _layer(item) -> str:
 
 def _label(item, configuration: dict) -> str:
     try:
-        from estimator.explain import _label as explain_label  # the table's wording, one source of labels
+        from estimator.explain.render import _label as explain_label  # the table's wording, one source
 
         text = explain_label(item, configuration)
     except (ImportError, AttributeError):

@@ -10,7 +10,7 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
-from estimator.plotting import style
+from estimator.cli.figures import style
 from estimator.schema import Estimate
 from estimator.units import choose_unit
 

@@ -1,4 +1,4 @@
-"""Command-line options shared by the frontier, ``what-if`` and ``plan``: cost, carbon, load profile, confidence.
+"""Options shared by the frontier, ``what-if`` and ``plan``: cost, carbon, load profile, confidence, plots.
 
 Only typer is imported here (``--help`` stays fast). :func:`cost_inputs` turns the options into
 :class:`estimator.serve.costs.CostInputs` (validated there; the catalog defaults are read only when used).
@@ -46,9 +46,9 @@ MaxP90Itl = Annotated[float | None, typer.Option(
     "that predicts p90 ITL).")]
 
 
-def any_cost_option(*values) -> bool:
-    """True when any cost/carbon/load option was given (``pue`` counts when not 1.0)."""
-    return any(v is not None for v in values)
+def any_cost_option(options: dict) -> bool:
+    """True when any cost/carbon/load option in ``options`` was given (``pue`` counts when not 1.0)."""
+    return any(v is not None for k, v in options.items() if k != "pue") or options.get("pue", 1.0) != 1.0
 
 
 def cost_inputs(*, electricity_usd_per_kwh, grid_gco2_per_kwh, grid_region, pue, host_watts_per_gpu,
@@ -71,7 +71,7 @@ def check_plot(path: Path | None) -> None:
     """Before any work: matplotlib installed and a .png/.svg path in an existing folder (``ValueError`` if not)."""
     if path is None:
         return
-    from estimator.plotting.style import check_plot_path, require_matplotlib
+    from estimator.cli.figures.style import check_plot_path, require_matplotlib
 
     require_matplotlib()
     check_plot_path(path)
