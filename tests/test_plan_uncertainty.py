@@ -70,3 +70,27 @@ def test_unreachable_limit_reports_the_closest_achievable():
     result = plan("qwen3-32b", "chat", demand_tokens_per_sec=30_000, max_itl_ms=0.5)
     assert result.chosen is None and result.closest_latency is not None and result.closest_latency > 0.5
     assert "closest achievable" in result.reason
+
+
+def test_public_names_are_listed():
+    """`dir(estimator)` listed nothing; the public API (plan and its cost inputs included) must show."""
+    import estimator
+
+    names = dir(estimator)
+    for name in ("estimate", "plan", "what_if", "predict_frame", "CostInputs"):
+        assert name in names and name in estimator.__all__
+    assert estimator.CostInputs(pue=1.3).pue == 1.3
+
+
+def test_video_latency_ceiling_on_estimate_and_plan():
+    """The issue's Wan-14B 720p case: an 8-hour batch was offered as 'min energy'. The estimate now warns and names
+    a configuration within the 2 h ceiling; a plan without a limit never picks a batch above it."""
+    from estimator import estimate
+
+    est = estimate("wan-14b", "text-to-video", "h100", resolution="720x1280", num_gpus=[1])
+    assert est.min_energy.value("batch_latency_s") > 7200
+    assert any("ceiling" in w and "within it is" in w for w in est.warnings)
+    fleet = plan("wan-14b", "text-to-video", demand_rps=0.01, resolution="720x1280", gpus=["h100"], num_gpus=[1])
+    assert fleet.chosen is not None and fleet.latency_limit == 7200
+    assert fleet.chosen.prediction.metrics["batch_latency_s"].p90 <= 7200
+    assert any("ceiling" in line for line in fleet.assumptions)

@@ -343,6 +343,9 @@ def plan(model: str, task: str, *, demand_rps: float | None = None, demand_token
     bundle = predictor or load_predictor()
     target = planning.resolve_target(model, task, catalog, extra_models)
     limit = _latency_limit(target, max_itl_ms, max_latency_s)
+    ceiling_note = []
+    if limit is None and target.is_diffusion:  # never recommend a batch above the task's latency ceiling
+        limit, ceiling_note = recommend.default_latency_limit(target)
     inputs.check_positive(demand_rps=demand_rps, demand_tokens_per_sec=demand_tokens_per_sec, max_itl_ms=max_itl_ms,
                           max_latency_s=max_latency_s, power_budget_kw=power_budget_kw, gpu_budget=gpu_budget,
                           max_p90_itl_ms=max_p90_itl_ms)
@@ -381,6 +384,7 @@ def plan(model: str, task: str, *, demand_rps: float | None = None, demand_token
     assumptions = _assumptions(target, first, user_precision=precision is not None,
                                user_tokens=input_tokens is not None or output_tokens is not None, bundle=bundle)
     assumptions.insert(0, SCALING_ASSUMPTION)
+    assumptions.extend(ceiling_note)
     if chosen is not None and chosen.costs is not None:
         assumptions.extend(chosen.costs.assumptions)
     assumptions.extend(fleet_plan.notes(chosen, alternatives, decided["excluded_gpus"], confidence))

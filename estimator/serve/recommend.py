@@ -43,3 +43,14 @@ def ceiling_warning(target: planning.Target, ok: pd.DataFrame, rows: dict, best,
 def _short(config: Configuration) -> str:
     batch = config.batch_size if config.batch_size is not None else config.max_num_seqs
     return f"{config.num_gpus} x {config.gpu_model}, batch {batch}"
+
+
+def default_latency_limit(target: planning.Target) -> tuple[float | None, list[str]]:
+    """(the task's latency ceiling in s, an assumption line) for a plan given no latency limit; (None, []) when the
+    task has no ceiling."""
+    ceiling = load_latency_ceilings().tasks.get(target.task_key)
+    if ceiling is None:
+        return None, []
+    seconds = ceiling.max_recommended_latency_s
+    return seconds, [f"latency: no limit given, so the task's ceiling applies: batch latency <= "
+                     f"{format_duration(seconds)} (a product decision, models/catalog/latency_ceilings.toml)"]
