@@ -89,7 +89,7 @@ def test_intervals_narrow_with_evidence_and_keep_their_coverage():
     z = 1.2816  # standard normal 90th percentile
     widths, coverages = [], []
     for k in (1, 3):
-        revealed, revealed_r, targets, target_r = _simulate(rng, 300, k, (8, 16, 32, 64, 128, 256))
+        revealed, revealed_r, targets, target_r = _simulate(rng, 160, k, (8, 16, 32, 64, 128, 256))
         posterior = fit_posterior(revealed_r, revealed, COMPONENTS)
         mean, variance = posterior.shift(targets)
         sd = np.sqrt(variance)
