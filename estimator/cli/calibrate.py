@@ -59,12 +59,14 @@ def calibrate_command(
     output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the calibration (CAL.json).",
                                          dir_okay=False)],
     model_config: ModelConfig = None,
+    model: Annotated[str | None, typer.Option(help="With --model-config: the model_id your runs use for that "
+                                              "model (default: the config's name).")] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print the calibration as JSON.")] = False,
 ) -> None:
     """Calibrate the predictor to your own measured runs (seconds): per-level effects for your model, deployment,
     GPU and engine, shrunk toward the predictor in proportion to the evidence; writes CAL.json for --calibration."""
     with user_errors():
-        _, extra_models = extra_models_from(None, model_config)
+        _, extra_models = extra_models_from(model, model_config)
         from estimator.cli.calibration_render import render_calibration
         from estimator.serve.calibration import calibrate
 
