@@ -42,6 +42,7 @@ def test_predict_with_a_calibration_moves_the_measured_deployment_and_says_so(ca
     read = lambda text: pd.read_csv(__import__("io").StringIO(text))  # noqa: E731
     before, after = read(plain.stdout), read(calibrated.stdout)
     ratio = after["energy_per_token_joules"][0] / before["energy_per_token_joules"][0]
+    assert "deployment (2 runs)" in after["calibration"][0] and "calibration" not in before.columns
     assert 1.05 < ratio < 1.35  # toward the runs' +30% (kriging between two equal runs may pass it slightly)
 
 
