@@ -1,0 +1,1 @@
+"""Serving layer: the web explorer (``estimator.serve.web``)."""
