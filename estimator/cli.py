@@ -79,6 +79,8 @@ ModelConfig = Annotated[Path | None, typer.Option(help="A model not in the catal
                                                   "or a TOML description; --model then names it (optional).",
                                                   exists=True, dir_okay=False)]
 Json = Annotated[bool, typer.Option("--json", help="Print JSON (the estimator.schema models) instead of tables.")]
+Html = Annotated[Path | None, typer.Option(help="Also write the result as one self-contained interactive HTML file "
+                                           "(opens offline; needs the web extra).", dir_okay=False)]
 
 
 # ------------------------------------------------------------------------------------------------ plumbing
@@ -115,6 +117,27 @@ def _extra_models(model: str | None, model_config: Path | None) -> tuple[str | N
     spec = load_model_description(model_config, model_id=model)
     name = model or spec.display_name
     return name, {name: spec}
+
+
+def _check_html(html: Path | None) -> None:
+    """Fail before any work when --html is asked for but the page's chart library is missing."""
+    if html is None:
+        return
+    from estimator.serve.web import plotly_js_path
+
+    try:
+        plotly_js_path()
+    except ImportError as exc:
+        _fail(f"--html needs the web extra ({exc}); pip install -e '.[web]'")
+
+
+def _write_html(kind: str, payload: dict, html: Path) -> None:
+    import sys
+
+    from estimator.serve.web_export import write_html
+
+    write_html(kind, payload, html, command="joules-estimate " + " ".join(sys.argv[1:]))
+    typer.echo(f"wrote {html}", err=True)
 
 
 def _require(**values) -> None:
@@ -179,6 +202,7 @@ def main_command(
                                               "the chosen point (needs matplotlib).", dir_okay=False)] = None,
     explain: Annotated[bool, typer.Option("--explain", help="Attribute the chosen configurations' energy to "
                                           "model, workload, batch, parallelism, GPU... (estimator.explain).")] = False,
+    html: Html = None,
 ) -> None:
     """Time-energy frontier of a model and task on one GPU type, over GPU counts and batch sizes."""
     if ctx.invoked_subcommand is not None:
@@ -187,6 +211,7 @@ def main_command(
         typer.echo(ctx.get_help())
         raise typer.Exit(0)
     with _user_errors():
+        _check_html(html)
         model, extra_models = _extra_models(model, model_config)
         _require(model=model, task=task, gpu=gpu)
         from estimator.api import estimate
@@ -212,6 +237,10 @@ def main_command(
 
             plot_frontier(est, plot)
             typer.echo(f"wrote {plot}", err=True)
+        if html is not None:
+            from estimator.serve.web import frontier_payload
+
+            _write_html("frontier", frontier_payload([est], []), html)
         if explain:
             _explain_chosen(est, extra_models)
 
@@ -394,9 +423,11 @@ def what_if_command(
                                                    "model=..., steps=..., resolution=768x768.")] = None,
     model_config: ModelConfig = None,
     json_output: Json = False,
+    html: Html = None,
 ) -> None:
     """A base configuration and changes to it, predicted side by side with the delta in every metric."""
     with _user_errors():
+        _check_html(html)
         model, extra_models = _extra_models(model, model_config)
         _require(model=model, task=task, gpu=gpu)
         changes = _parse_sets(set_ or [])
@@ -412,6 +443,10 @@ def what_if_command(
         else:
             render.print_what_if(result)
             _render_change(render.make_console(), result, extra_models)
+        if html is not None:
+            from estimator.serve.web import explain_what_if, what_if_payload
+
+            _write_html("what-if", what_if_payload(result, *explain_what_if(result, extra_models)), html)
         if result.base.status != "ok" and result.changed.status != "ok":
             raise typer.Exit(USER_ERROR)
 
@@ -491,10 +526,12 @@ def plan(
     frames: Frames = None,
     model_config: ModelConfig = None,
     json_output: Json = False,
+    html: Html = None,
 ) -> None:
     """Capacity planning: the lowest-energy deployment (GPU type and count, batch, replicas) for a demand under a
     latency limit and optional power/GPU budget, its power (kW), energy per day (kWh) and throughput per watt."""
     with _user_errors():
+        _check_html(html)
         model, extra_models = _extra_models(model, model_config)
         _require(model=model, task=task)
         if power_budget_kw is not None and power_budget_mw is not None:
@@ -515,8 +552,34 @@ def plan(
             typer.echo(result.model_dump_json(indent=2))
         else:
             render.print_plan(result)
+        if html is not None:
+            from estimator.serve.web import plan_payload
+
+            _write_html("plan", plan_payload(result), html)
         if result.chosen is None:
             raise typer.Exit(USER_ERROR)
+
+
+# -------------------------------------------------------------------------------------------------- serve
+
+@app.command()
+def serve(
+    port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port.")] = 8000,
+    host: Annotated[str, typer.Option(help="Address to bind; 127.0.0.1 keeps it on this machine.")] = "127.0.0.1",
+    calibration: Annotated[Path | None, typer.Option(help="A CAL.json applied to every prediction.", exists=True,
+                                                     dir_okay=False)] = None,
+) -> None:
+    """The what-if explorer in your browser: frontier, what-if and plan on one page, over documented JSON
+    endpoints (http://HOST:PORT/docs). Needs the web extra: pip install -e '.[web]'."""
+    with _user_errors():
+        import importlib.util
+
+        missing = [name for name in ("fastapi", "uvicorn", "plotly") if importlib.util.find_spec(name) is None]
+        if missing:
+            _fail(f"serve needs {', '.join(missing)}: pip install -e '.[web]'")
+        from estimator.serve.web import serve as run_server
+
+        run_server(host=host, port=port, calibration=calibration)
 
 
 # ------------------------------------------------------------------------------------------------ catalog
