@@ -411,8 +411,10 @@ def create_app(*, calibration: Path | None = None, rate_per_sec: float = 20.0, b
         name, extra = extra_models_from(body.model, body.hf_config)
         return {"model": name, "spec": extra[name].model_dump(mode="json")}
 
-    @app.post("/api/frontier")
-    def frontier(body: FrontierRequest) -> dict[str, Any]:  # type: ignore[valid-type]
+    @app.post("/api/frontier", response_model=None, responses={200: {"description": (
+        '{"estimates": [Estimate, ...], "errors": [{"gpu", "error", "field"}, ...]}: one Estimate (as '
+        'estimator.estimate returns it, see the CLI\'s --json) per GPU type that could be predicted')}})
+    def frontier(body: FrontierRequest) -> Response:  # type: ignore[valid-type]
         """``estimate()`` for each GPU type: the frontier, min-energy points and why a GPU cannot fit."""
         values = body.model_dump(exclude_none=True)
         _check_lists(values)
@@ -424,17 +426,19 @@ def create_app(*, calibration: Path | None = None, rate_per_sec: float = 20.0, b
         for gpu in gpus:
             try:
                 with lock:
-                    est = _cached_estimate(json.dumps([model, gpu, values], sort_keys=True, default=str),
-                                           extra, cal)
+                    text, no_fit = _cached_estimate(json.dumps([model, gpu, values], sort_keys=True, default=str),
+                                                    extra, cal)
             except user_error_types() as exc:
                 if getattr(exc, "kind", None) != "gpu":
                     raise
                 errors.append({"gpu": gpu, "error": one_line(exc), "field": "gpus"})
                 continue
-            if not est.configurations:
-                errors.append({"gpu": gpu, "error": no_fit_message(est), "field": "gpus"})
-            estimates.append(est)
-        return frontier_payload(estimates, errors)
+            if no_fit:
+                errors.append({"gpu": gpu, "error": no_fit, "field": "gpus"})
+            estimates.append(text)
+        # the same JSON as frontier_payload, assembled from each estimate's memoised serialisation
+        return Response(f'{{"estimates": [{", ".join(estimates)}], "errors": {json.dumps(errors)}}}',
+                        media_type="application/json")
 
     @app.post("/api/what-if")
     def what_if(body: WhatIfRequest) -> dict[str, Any]:
@@ -475,16 +479,17 @@ def _warm_up(server) -> None:
 _ESTIMATES: dict[str, Any] = {}
 
 
-def _cached_estimate(key: str, extra_models: dict | None, cal: dict[str, Any]):
-    """``estimate()`` memoised by its arguments (the latency slider never refetches; switching GPUs reuses)."""
+def _cached_estimate(key: str, extra_models: dict | None, cal: dict[str, Any]) -> tuple[str, str]:
+    """``estimate()`` as JSON, and the CLI's message when nothing fits ('' otherwise), memoised by the arguments
+    (going back to earlier inputs or switching GPUs on and off answers without predicting again)."""
     full_key = json.dumps([key, {k: v.model_dump(mode="json") for k, v in (extra_models or {}).items()},
                            {k: str(v) for k, v in cal.items()}], sort_keys=True)
     if full_key not in _ESTIMATES:
         model, gpu, values = json.loads(key)
         if len(_ESTIMATES) >= 256:
             _ESTIMATES.pop(next(iter(_ESTIMATES)))
-        _ESTIMATES[full_key] = estimator.estimate(model, values.pop("task"), gpu, extra_models=extra_models,
-                                                  **cal, **values)
+        est = estimator.estimate(model, values.pop("task"), gpu, extra_models=extra_models, **cal, **values)
+        _ESTIMATES[full_key] = (est.model_dump_json(), "" if est.configurations else no_fit_message(est))
     return _ESTIMATES[full_key]
 
 

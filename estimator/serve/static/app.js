@@ -101,9 +101,13 @@ async function refreshFrontier() {
   const body = frontierRequest();
   if (!body.model) { showError(["err-model"], "choose a model or upload a config.json"); return; }
   if (!body.gpus.length) { showError(["err-gpus"], "choose at least one GPU"); return; }
+  const seq = (state.seq = (state.seq || 0) + 1);  // only the latest request's answer is drawn
   try {
-    state.frontier = await api("/api/frontier", body);
+    const answer = await api("/api/frontier", body);
+    if (seq !== state.seq) return;
+    state.frontier = answer;
   } catch (error) {
+    if (seq !== state.seq) return;
     showError([`err-${error.field}`, "err-frontier"], error.message);
     state.frontier = null;
     Plotly.purge("frontier-chart");
@@ -120,6 +124,20 @@ async function recordTiming(kind, started) {
   const ms = performance.now() - started;
   state.timings.push({ kind, ms });
   $("frontier-timing").textContent = `${kind === "slider" ? "slider" : "update"}: ${ms.toFixed(0)} ms`;
+}
+
+// Log-axis ticks at 1, 2 and 5 x 10^k labelled with their full value (plotly labels minor log ticks by digit only).
+function logTicks(values) {
+  const finite = values.filter((v) => Number.isFinite(v) && v > 0);
+  const lo = Math.min(...finite), hi = Math.max(...finite);
+  const ticks = [];
+  for (let power = Math.floor(Math.log10(lo)); power <= Math.ceil(Math.log10(hi)); power += 1) {
+    for (const digit of [1, 2, 5]) {
+      const tick = digit * 10 ** power;
+      if (tick >= lo / 1.5 && tick <= hi * 1.5) ticks.push(Number(tick.toPrecision(1)));
+    }
+  }
+  return { tickmode: "array", tickvals: ticks, ticktext: ticks.map(fmt) };
 }
 
 function allConfigurations() {
@@ -139,6 +157,14 @@ function currentLimit() {
   return Math.exp(lo + (position / Number(slider.max)) * (hi - lo));
 }
 
+// Moves the slider to the position nearest a latency limit (for scripts and the screenshot/benchmark tools).
+function setLimit(value) {
+  const slider = $("f-limit");
+  const lo = Math.log(Number(slider.dataset.lo)), hi = Math.log(Number(slider.dataset.hi));
+  slider.value = String(Math.round(((Math.log(value) - lo) / (hi - lo)) * Number(slider.max)));
+  return onSlider();
+}
+
 function pickWithin(est, limit) {
   const energy = est.energy_metric, latency = est.latency_metric;
   const candidates = est.configurations.filter((p) => limit === null || p.metrics[latency].value <= limit);
@@ -153,8 +179,30 @@ function batchOf(configuration) {
     ? configuration.max_num_seqs : configuration.batch_size;
 }
 
+// The starred point of one GPU: its lowest-energy configuration within the limit (empty when none qualifies).
+function starData(est, limit, hover) {
+  const pick = pickWithin(est, limit);
+  if (!pick) return { x: [], y: [], customdata: [] };
+  return { x: [pick.metrics[est.latency_metric].value], y: [pick.metrics[est.energy_metric].value],
+    customdata: hover([pick]) };
+}
+
+function limitMarks(limit) {
+  if (limit === null) return { shapes: [], annotations: [] };
+  return { shapes: [{ type: "line", xref: "x", yref: "paper", x0: limit, x1: limit, y0: 0, y1: 1,
+    line: { color: "#444", width: 1.5, dash: "dash" } }],
+  annotations: [{ x: Math.log10(limit), y: 1, xref: "x", yref: "paper", text: `limit ${fmt(limit)}`,
+    showarrow: false, yanchor: "bottom", font: { size: 11 } }] };
+}
+
+function showLimit(limit) {
+  $("limit-readout").dataset.value = limit === null ? "" : String(limit);
+  $("limit-readout").textContent = limit === null ? "no limit" : `≤ ${fmt(limit)}`;
+}
+
 function traces(limit) {
   const out = [];
+  state.stars = [];
   state.frontier.estimates.forEach((est, index) => {
     if (!est.configurations.length) return;
     const color = PALETTE[index % PALETTE.length];
@@ -181,15 +229,12 @@ function traces(limit) {
     out.push({ x: x(front), y: y(front), mode: "lines+markers", name: `${est.gpu_model} (band p10–p90)`,
       line: { color, width: 2 }, marker: { color, size: 7 }, customdata: hover(front), hovertemplate: template,
       legendgroup: est.gpu_model });
-    const pick = pickWithin(est, limit);
-    if (pick) {
-      out.push({ x: [pick.metrics[latency].value], y: [pick.metrics[energy].value], mode: "markers",
-        name: `${est.gpu_model} min energy${limit === null ? "" : " within limit"}`, customdata: hover([pick]),
-        hovertemplate: template, legendgroup: est.gpu_model, showlegend: false,
-        marker: { symbol: "star", size: 18, color, line: { color: "#000", width: 1.5 } } });
-    }
+    state.stars.push({ index: out.length, est, hover });
+    out.push({ ...starData(est, limit, hover), mode: "markers", name: `${est.gpu_model} min energy`,
+      hovertemplate: template, legendgroup: est.gpu_model, showlegend: false,
+      marker: { symbol: "star", size: 18, color, line: { color: "#000", width: 1.5 } } });
   });
-  out.push({ x: [null], y: [null], mode: "markers", name: limit === null ? "min energy" : "min energy within limit",
+  out.push({ x: [null], y: [null], mode: "markers", name: "min energy (within the limit)",
     marker: { symbol: "star", size: 14, color: "#fff", line: { color: "#000", width: 1.5 } }, hoverinfo: "skip" });
   return out;
 }
@@ -202,17 +247,15 @@ async function renderFrontier() {
   const limit = currentLimit();
   const first = estimates[0];
   $("limit-label").textContent = `Limit on ${label(first.latency_metric)}`;
-  $("limit-readout").dataset.value = limit === null ? "" : String(limit);
-  $("limit-readout").textContent = limit === null ? "no limit" : `≤ ${fmt(limit)}`;
-  const shapes = limit === null ? [] : [{ type: "line", xref: "x", yref: "paper", x0: limit, x1: limit, y0: 0, y1: 1,
-    line: { color: "#444", width: 1.5, dash: "dash" } }];
-  const layout = { margin: { l: 70, r: 20, t: 10, b: 50 }, height: 430, hovermode: "closest",
-    xaxis: { type: "log", dtick: "D2", title: { text: label(first.latency_metric) }, gridcolor: "#e5e5e5" },
-    yaxis: { type: "log", dtick: "D2", title: { text: label(first.energy_metric, first.family, first.task) },
-      gridcolor: "#e5e5e5" },
-    legend: { orientation: "h", y: -0.18 }, shapes, paper_bgcolor: "#fff", plot_bgcolor: "#fff",
-    annotations: limit === null ? [] : [{ x: Math.log10(limit), y: 1, xref: "x", yref: "paper", text: "limit",
-      showarrow: false, yanchor: "bottom", font: { size: 11 } }] };
+  showLimit(limit);
+  const points = allConfigurations();
+  const energies = points.flatMap(([e, p]) => [p.metrics[e.energy_metric].p10, p.metrics[e.energy_metric].p90]);
+  const layout = { margin: { l: 70, r: 20, t: 24, b: 50 }, height: 430, hovermode: "closest",
+    xaxis: { type: "log", title: { text: label(first.latency_metric) }, gridcolor: "#e5e5e5",
+      ...logTicks(points.map(([e, p]) => p.metrics[e.latency_metric].value)) },
+    yaxis: { type: "log", title: { text: label(first.energy_metric, first.family, first.task) },
+      gridcolor: "#e5e5e5", ...logTicks(energies) },
+    legend: { orientation: "h", y: -0.18 }, paper_bgcolor: "#fff", plot_bgcolor: "#fff", ...limitMarks(limit) };
   await Plotly.react("frontier-chart", traces(limit), layout, { displaylogo: false, responsive: true });
   renderPicks(limit);
 }
@@ -251,10 +294,16 @@ function renderPicks(limit) {
   table.append(el("caption", { text: warnings.length ? `warnings: ${warnings.slice(0, 3).join("; ")}` : "" }));
 }
 
+// The slider redraws only the starred points, the limit line and the table (the frontier itself is unchanged).
 async function onSlider() {
-  if (!state.frontier) return;
+  if (!state.frontier || !state.stars || !state.stars.length) return;
   const started = performance.now();
-  await renderFrontier();
+  const limit = currentLimit();
+  showLimit(limit);
+  const stars = state.stars.map(({ est, hover }) => starData(est, limit, hover));
+  await Plotly.update("frontier-chart", { x: stars.map((d) => d.x), y: stars.map((d) => d.y),
+    customdata: stars.map((d) => d.customdata) }, limitMarks(limit), state.stars.map((d) => d.index));
+  renderPicks(limit);
   recordTiming("slider", started);
 }
 
@@ -383,6 +432,12 @@ function planFields() {
   return state.options.plan.filter((f) => !shared.has(f.name) && !["model", "task", "hf_config"].includes(f.name));
 }
 
+function fieldLabel(name) {
+  const words = { ms: "(ms)", s: "(s)", kw: "(kW)", kwh: "(kWh)", rps: "(requests/s)", itl: "ITL", usd: "($)",
+    gpu: "GPU", gpus: "GPUs", pue: "PUE", gco2: "gCO2", per: "/", sec: "s" };
+  return name.split("_").map((w) => words[w] || w).join(" ").replace(/ \/ /g, "/").replace(/^./, (c) => c.toUpperCase());
+}
+
 function buildPlanForm() {
   const form = $("plan-form");
   for (const field of planFields()) {
@@ -400,7 +455,7 @@ function buildPlanForm() {
           ? "comma-separated" : "") : String(field.default) });
     }
     input.dataset.types = field.types.join(",");
-    form.append(el("label", { title: field.help }, field.name.replace(/_/g, " "), " ", input,
+    form.append(el("label", { title: field.help }, fieldLabel(field.name), " ", input,
       el("span", { class: "err", id: `err-p-${field.name}` })));
   }
   const gpus = $("p-gpus");
@@ -465,7 +520,8 @@ function renderPlan(data) {
   $("err-plan").textContent = chosen ? "" : plan.reason;
   const box = $("plan-chosen");
   box.replaceChildren();
-  const all = [chosen, ...plan.alternatives].filter(Boolean);
+  const same = (a, b) => JSON.stringify(a) === JSON.stringify(b);  // plan lists the chosen one among alternatives
+  const all = [chosen, ...plan.alternatives.filter((d) => !chosen || !same(d, chosen))].filter(Boolean);
   if (chosen) {
     const c = chosen.prediction.configuration;
     box.append(el("h3", { text: `Chosen: ${chosen.replicas} replica(s) of ${c.num_gpus} x ${c.gpu_model}, batch ` +
@@ -526,8 +582,7 @@ function fillForms() {
   buildPlanForm();
 }
 
-let debounce = null;
-function later() { clearTimeout(debounce); debounce = setTimeout(refreshFrontier, 250); }
+
 
 async function init() {
   if (STATIC) { renderStatic(); return; }
@@ -538,13 +593,13 @@ async function init() {
   $("f-model").addEventListener("change", () => {
     if ($("f-model").value.trim() !== state.hfName) { state.hfConfig = null; state.hfName = null;
       $("config-status").textContent = ""; $("f-config").value = ""; }
-    later();
+    refreshFrontier();
   });
-  $("f-task").addEventListener("change", () => { showTaskFields(); later(); });
+  $("f-task").addEventListener("change", () => { showTaskFields(); refreshFrontier(); });
   for (const id of ["f-input_tokens", "f-output_tokens", "f-precision", "f-steps", "f-resolution", "f-frames"]) {
-    $(id).addEventListener("change", later);
+    $(id).addEventListener("change", refreshFrontier);
   }
-  $("f-gpus").addEventListener("change", later);
+  $("f-gpus").addEventListener("change", refreshFrontier);
   $("f-config").addEventListener("change", onUpload);
   $("f-limit").addEventListener("input", onSlider);
   $("w-from-pick").addEventListener("click", fromPick);
