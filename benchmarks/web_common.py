@@ -45,9 +45,16 @@ def wait_until_up(url: str, timeout_s: float = 60.0) -> float:
     raise TimeoutError(f"{url} did not answer within {timeout_s:.0f} s")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far, all threads (Linux /proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @contextmanager
-def running_server():
-    """``joules-estimate serve`` in a subprocess: yields (base URL, seconds from spawn until the page answered)."""
+def running_server(with_process: bool = False):
+    """``joules-estimate serve`` in a subprocess: yields (base URL, seconds from spawn until the page answered),
+    plus the process when ``with_process``."""
     port = free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     started = time.perf_counter()
@@ -55,8 +62,9 @@ def running_server():
                                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         base = f"http://127.0.0.1:{port}"
-        wait_until_up(base + "/api/health")
-        yield base, time.perf_counter() - started
+        wait_until_up(base + "/")
+        seconds = time.perf_counter() - started
+        yield (base, seconds, process) if with_process else (base, seconds)
     finally:
         process.terminate()
         process.wait(timeout=10)

@@ -18,7 +18,7 @@ import statistics
 import time
 import urllib.request
 
-from web_common import ROOT, browser_page, running_server
+from web_common import ROOT, browser_page, cpu_seconds, running_server
 
 REPEATS_START = 3
 SLIDER_POSITIONS = list(range(50, 1000, 50))
@@ -36,20 +36,34 @@ def _row(name: str, values: list[float], unit: str, target: float | None) -> str
             f"| {'-' if target is None else f'{target:.0f}'} | {verdict} |")
 
 
-def measure_start() -> tuple[list[float], list[float]]:
-    """Seconds from spawn to the page answering, and to the first frontier answer, per run."""
-    up, first = [], []
+def measure_start() -> dict[str, list[float]]:
+    """Per run, in ms: spawn to the page answering, the server's CPU time by then, spawn to the API answering
+    (/api/options: FastAPI and the estimator API imported), its CPU time by then, spawn to the first frontier.
+    On an otherwise idle machine the start is single-threaded: wall time ~ CPU time."""
+    out: dict[str, list[float]] = {}
     body = b'{"model": "llama-70b", "task": "chat", "gpus": ["b200"]}'
     for _ in range(REPEATS_START):
         started = time.perf_counter()
-        with running_server() as (base, seconds):
-            up.append(seconds)
+        with running_server(with_process=True) as (base, seconds, process):
+            out.setdefault("server start: spawn to page answering", []).append(1e3 * seconds)
+            out.setdefault("server start: its CPU time by then", []).append(1e3 * cpu_seconds(process.pid))
+            with urllib.request.urlopen(base + "/api/options", timeout=120) as response:
+                response.read()
+            out.setdefault("server start: spawn to API answering", []).append(1e3 * (time.perf_counter() - started))
+            out.setdefault("server start: its CPU time by API answering", []).append(1e3 * cpu_seconds(process.pid))
             request = urllib.request.Request(base + "/api/frontier", data=body,
                                              headers={"Content-Type": "application/json"})
             with urllib.request.urlopen(request, timeout=120) as response:
                 response.read()
-            first.append(time.perf_counter() - started)
-    return up, first
+            out.setdefault("server start: spawn to first frontier answer", []).append(
+                1e3 * (time.perf_counter() - started))
+    return out
+
+
+def _thread_ms(cdp) -> float:
+    """CPU time of the page's main thread so far (Chrome DevTools Protocol Performance.getMetrics ThreadTime)."""
+    metrics = {m["name"]: m["value"] for m in cdp.send("Performance.getMetrics")["metrics"]}
+    return 1e3 * metrics["ThreadTime"]
 
 
 def _update_ms(page, output_tokens: float) -> float:
@@ -67,29 +81,36 @@ def _set_gpus(page, keys: list[str]) -> None:
 
 
 def measure_browser() -> dict[str, list[float]]:
-    """Milliseconds per update in the page, by kind."""
+    """Milliseconds per update in the page, by kind, and the server's CPU milliseconds per cold update."""
     out: dict[str, list[float]] = {}
-    with running_server() as (base, _), browser_page() as page:
+    with running_server(with_process=True) as (base, _, process), browser_page() as page:
+        cdp = page.context.new_cdp_session(page)
+        cdp.send("Performance.enable")
         page.goto(base + "/")
         page.wait_for_selector("body[data-ready='1']", timeout=120_000)
         page.evaluate("() => { document.getElementById('f-model').value = 'llama-70b'; return refreshFrontier(); }")
-        for gpus, label in ((["B200"], "1 GPU"), (["B200", "H100-SXM", "H200"], "3 GPUs")):
+        for offset, (gpus, label) in enumerate(((["B200"], "1 GPU"), (["B200", "H100-SXM", "H200"], "3 GPUs"))):
             _set_gpus(page, gpus)
-            tokens = [300 + 37 * i for i in range(6)]
-            out[f"input change, cold, {label}"] = [_update_ms(page, t) for t in tokens]
-            out[f"input change, warm, {label}"] = [_update_ms(page, t) for t in tokens]
-        page.evaluate("window.__joules.timings.length = 0")
+            tokens = [300 + 37 * i + 1000 * offset for i in range(6)]  # never asked before: estimate() runs
+            for kind in ("cold", "warm"):
+                for count in tokens:
+                    server, browser = cpu_seconds(process.pid), _thread_ms(cdp)
+                    out.setdefault(f"input change, {kind}, {label}", []).append(_update_ms(page, count))
+                    cpu = 1e3 * (cpu_seconds(process.pid) - server) + _thread_ms(cdp) - browser
+                    out.setdefault(f"input change, {kind}, {label}: CPU time", []).append(cpu)
         for position in SLIDER_POSITIONS:
+            page.evaluate("window.__joules.timings.length = 0")
+            browser = _thread_ms(cdp)
             page.locator("#f-limit").fill(str(position))
-        page.wait_for_function(f"window.__joules.timings.filter(t => t.kind === 'slider').length >= "
-                               f"{len(SLIDER_POSITIONS)}")
-        out["slider, 3 GPUs"] = [t["ms"] for t in page.evaluate("window.__joules.timings") if t["kind"] == "slider"]
+            page.wait_for_function("window.__joules.timings.some(t => t.kind === 'slider')")
+            out.setdefault("slider, 3 GPUs", []).append(page.evaluate("window.__joules.timings[0].ms"))
+            out.setdefault("slider, 3 GPUs: CPU time", []).append(_thread_ms(cdp) - browser)
     return out
 
 
 def main() -> None:
     load_before = os.getloadavg()[0]
-    up, first = measure_start()
+    start = measure_start()
     updates = measure_browser()
     lines = ["# Web explorer speed", "",
              "Generated by `PYTHONPATH=. python benchmarks/web_speed.py` on "
@@ -97,12 +118,14 @@ def main() -> None:
              f"{os.getloadavg()[0]:.1f} at end; other jobs shared the cores).", "",
              "| what | runs | median | p90 | max | unit | target | median within |",
              "|---|---|---|---|---|---|---|---|",
-             _row("server start: spawn to page answering", [s * 1e3 for s in up], "ms", 2000),
-             _row("server start: spawn to first frontier answer", [s * 1e3 for s in first], "ms", None),
+             *[_row(name, values, "ms", None if "frontier" in name else 2000)
+               for name, values in start.items()],
              *[_row(name, values, "ms", 300) for name, values in updates.items()], "",
              "Slider: input event to the next animation frame after the redraw (no request). Input change: new "
              "output-token count to the next animation frame after fetch + redraw; cold = the server runs "
-             "`estimate()` for each GPU, warm = the same inputs again (memoised).", ""]
+             "`estimate()` for each GPU, warm = the same inputs again (memoised). CPU time rows: user + system time of "
+             "the server process (/proc) plus, for updates, the page's main-thread CPU time (Chrome DevTools "
+             "Performance.getMetrics ThreadTime): about what the wall time would be on idle cores.", ""]
     text = "\n".join(lines)
     (ROOT / "benchmarks" / "web_speed.md").write_text(text)
     print(text)

@@ -577,7 +577,7 @@ def serve(
         missing = [name for name in ("fastapi", "uvicorn", "plotly") if importlib.util.find_spec(name) is None]
         if missing:
             _fail(f"serve needs {', '.join(missing)}: pip install -e '.[web]'")
-        from estimator.serve.web import serve as run_server
+        from estimator.serve.web_server import serve as run_server
 
         run_server(host=host, port=port, calibration=calibration)
 

@@ -166,3 +166,21 @@ def test_html_export_is_self_contained(command, tmp_path):
     embedded = json.loads(re.search(r"window\.JOULES_STATIC = (\{.*?\});</script>", text, re.S).group(1))
     assert embedded["kind"] == {"what-if": "what-if", "plan": "plan"}.get(command[0], "frontier")
     assert "Plotly" in text and embedded["data"]
+
+
+def test_page_answers_before_the_api_is_built():
+    """`serve` answers the page while FastAPI and the API load; API requests get the built app, or one line
+    saying why it could not be built."""
+    from estimator.serve.web_server import DeferredApp
+
+    deferred = DeferredApp(lambda: web.create_app(rate_per_sec=1000, burst=1000))
+    client = TestClient(deferred)
+    assert client.get("/").status_code == 200 and "app.js" in client.get("/").text
+    assert client.get("/api/health").json() == {"status": "ok", "ready": False}
+    deferred.build()
+    assert client.get("/api/options").status_code == 200
+    broken = DeferredApp(lambda: (_ for _ in ()).throw(ImportError("no module named fastapi")))
+    broken.build()
+    answer = TestClient(broken).get("/api/catalog")
+    assert answer.status_code == 500
+    assert answer.json()["error"] == "the server could not start its API: no module named fastapi"

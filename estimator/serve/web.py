@@ -274,7 +274,7 @@ def static_text(name: str) -> str:
 
 # ------------------------------------------------------------------------------------------------------ app
 
-def _calibration_kwargs(calibration: Path | None) -> dict[str, Any]:
+def calibration_kwargs(calibration: Path | None) -> dict[str, Any]:
     """``{"calibration": ...}`` for the API calls when a CAL.json is given (refused when the API takes none)."""
     if calibration is None:
         return {}
@@ -309,7 +309,7 @@ def create_app(*, calibration: Path | None = None, rate_per_sec: float = 20.0, b
     from pydantic import BaseModel, ConfigDict, Field
     from starlette.exceptions import HTTPException
 
-    cal = _calibration_kwargs(calibration)
+    cal = calibration_kwargs(calibration)
     lock = threading.Lock()  # one prediction at a time: the predictor is CPU-bound and shared
     limiter = RateLimiter(rate_per_sec, burst)
     frontier_fields = signature_fields(estimator.estimate, drop=("gpu",))
@@ -465,17 +465,6 @@ def create_app(*, calibration: Path | None = None, rate_per_sec: float = 20.0, b
     return app
 
 
-def _warm_up(server) -> None:
-    """Once ``server`` listens, load the predictor and catalogs (the page answers at once; predictions soon after)."""
-    while not server.started and not server.should_exit:
-        time.sleep(0.05)
-    try:
-        estimator.load_predictor()
-        catalog_listing()
-    except Exception:  # noqa: BLE001 - the first request reports the problem with its own message
-        return
-
-
 _ESTIMATES: dict[str, Any] = {}
 
 
@@ -491,14 +480,3 @@ def _cached_estimate(key: str, extra_models: dict | None, cal: dict[str, Any]) -
         est = estimator.estimate(model, values.pop("task"), gpu, extra_models=extra_models, **cal, **values)
         _ESTIMATES[full_key] = (est.model_dump_json(), "" if est.configurations else no_fit_message(est))
     return _ESTIMATES[full_key]
-
-
-def serve(*, host: str = "127.0.0.1", port: int = 8000, calibration: Path | None = None) -> None:
-    """Run the explorer with uvicorn until interrupted (binds 127.0.0.1 unless told otherwise)."""
-    import uvicorn
-
-    server = uvicorn.Server(uvicorn.Config(create_app(calibration=calibration), host=host, port=port,
-                                           log_level="warning"))
-    threading.Thread(target=_warm_up, args=(server,), daemon=True).start()
-    print(f"joules-estimate explorer on http://{host}:{port}/  (API docs: http://{host}:{port}/docs)", flush=True)
-    server.run()

@@ -514,6 +514,12 @@ function deploymentValue(deployment, key) {
   return cell;
 }
 
+function planLabel(key, unit) {
+  if (["capacity_per_replica", "capacity_total", "demand_served"].includes(key)) return `${label(key)} (${unit})`;
+  if (key === "throughput_per_watt") return `${unit}/W`;
+  return label(key);
+}
+
 function renderPlan(data) {
   const plan = data.plan;
   const chosen = plan.chosen;
@@ -536,7 +542,7 @@ function renderPlan(data) {
   const keys = deploymentKeys(all[0]);
   const risk = [plan.latency_metric, plan.family === "diffusion" ? "items_per_sec" : "output_throughput_tokens_per_sec"];
   const head = el("tr", {}, el("th", { text: "GPU" }), el("th", { text: "GPUs/replica" }), el("th", { text: "batch" }),
-    ...keys.map((k) => el("th", { text: label(k) })), ...risk.map((k) => el("th", { text: `${label(k)} [p10–p90]` })));
+    ...keys.map((k) => el("th", { text: planLabel(k, plan.demand_unit) })), ...risk.map((k) => el("th", { text: `${label(k)} [p10–p90]` })));
   const rows = all.map((d, i) => {
     const c = d.prediction.configuration;
     return el("tr", { "data-gpu": c.gpu_model, class: i === 0 && chosen ? "best" : null },
