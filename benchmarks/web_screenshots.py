@@ -18,6 +18,15 @@ def _frontier(page) -> None:
     page.locator("#f-limit").wait_for()
     page.evaluate("setLimit(30)")
     page.locator("#panel-frontier").screenshot(path=DOCS / "web-frontier.png")
+    star = page.evaluate("""() => { const gd = document.getElementById('frontier-chart');
+        const t = gd.data.filter(t => t.marker && t.marker.symbol === 'star' && t.x.length && t.x[0] !== null).pop();
+        const xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis;
+        return [xa._offset + xa.l2p(Math.log10(t.x[0])), ya._offset + ya.l2p(Math.log10(t.y[0]))]; }""")
+    chart = page.locator("#frontier-chart").bounding_box()
+    page.mouse.move(chart["x"] + star[0], chart["y"] + star[1])
+    page.wait_for_selector("#frontier-chart .hovertext")
+    page.locator("#frontier-chart").screenshot(path=DOCS / "web-hover.png")
+    page.mouse.move(0, 0)
 
 
 def _what_if(page) -> None:
@@ -63,11 +72,14 @@ def main() -> None:
             page.locator("#f-model").dispatch_event("change")
         page.wait_for_function("window.__joules.frontier && window.__joules.frontier.estimates.length"
                                " && window.__joules.frontier.estimates[0].model_id.includes('70B')", timeout=60_000)
+        # the page's "update: N ms" readout depends on the machine's load at that moment: left out of the pictures
+        # (benchmarks/web_speed.md measures it)
+        page.add_style_tag(content="#frontier-timing { visibility: hidden; }")
         _frontier(page)
         _what_if(page)
         _plan(page)
         _diffusion_and_error(page)
-    for name in ("frontier", "what-if", "plan", "frontier-diffusion", "error"):
+    for name in ("frontier", "hover", "what-if", "plan", "frontier-diffusion", "error"):
         print(f"wrote docs/web-{name}.png")
 
 

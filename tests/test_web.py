@@ -123,6 +123,8 @@ def test_plan_options_follow_the_api_signature(client):
     taken = set(inspect.signature(estimator.plan).parameters) - {"extra_models", "predictor", "catalog",
                                                                  "calibration"}
     assert taken <= offered
+    schema = client.get("/openapi.json").json()
+    assert {"/api/frontier", "/api/what-if", "/api/plan", "/api/catalog"} <= set(schema["paths"])
 
 
 def test_uploaded_config_is_parsed_in_a_temp_dir_only(client, tmp_path, monkeypatch):

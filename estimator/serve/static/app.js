@@ -10,6 +10,7 @@ const LABELS = {
   energy_per_token_joules: "J/token", energy_per_request_joules: "J/response", energy_per_item_joules: "J/item",
   median_itl_ms: "median ITL (ms)", batch_latency_s: "batch latency (s)", avg_power_watts: "power (W)",
   output_throughput_tokens_per_sec: "tokens/s", tokens_per_sec_per_watt: "tokens/s/W", items_per_sec: "items/s",
+  total_gpus: "total GPUs",
 };
 const state = { catalog: null, options: null, frontier: null, hfConfig: null, hfName: null, pick: {}, timings: [] };
 window.__joules = state;
