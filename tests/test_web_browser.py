@@ -109,6 +109,16 @@ def test_frontier_numbers_equal_the_api(page):
     lines = page.evaluate("document.getElementById('frontier-chart').data"
                           ".filter(t => t.mode === 'lines+markers').map(t => t.x.length)")
     assert lines == [len(est["frontier"]) for est in api]
+    hover = page.evaluate("document.getElementById('frontier-chart').data"
+                          ".filter(t => t.mode === 'lines+markers').map(t => [t.hovertemplate, t.customdata[0]])")
+    for (template, first_point), est in zip(hover, api, strict=True):
+        assert all(word in template for word in ("batch", "power", "tokens/s/W", "J/token"))
+        point = est["frontier"][0]
+        assert first_point == [point["configuration"]["gpu_model"], point["configuration"]["num_gpus"],
+                               point["configuration"]["max_num_seqs"], point["metrics"]["avg_power_watts"]["value"],
+                               point["metrics"]["tokens_per_sec_per_watt"]["value"],
+                               point["metrics"]["energy_per_token_joules"]["p10"],
+                               point["metrics"]["energy_per_token_joules"]["p90"]]
 
 
 def test_slider_moves_the_marked_point(page):
