@@ -69,9 +69,16 @@ def _module(*names: str):
 
 # ------------------------------------------------------------------------------------------------- messages
 
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
 def one_line(exc: BaseException) -> str:
-    """The CLI's message for an exception (``estimator/cli.py``: whitespace collapsed, or the first line)."""
-    message = str(exc).strip() or type(exc).__name__
+    """The CLI's message for an exception (whitespace collapsed, or the first line; options that do not go together
+    named as the CLI names them, ``--max-itl-ms``, when the exception can render itself)."""
+    render = getattr(exc, "render", None)
+    message = render(_flag) if callable(render) and hasattr(exc, "fields") else str(exc)
+    message = message.strip() or type(exc).__name__
     return " ".join(message.split()) if "\n" not in message else message.splitlines()[0]
 
 
@@ -80,6 +87,9 @@ def guess_field(exc: BaseException, fields: typing.Iterable[str]) -> str | None:
     kind = getattr(exc, "kind", None)
     if kind in ("model", "task", "gpu"):
         return kind
+    named = [name for name in getattr(exc, "fields", ()) if name in fields]
+    if named:
+        return named[0]
     message = str(exc)
     for name in sorted(fields, key=len, reverse=True):
         if re.search(rf"(?<![\w-])(--)?{re.escape(name)}(?![\w])", message) or \
