@@ -26,7 +26,7 @@ def client():
 
 def _cli_error(*args: str) -> str:
     """The CLI's one-line message for the same input (without its 'error: ' prefix)."""
-    from estimator.cli import app
+    from estimator.cli.main import app
 
     result = CliRunner().invoke(app, list(args))
     assert result.exit_code == 2, result.output
@@ -139,9 +139,9 @@ def test_uploaded_config_is_parsed_in_a_temp_dir_only(client, tmp_path, monkeypa
     shown = frontier.json()["estimates"][0]["min_energy"]["metrics"]["energy_per_token_joules"]["value"]
     path = tmp_path / "config.json"
     path.write_text(json.dumps(config))
-    from estimator.cli import _extra_models
+    from estimator.cli.options import extra_models_from
 
-    name, extra = _extra_models("my-mistral", path)
+    name, extra = extra_models_from("my-mistral", path)
     assert shown == estimator.estimate(name, "chat", "h100", extra_models=extra).min_energy.value(
         "energy_per_token_joules")
     path.unlink()
@@ -158,7 +158,7 @@ def test_uploaded_config_is_parsed_in_a_temp_dir_only(client, tmp_path, monkeypa
 ])
 def test_html_export_is_self_contained(command, tmp_path):
     """--html writes one file with every script inlined (no src= or href= to fetch) and the API's result inside."""
-    from estimator.cli import app
+    from estimator.cli.main import app
 
     path = tmp_path / "result.html"
     result = CliRunner().invoke(app, [*command, "--html", str(path)])

@@ -166,7 +166,7 @@ def test_bad_input_shows_the_cli_message_beside_the_field(page):
     upload field; the page stays usable."""
     from typer.testing import CliRunner
 
-    from estimator.cli import app
+    from estimator.cli.main import app
 
     cli = CliRunner().invoke(app, ["--model", "llama-70bx", "--task", "chat", "--gpu", "b200"])
     message = next(line for line in cli.output.splitlines() if line.startswith("error: ")).removeprefix("error: ")

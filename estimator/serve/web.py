@@ -1,8 +1,8 @@
 """``joules-estimate serve``: a what-if explorer in the browser over JSON endpoints (FastAPI, optional ``[web]`` extra).
 
 The page (``estimator/serve/static/``) only calls the endpoints below, and the endpoints only call the public API
-(:func:`estimator.estimate`, :func:`estimator.what_if`, :func:`estimator.plan`, ``explain_change``), so every
-number the page shows is a number the API returned. Scripts can use the same endpoints (OpenAPI at ``/docs``):
+(``estimator.estimate``, ``what_if``, ``plan``, ``explain_change``), so every number the page shows is a number the
+API returned. Scripts can use the same endpoints (OpenAPI at ``/docs``):
 
 - ``GET  /api/catalog``      models, tasks and GPUs (keys, names, aliases, in the training data or not)
 - ``GET  /api/options``      the request fields of each endpoint, read from the API's signatures and docstrings
@@ -17,7 +17,6 @@ client, and an uploaded config is parsed in a temporary directory that is remove
 """
 
 import functools
-import importlib
 import inspect
 import json
 import re
@@ -43,30 +42,6 @@ STATIC_DIR = Path(__file__).parent / "static"
 _SUPPLIED = ("extra_models", "predictor", "catalog", "calibration")
 
 
-def _public(name: str):
-    """A public API function; functions not (yet) in ``estimator.__all__`` are looked up where the API lives."""
-    if hasattr(estimator, name):
-        return getattr(estimator, name)
-    for module in ("estimator.serve.api", "estimator.api"):
-        try:
-            found = getattr(importlib.import_module(module), name, None)
-        except ImportError:
-            continue
-        if found is not None:
-            return found
-    raise ImportError(f"estimator has no {name}")
-
-
-def _module(*names: str):
-    """The first importable of ``names`` (modules that move during the package reorganisation)."""
-    for name in names:
-        try:
-            return importlib.import_module(name)
-        except ImportError:
-            continue
-    raise ImportError(f"none of {', '.join(names)} is importable")
-
-
 # ------------------------------------------------------------------------------------------------- messages
 
 def _flag(name: str) -> str:
@@ -74,7 +49,8 @@ def _flag(name: str) -> str:
 
 
 def one_line(exc: BaseException) -> str:
-    """The CLI's message for an exception (whitespace collapsed, or the first line; options that do not go together
+    """The CLI's message for an exception (``estimator/cli/options.py``: whitespace collapsed, or the first line;
+    options that do not go together
     named as the CLI names them, ``--max-itl-ms``, when the exception can render itself)."""
     render = getattr(exc, "render", None)
     message = render(_flag) if callable(render) and hasattr(exc, "fields") else str(exc)
@@ -100,8 +76,9 @@ def guess_field(exc: BaseException, fields: typing.Iterable[str]) -> str | None:
 
 def user_error_types() -> tuple[type[BaseException], ...]:
     """Exceptions that mean bad input (as in the CLI: exit 2): unknown names, bad numbers, malformed files."""
-    catalog = _module("estimator.catalog.catalog", "estimator.catalog")
-    return (catalog.UnknownKeyError, catalog.CatalogError, ValueError, OSError)
+    from estimator.catalog.catalog import CatalogError, UnknownKeyError
+
+    return (UnknownKeyError, CatalogError, ValueError, OSError)
 
 
 # ------------------------------------------------------------------------------------------- request models
@@ -175,18 +152,21 @@ def extra_models_from(model: str | None, hf_config: dict | None) -> tuple[str | 
     if len(json.dumps(hf_config)) > MAX_CONFIG_BYTES:
         raise ValueError(f"config.json is larger than {MAX_CONFIG_BYTES // 1000} KB")
     name = model or str(hf_config.get("_name_or_path") or "").strip() or "uploaded-model"
-    hf_module = _module("estimator.catalog.hf_config", "estimator.hf_config")
+    from estimator.catalog.hf_config import load_model_description
+
     with tempfile.TemporaryDirectory(prefix="joules-web-") as folder:
         path = Path(folder) / "config.json"
         path.write_text(json.dumps(hf_config), encoding="utf-8")
-        spec = hf_module.load_model_description(path, model_id=name)
+        spec = load_model_description(path, model_id=name)
     spec = spec.model_copy(update={"sources": [f"uploaded config.json ({name})"]})
     return name, {name: spec}
 
 
 def catalog_listing() -> dict[str, list[dict[str, Any]]]:
     """Models, tasks and GPUs of the catalog, each marked when it is in the predictor's training data."""
-    catalog = _module("estimator.catalog.catalog", "estimator.catalog").load_catalog()
+    from estimator.catalog.catalog import load_catalog
+
+    catalog = load_catalog()
     domain = estimator.load_predictor().card.get("domain", {})
     trained = {kind: {key for family in domain.values() for key in family.get(f"{kind}s", [])}
                for kind in ("model", "task", "gpu")}
@@ -210,7 +190,7 @@ def catalog_listing() -> dict[str, list[dict[str, Any]]]:
 
 
 def no_fit_message(est) -> str:
-    """The CLI's message when nothing fits on a GPU (``estimator/cli.py``, frontier command)."""
+    """The CLI's message when nothing fits on a GPU (``estimator/cli/main.py``, frontier command)."""
     by_reason: dict[str, list[str]] = {}
     for prediction in est.infeasible:
         by_reason.setdefault(prediction.reason, []).append(str(prediction.configuration.num_gpus))
@@ -238,7 +218,7 @@ def plan_payload(result) -> dict[str, Any]:
 def explain_what_if(result, extra_models) -> tuple[Any, str]:
     """The attribution of a what-if's change, or None and why (attribution is an extra: never fatal)."""
     try:
-        return _public("explain_change")(result, extra_models=extra_models), ""
+        return estimator.explain_change(result, extra_models=extra_models), ""
     except Exception as exc:  # noqa: BLE001 - the what-if itself stands; the page shows why the waterfall is missing
         return None, one_line(exc)
 

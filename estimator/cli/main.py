@@ -1,0 +1,481 @@
+"""``joules-estimate``: the command line, a thin layer over :mod:`estimator.serve.api`.
+
+Only typer is imported at module import (``--help`` stays fast); pandas, LightGBM, pydantic models and matplotlib
+are imported inside the commands that need them. Every user error (unknown name, bad number, malformed CSV, a
+configuration that cannot fit) ends in one ``error: ...`` line and exit status 2; no traceback reaches the user
+(set ``JOULES_ESTIMATE_DEBUG=1`` to see one).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from estimator.cli import render
+from estimator.cli import web as web_cli
+from estimator.cli.catalog import catalog_app
+from estimator.cli.options import (
+    USER_ERROR,
+    Batch,
+    Frames,
+    InputTokens,
+    Json,
+    MaxItl,
+    MaxLatency,
+    MaxNumSeqs,
+    Model,
+    ModelConfig,
+    NumGpus,
+    OneBatch,
+    OneGpu,
+    OneMaxNumSeqs,
+    OneNumGpus,
+    OutputTokens,
+    Precision,
+    Resolution,
+    Ring,
+    Steps,
+    Task,
+    Ulysses,
+    extra_models_from,
+    fail,
+    one_configuration,
+    require,
+    user_errors,
+)
+
+EXAMPLES = """
+Examples:
+
+  joules-estimate --model llama-70b --task chat --gpu b200
+
+  joules-estimate --model flux-dev --task text-to-image --gpu h100 --steps 28 --resolution 1024x1024 --batch 4
+
+  joules-estimate what-if --model llama-70b --task chat --gpu b200 --num-gpus 2 --set gpu=h100 --set num_gpus=4
+
+  joules-estimate plan --model llama-70b --task chat --demand-tokens-per-sec 50000 --max-itl-ms 50
+"""
+
+app = typer.Typer(
+    name="joules-estimate",
+    help="Predict the time, energy and performance per watt of generative AI inference on GPUs "
+         "(trained on ML.ENERGY v3 measurements). Without a command: the time-energy frontier of "
+         "--model x --task on --gpu over GPU counts and batch sizes.",
+    epilog=EXAMPLES,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    add_completion=False,
+    rich_markup_mode=None,
+)
+app.add_typer(catalog_app, name="catalog")
+app.command("serve")(web_cli.serve)
+
+# ---------------------------------------------------------------------------------------- main: frontier
+
+
+def _explain_chosen(est, extra_models) -> None:
+    console = render.make_console()
+    import pandas as pd
+
+    from estimator.explain.render import render_attribution as draw
+    from estimator.serve.api import explain as explain_frame
+
+    chosen = list({id(p): p for p in (est.min_energy, est.min_energy_within_limit) if p}.values())
+    frame = pd.DataFrame([p.configuration.as_row() for p in chosen])
+    try:
+        attributions = explain_frame(frame, extra_models=extra_models)
+    except Exception as exc:  # attribution is an extra: the estimate above stands
+        console.print(f"[yellow]attribution failed: {exc}[/yellow]")
+        return
+    for attribution in attributions:
+        console.print(draw(attribution))
+
+
+@app.callback(invoke_without_command=True)
+def main_command(
+    ctx: typer.Context,
+    model: Model = None,
+    task: Task = None,
+    gpu: Annotated[str | None, typer.Option(help="GPU type: b200, h100, h200, a100, l40s, mi300x... "
+                                           "(see `catalog list gpus`).")] = None,
+    num_gpus: NumGpus = None,
+    max_num_seqs: MaxNumSeqs = None,
+    batch: Batch = None,
+    precision: Precision = None,
+    output_tokens: OutputTokens = None,
+    input_tokens: InputTokens = None,
+    max_itl_ms: MaxItl = None,
+    max_latency_s: MaxLatency = None,
+    steps: Steps = None,
+    resolution: Resolution = None,
+    frames: Frames = None,
+    ulysses_degree: Ulysses = None,
+    ring_degree: Ring = None,
+    model_config: ModelConfig = None,
+    json_output: Json = False,
+    plot: Annotated[Path | None, typer.Option(help="Also write a PNG: J/token against latency, the frontier and "
+                                              "the chosen point (needs matplotlib).", dir_okay=False)] = None,
+    explain: Annotated[bool, typer.Option("--explain", help="Attribute the chosen configurations' energy to "
+                                          "model, workload, batch, parallelism, GPU... (estimator.explain).")] = False,
+    html: web_cli.Html = None,
+) -> None:
+    """Time-energy frontier of a model and task on one GPU type, over GPU counts and batch sizes."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if model is None and model_config is None and task is None and gpu is None:
+        typer.echo(ctx.get_help())
+        raise typer.Exit(0)
+    with user_errors():
+        web_cli.check_html(html)
+        model, extra_models = extra_models_from(model, model_config)
+        require(model=model, task=task, gpu=gpu)
+        from estimator.serve.api import estimate
+
+        est = estimate(model, task, gpu, num_gpus=num_gpus, max_num_seqs=max_num_seqs, batch=batch,
+                       precision=precision, input_tokens=input_tokens, output_tokens=output_tokens,
+                       max_itl_ms=max_itl_ms, max_latency_s=max_latency_s, steps=steps, resolution=resolution,
+                       frames=frames, ulysses_degree=ulysses_degree, ring_degree=ring_degree,
+                       extra_models=extra_models)
+        if json_output:
+            typer.echo(est.model_dump_json(indent=2))
+        if not est.configurations:
+            by_reason: dict[str, list[str]] = {}
+            for p in est.infeasible:
+                by_reason.setdefault(p.reason, []).append(str(p.configuration.num_gpus))
+            reasons = "; ".join(f"{', '.join(counts)} x {est.gpu_model}: {reason}"
+                                for reason, counts in by_reason.items())
+            fail(f"no configuration of {est.model_id} fits on {est.gpu_model}: {reasons}")
+        if not json_output:
+            render.print_estimate(est)
+        if plot is not None:
+            from estimator.cli.plot import plot_frontier
+
+            plot_frontier(est, plot)
+            typer.echo(f"wrote {plot}", err=True)
+        web_cli.write_html("frontier", lambda web: web.frontier_payload([est], []), html)
+        if explain:
+            _explain_chosen(est, extra_models)
+
+
+# ------------------------------------------------------------------------------------------------ predict
+
+REQUIRED_COLUMNS = ("model_id", "task", "gpu_model", "num_gpus")
+
+
+def _read_configs(path: Path):
+    import pandas as pd
+
+    try:
+        frame = pd.read_csv(path, skipinitialspace=True, dtype={"model_id": str, "task": str, "gpu_model": str,
+                                                               "weight_precision": str})
+    except pd.errors.EmptyDataError:
+        fail(f"{path}: empty CSV (expected a header row with {', '.join(REQUIRED_COLUMNS)}, ...)")
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        fail(f"{path}: malformed CSV: {' '.join(str(exc).split())}")
+    frame.columns = [str(c).strip() for c in frame.columns]
+    missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
+    if missing:
+        fail(f"{path}: missing required column(s) {', '.join(missing)} (have: {', '.join(frame.columns)})")
+    import difflib
+
+    from estimator.schema import Configuration
+
+    known = [*Configuration.model_fields, "engine"]
+    for column in frame.columns:
+        if column not in known:  # kept in the output, but a misspelt knob would silently fall back to its default
+            close = difflib.get_close_matches(column, known, n=1, cutoff=0.75)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            typer.echo(f"warning: column {column!r} is not a configuration input; passed through{hint}", err=True)
+    return frame
+
+
+@app.command()
+def predict(
+    input_path: Annotated[Path, typer.Option("--input", "-i", help="CSV of configurations, ML.ENERGY column names: "
+                                             "model_id, task, gpu_model, num_gpus (required), weight_precision, "
+                                             "max_num_seqs, tensor_parallel, expert_parallel, data_parallel, "
+                                             "avg_output_len (LLM) or batch_size, inference_steps, image_height, "
+                                             "image_width, video_height, video_width, num_frames, ulysses_degree, "
+                                             "ring_degree (diffusion). Empty cells: as the engine would.",
+                                             exists=True, dir_okay=False)],
+    output_path: Annotated[Path | None, typer.Option("--output", "-o", help="Where to write the predictions CSV "
+                                                     "(default: standard output).", dir_okay=False)] = None,
+    model_config: ModelConfig = None,
+) -> None:
+    """Batch prediction: every CSV row in, the same rows plus predictions (value, _p10, _p90), status, reason
+    and warnings out. A row that cannot be predicted gets empty metrics and a reason; it never aborts the file."""
+    with user_errors():
+        configs = _read_configs(input_path)
+        _, extra_models = extra_models_from(None, model_config)
+        from estimator.catalog.catalog import load_catalog
+        from estimator.serve.api import predict_frame
+        from estimator.serve.inputs import output_frame
+
+        predictions = predict_frame(configs, extra_models=extra_models)
+        out = output_frame(configs, predictions, load_catalog())
+        if output_path is None:
+            typer.echo(out.to_csv(index=False), nl=False)
+        else:
+            out.to_csv(output_path, index=False)
+        errors = [(i + 2, r) for i, (s, r) in enumerate(zip(out["status"], out["reason"], strict=True)) if s != "ok"]
+        note = f"predicted {len(out) - len(errors)} of {len(out)} rows"
+        if output_path is not None:
+            note += f" -> {output_path}"
+        typer.echo(note, err=True)
+        for line, reason in errors[:10]:
+            typer.echo(f"  line {line}: {reason}", err=True)
+        if len(errors) > 10:
+            typer.echo(f"  ... {len(errors) - 10} more (see the reason column)", err=True)
+
+
+# ------------------------------------------------------------------------------------------------ what-if
+
+def _parse_sets(items: list[str]) -> dict:
+    changes = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            fail(f"--set {item!r} is not KEY=VALUE, e.g. --set gpu=h100 --set num_gpus=4")
+        changes[key.strip().replace("-", "_")] = value.strip()
+    return changes
+
+
+def _render_change(console, result, extra_models) -> None:
+    from estimator.explain.render import render_change as draw
+    from estimator.serve.api import explain_change
+
+    try:
+        attribution = explain_change(result, extra_models=extra_models)
+    except Exception as exc:  # attribution is an extra: never lose the what-if over it
+        console.print(f"[yellow]attribution of the change failed: {exc}[/yellow]", markup=True)
+        return
+    if attribution is not None:
+        console.print(draw(attribution))
+
+
+@app.command("what-if")
+def what_if_command(
+    model: Model = None,
+    task: Task = None,
+    gpu: OneGpu = None,
+    num_gpus: OneNumGpus = None,
+    max_num_seqs: OneMaxNumSeqs = None,
+    batch: OneBatch = None,
+    precision: Precision = None,
+    output_tokens: OutputTokens = None,
+    input_tokens: InputTokens = None,
+    steps: Steps = None,
+    resolution: Resolution = None,
+    frames: Frames = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="A change KEY=VALUE, repeatable: gpu=h100, "
+                                                   "num_gpus=4, batch=256, precision=fp8, output_tokens=1000, "
+                                                   "model=..., steps=..., resolution=768x768.")] = None,
+    model_config: ModelConfig = None,
+    json_output: Json = False,
+    html: web_cli.Html = None,
+) -> None:
+    """A base configuration and changes to it, predicted side by side with the delta in every metric."""
+    with user_errors():
+        web_cli.check_html(html)
+        model, extra_models = extra_models_from(model, model_config)
+        require(model=model, task=task, gpu=gpu)
+        changes = _parse_sets(set_ or [])
+        if not changes:
+            typer.echo("note: no --set given; both sides are the same configuration", err=True)
+        base = one_configuration(model, task, gpu, num_gpus, max_num_seqs, batch, precision, output_tokens,
+                                  input_tokens, steps, resolution, frames)
+        from estimator.serve.api import what_if
+
+        result = what_if(base, extra_models=extra_models, **changes)
+        if json_output:
+            typer.echo(result.model_dump_json(indent=2))
+        else:
+            render.print_what_if(result)
+            _render_change(render.make_console(), result, extra_models)
+        web_cli.write_html("what-if", lambda web: web.what_if_payload(result, *web.explain_what_if(result,
+                                                                                                  extra_models)), html)
+        if result.base.status != "ok" and result.changed.status != "ok":
+            raise typer.Exit(USER_ERROR)
+
+
+@app.command("explain")
+def explain_command(
+    model: Model = None,
+    task: Task = None,
+    gpu: OneGpu = None,
+    num_gpus: OneNumGpus = None,
+    max_num_seqs: OneMaxNumSeqs = None,
+    batch: OneBatch = None,
+    precision: Precision = None,
+    output_tokens: OutputTokens = None,
+    input_tokens: InputTokens = None,
+    steps: Steps = None,
+    resolution: Resolution = None,
+    frames: Frames = None,
+    quantity: Annotated[str | None, typer.Option(help="What to attribute: energy_per_token_joules (default), "
+                                                 "energy_per_request_joules, avg_power_watts, "
+                                                 "output_throughput_tokens_per_sec, median_itl_ms; diffusion: "
+                                                 "energy_per_item_joules (default), batch_latency_s.")] = None,
+    model_config: ModelConfig = None,
+    json_output: Json = False,
+    plot: Annotated[Path | None, typer.Option(help="Also write the waterfall as a PNG (needs matplotlib).",
+                                              dir_okay=False)] = None,
+) -> None:
+    """Why one configuration costs what it costs: a waterfall from the average configuration to this one,
+    by layer (algorithm / software / hardware) and latent factor (memory, compute, batch, utilization...)."""
+    with user_errors():
+        model, extra_models = extra_models_from(model, model_config)
+        require(model=model, task=task, gpu=gpu)
+        from estimator.serve.api import explain_configuration
+
+        config = one_configuration(model, task, gpu, num_gpus, max_num_seqs, batch, precision, output_tokens,
+                                    input_tokens, steps, resolution, frames)
+        attribution = explain_configuration(config, quantity=quantity, extra_models=extra_models)
+        if getattr(attribution, "status", "ok") != "ok":
+            fail(getattr(attribution, "reason", "cannot be predicted"))
+        from estimator.explain.render import plot_attribution, render_attribution
+
+        if json_output:
+            typer.echo(attribution.model_dump_json(indent=2))
+        else:
+            render.make_console().print(render_attribution(attribution))
+        if plot is not None:
+            plot_attribution(attribution, plot)
+            typer.echo(f"wrote {plot}", err=True)
+
+
+# --------------------------------------------------------------------------------------------------- plan
+
+
+@app.command()
+def plan(
+    model: Model = None,
+    task: Task = None,
+    demand_rps: Annotated[float | None, typer.Option(min=0.0001, help="Demand in requests/s (LLM: x output tokens "
+                                                     "per request; diffusion: images/videos per second).")] = None,
+    demand_tokens_per_sec: Annotated[float | None, typer.Option(min=0.0001, help="Demand in output tokens/s "
+                                                                "(LLM/MLLM).")] = None,
+    max_itl_ms: MaxItl = None,
+    max_latency_s: MaxLatency = None,
+    power_budget_kw: Annotated[float | None, typer.Option(min=0.0001, help="Fleet GPU power budget in kW; "
+                                                          "without a demand: how much demand it serves.")] = None,
+    power_budget_mw: Annotated[float | None, typer.Option(min=0.0000001, help="The same in MW.")] = None,
+    gpu_budget: Annotated[int | None, typer.Option(min=1, help="Fleet GPU count budget.")] = None,
+    gpu: Annotated[list[str] | None, typer.Option(help="GPU types to consider, repeatable: --gpu h100 --gpu b200 "
+                                                  "(default: those in the training data).")] = None,
+    num_gpus: NumGpus = None,
+    max_num_seqs: MaxNumSeqs = None,
+    batch: Batch = None,
+    precision: Precision = None,
+    output_tokens: OutputTokens = None,
+    input_tokens: InputTokens = None,
+    steps: Steps = None,
+    resolution: Resolution = None,
+    frames: Frames = None,
+    model_config: ModelConfig = None,
+    json_output: Json = False,
+    html: web_cli.Html = None,
+) -> None:
+    """Capacity planning: the lowest-energy deployment (GPU type and count, batch, replicas) for a demand under a
+    latency limit and optional power/GPU budget, its power (kW), energy per day (kWh) and throughput per watt."""
+    with user_errors():
+        web_cli.check_html(html)
+        model, extra_models = extra_models_from(model, model_config)
+        require(model=model, task=task)
+        if power_budget_kw is not None and power_budget_mw is not None:
+            fail("give one power budget: --power-budget-kw or --power-budget-mw")
+        if power_budget_mw is not None:
+            power_budget_kw = power_budget_mw * 1e3
+        if demand_rps is None and demand_tokens_per_sec is None and power_budget_kw is None and gpu_budget is None:
+            fail("give a demand (--demand-rps or --demand-tokens-per-sec) or a budget (--power-budget-kw, "
+                  "--gpu-budget)")
+        from estimator.serve.api import plan as plan_api
+
+        result = plan_api(model, task, demand_rps=demand_rps, demand_tokens_per_sec=demand_tokens_per_sec,
+                          max_itl_ms=max_itl_ms, max_latency_s=max_latency_s, power_budget_kw=power_budget_kw,
+                          gpu_budget=gpu_budget, gpus=gpu, num_gpus=num_gpus, max_num_seqs=max_num_seqs,
+                          batch=batch, precision=precision, input_tokens=input_tokens, output_tokens=output_tokens,
+                          steps=steps, resolution=resolution, frames=frames, extra_models=extra_models)
+        if json_output:
+            typer.echo(result.model_dump_json(indent=2))
+        else:
+            render.print_plan(result)
+        web_cli.write_html("plan", lambda web: web.plan_payload(result), html)
+        if result.chosen is None:
+            raise typer.Exit(USER_ERROR)
+
+
+# ---------------------------------------------------------------------------------------- train / evaluate
+
+
+@app.command()
+def train() -> None:
+    """Retrain the predictors on everything in datasets/ and write models/predictors/default (minutes)."""
+    with user_errors():
+        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+        from estimator.learn import training
+
+        with Progress(SpinnerColumn(), TextColumn("{task.description}"), TextColumn("{task.completed} steps"),
+                      TimeElapsedColumn(), console=render.make_console()) as progress:
+            step = progress.add_task("loading runs", total=None)
+
+            def tick(label: str) -> None:
+                progress.update(step, advance=1, description=label)
+
+            bundle = training.train(output=training.default_output(), progress=tick)
+        typer.echo(f"wrote {training.default_output()}")
+        render.print_summary(render.accuracy_summary(bundle.card), "out-of-fold, from the new card")
+
+
+@app.command()
+def evaluate(
+    predictor: Annotated[str, typer.Option(help="Predictor name under models/predictors/ or a folder.")] = "default",
+    json_output: Json = False,
+    report: Annotated[bool, typer.Option("--write-report/--no-report", help="Also write benchmarks/accuracy.md "
+                                         "and the README's accuracy table from the card.")] = False,
+) -> None:
+    """Print the held-out accuracy stored in the predictor's card (no retraining)."""
+    with user_errors():
+        import json
+
+        from estimator.learn.card import read_card
+        from estimator.paths import predictors_dir, project_root
+
+        folder = Path(predictor) if Path(predictor).is_dir() else predictors_dir() / predictor
+        card = read_card(folder)
+        summary = render.accuracy_summary(card)
+        if json_output:
+            typer.echo(json.dumps(summary, indent=2))
+        else:
+            render.print_summary(summary, f"{folder / 'card.json'}")
+        if report:
+            from estimator.learn.report import write_accuracy_report
+
+            target = project_root() / "benchmarks" / "accuracy.md"
+            write_accuracy_report(card, target)
+            typer.echo(f"wrote {target}", err=True)
+
+
+# ------------------------------------------------------------------------------------------------ measure
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+             add_help_option=False)
+def measure(ctx: typer.Context) -> None:
+    """Measure inference energy on this machine's GPU and import the runs (`joules-estimate measure --help`)."""
+    try:
+        from measure.cli import app as measure_app
+    except ImportError as exc:  # optional extra (zeus, pynvml): the rest of the CLI must keep working
+        fail(f"measure is unavailable here ({type(exc).__name__}: {exc}); install with pip install -e '.[measure]'",
+              code=1)
+    measure_app(args=list(ctx.args), prog_name="joules-estimate measure")
+
+
+def main() -> None:
+    """Console-script entry point (``joules-estimate``)."""
+    app()
+
+
+if __name__ == "__main__":
+    main()
