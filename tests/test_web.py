@@ -76,6 +76,16 @@ def test_no_fit_gives_the_cli_reason(client):
                                             "--num-gpus", "1")
 
 
+def test_catalog_marks_the_training_domain(client):
+    """/api/catalog lists every catalog entry and marks those in the predictor card's training domain."""
+    listing = client.get("/api/catalog").json()
+    domain = estimator.load_predictor().card.domain
+    trained_gpus = {gpu for family in domain.values() for gpu in family.gpus}
+    assert {g["key"] for g in listing["gpus"] if g["trained"]} == trained_gpus
+    assert any(m["key"] == "meta-llama/Llama-3.1-70B-Instruct" and "llama-70b" in m["aliases"]
+               for m in listing["models"])
+
+
 def test_unexpected_errors_are_one_line(client, monkeypatch):
     """An internal failure answers 500 with one line naming the exception, not a traceback."""
     def broken(*args, **kwargs):

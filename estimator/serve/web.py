@@ -167,8 +167,8 @@ def catalog_listing() -> dict[str, list[dict[str, Any]]]:
     from estimator.catalog.catalog import load_catalog
 
     catalog = load_catalog()
-    domain = estimator.load_predictor().card.get("domain", {})
-    trained = {kind: {key for family in domain.values() for key in family.get(f"{kind}s", [])}
+    domain = estimator.load_predictor().card.domain
+    trained = {kind: {key for family in domain.values() for key in getattr(family, f"{kind}s", [])}
                for kind in ("model", "task", "gpu")}
     aliases: dict[str, dict[str, list[str]]] = {}
     for kind, table in catalog.aliases.items():
