@@ -419,7 +419,8 @@ function renderWaterfall(attribution, why) {
     connector: { line: { color: "#999" } }, decreasing: { marker: { color: "#009E73" } },
     increasing: { marker: { color: "#D55E00" } }, totals: { marker: { color: "#0072B2" } } };
   const layout = { margin: { l: 330, r: 60, t: 30, b: 50 }, height: 140 + 28 * items.length,
-    title: { text: `what moved ${unit}: before × items = after`, font: { size: 13 } },
+    title: { text: `what moved ${unit}: before × items = after (green lowers it, orange raises it)`,
+      font: { size: 13 } },
     yaxis: { autorange: "reversed", automargin: true }, xaxis: { title: { text: unit }, gridcolor: "#e5e5e5" },
     paper_bgcolor: "#fff", plot_bgcolor: "#fff", showlegend: false };
   Plotly.react("whatif-waterfall", [trace], layout, { displaylogo: false, responsive: true });
