@@ -79,7 +79,7 @@ def browser_page(width: int = 1280, height: int = 900):
     if path is None:
         raise SystemExit("no system Chromium (apt-get install chromium)")
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=path, args=["--no-sandbox"])
+        browser = playwright.chromium.launch(executable_path=path, args=["--no-sandbox", "--disable-dev-shm-usage"])
         page = browser.new_page(viewport={"width": width, "height": height})
         try:
             yield page

@@ -48,7 +48,8 @@ def browser():
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM,
+                                              args=["--no-sandbox", "--disable-dev-shm-usage"])
         yield chromium
         chromium.close()
 
@@ -226,6 +227,20 @@ def test_what_if_panel(page):
     assert waterfall["type"] == "waterfall"
     assert waterfall["x"][0] == api["attribution"]["base"]["prediction"]
     assert sum(waterfall["x"]) == pytest.approx(api["attribution"]["changed"]["prediction"], rel=1e-9)
+    page.locator("#c-precision").fill("fp9")
+    with page.expect_response("**/api/what-if"):
+        page.locator("#w-run").click()
+    page.wait_for_function("document.getElementById('err-whatif').textContent.length > 0")
+    reason = post(page, "/api/what-if", page.evaluate("whatIfRequest()"))["what_if"]["changed"]["reason"]
+    assert page.locator("#err-whatif").inner_text() == f"after: {reason}"
+    from typer.testing import CliRunner
+
+    from estimator.cli.main import app
+
+    cli = CliRunner().invoke(app, ["what-if", "--model", "llama-70b", "--task", "chat", "--gpu", "b200",
+                                   "--set", "precision=fp9"])
+    assert "unknown precision 'fp9'" in reason and "unknown precision 'fp9'" in " ".join(cli.output.split())
+    page.locator("#c-precision").fill("")
 
 
 def test_plan_panel(page):
