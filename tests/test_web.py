@@ -119,20 +119,26 @@ def test_what_if_and_plan_equal_the_api(client):
     assert attribution["changed"]["prediction"] == pytest.approx(
         answer["what_if"]["changed"]["metrics"]["energy_per_token_joules"]["value"], rel=1e-6)
     plan_body = {"model": "llama-70b", "task": "chat", "demand_tokens_per_sec": 50000, "max_itl_ms": 50,
-                 "gpus": ["b200", "h100"]}
+                 "gpus": ["b200", "h100"], "electricity_usd_per_kwh": 0.1, "grid_region": "US", "pue": 1.3}
     answer = client.post("/api/plan", json=plan_body).json()
-    direct = estimator.plan("llama-70b", "chat", demand_tokens_per_sec=50000, max_itl_ms=50, gpus=["b200", "h100"])
+    direct = estimator.plan("llama-70b", "chat", demand_tokens_per_sec=50000, max_itl_ms=50, gpus=["b200", "h100"],
+                            costs={"electricity_usd_per_kwh": 0.1, "grid_region": "US", "pue": 1.3})
     assert answer["plan"] == direct.model_dump(mode="json")
+    assert answer["plan"]["chosen"]["costs"]["carbon_kg_per_day"]["value"] > 0
+    both = client.post("/api/plan", json={**plan_body, "grid_gco2_per_kwh": 400})
+    assert both.status_code == 422
+    assert both.json() == {"error": "give --grid-gco2-per-kwh or --grid-region, not both", "field": "grid_gco2_per_kwh"}
 
 
 def test_plan_options_follow_the_api_signature(client):
-    """The plan form offers every keyword plan() takes (so new options appear without editing the page)."""
+    """The plan form offers every keyword plan() takes (so new options appear without editing the page), with
+    plan's ``costs`` offered as the fields of estimator.CostInputs."""
     import inspect
 
     offered = {f["name"] for f in client.get("/api/options").json()["plan"]}
     taken = set(inspect.signature(estimator.plan).parameters) - {"extra_models", "predictor", "catalog",
-                                                                 "calibration"}
-    assert taken <= offered
+                                                                 "calibration", "costs"}
+    assert taken | set(estimator.CostInputs.model_fields) <= offered
     schema = client.get("/openapi.json").json()
     assert {"/api/frontier", "/api/what-if", "/api/plan", "/api/catalog"} <= set(schema["paths"])
 

@@ -130,6 +130,28 @@ def request_model(name: str, fields: dict[str, tuple[Any, Any, str]], doc: str):
     return model
 
 
+def cost_fields() -> dict[str, tuple[Any, Any, str]]:
+    """The fields of ``estimator.CostInputs`` (prices, grid, PUE, host power, load) as plan request fields; their
+    limits are checked by CostInputs itself, so a bad value gets the CLI's message."""
+    return {name: (field.annotation, field.default, field.description or "")
+            for name, field in estimator.CostInputs.model_fields.items()}
+
+
+def cost_inputs(values: dict[str, Any]):
+    """``estimator.CostInputs`` from the given fields (None when none given), with the CLI's one-line message on a
+    bad combination (``estimator/cli/cost_options.py``)."""
+    if not values:
+        return None
+    from pydantic import ValidationError
+
+    try:
+        return estimator.CostInputs(**values)
+    except ValidationError as exc:
+        error = ValueError("; ".join(str(e["msg"]).removeprefix("Value error, ") for e in exc.errors()))
+        error.fields = tuple(str(e["loc"][0]) for e in exc.errors() if e.get("loc"))  # the page's field
+        raise error from None
+
+
 def describe_fields(model) -> list[dict[str, Any]]:
     """The fields of a request model for the page's forms: name, JSON-schema type, default, help, choices."""
     schema = model.model_json_schema()
@@ -307,7 +329,9 @@ def create_app(*, calibration: Path | None = None, rate_per_sec: float = 20.0, b
                        "gpus": (list[str], ..., "GPU types (catalog keys or aliases), one frontier each"),
                        **frontier_fields}
     FrontierRequest = request_model("FrontierRequest", frontier_fields, "Arguments of estimate() per GPU type.")
-    PlanRequest = request_model("PlanRequest", signature_fields(estimator.plan), "Arguments of plan().")
+    cost_names = cost_fields()
+    PlanRequest = request_model("PlanRequest", {**signature_fields(estimator.plan, drop=("costs",)), **cost_names},
+                                "Arguments of plan(); the cost fields are those of estimator.CostInputs.")
 
     class WhatIfRequest(BaseModel):
         """``what_if(base, **changes)``: friendly keys (model, task, gpu, num_gpus, batch, precision, ...)."""
@@ -448,8 +472,10 @@ def create_app(*, calibration: Path | None = None, rate_per_sec: float = 20.0, b
         values = body.model_dump(exclude_none=True)
         _check_lists(values)
         model, extra = extra_models_from(values.pop("model"), values.pop("hf_config", None))
+        costs = cost_inputs({name: values.pop(name) for name in cost_names if name in values})
         with lock:
-            result = estimator.plan(model, values.pop("task"), extra_models=extra, **cal, **values)
+            result = estimator.plan(model, values.pop("task"), extra_models=extra, **cal, **values,
+                                    **({"costs": costs} if costs is not None else {}))
         return plan_payload(result)
 
     return app

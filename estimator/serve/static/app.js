@@ -500,8 +500,28 @@ async function runPlan() {
   renderPlan(data);
 }
 
-const DEPLOYMENT_ORDER = ["replicas", "total_gpus", "power_kw", "energy_per_day_kwh", "throughput_per_watt",
-  "capacity_per_replica", "capacity_total", "demand_served"];
+const DEPLOYMENT_ORDER = ["replicas", "total_gpus", "risk", "risk_latency", "risk_capacity", "latency_margin_pct",
+  "capacity_margin_pct", "power_kw", "energy_per_day_kwh", "throughput_per_watt", "capacity_per_replica",
+  "capacity_total", "demand_served"];
+// the per-deployment cost block (estimator.schema.CostCarbon): the per-day and per-response figures, when given
+const COST_ORDER = ["facility_power_kw", "energy_per_day_kwh", "total_usd_per_day", "electricity_usd_per_day",
+  "gpu_usd_per_day", "usd_per_million_tokens", "carbon_kg_per_day", "carbon_g_per_response"];
+const PLAN_LABELS = { risk: "risk of a miss (0–1)", risk_latency: "latency risk (0–1)",
+  risk_capacity: "capacity risk (0–1)", latency_margin_pct: "latency margin (%)",
+  capacity_margin_pct: "capacity margin (%)", power_kw: "GPU power (kW)", energy_per_day_kwh: "GPU energy/day (kWh)",
+  "costs.facility_power_kw": "facility power (kW)", "costs.energy_per_day_kwh": "facility energy/day (kWh)",
+  "costs.total_usd_per_day": "$/day", "costs.electricity_usd_per_day": "electricity $/day",
+  "costs.gpu_usd_per_day": "GPU rental $/day", "costs.usd_per_million_tokens": "$ per million tokens",
+  "costs.carbon_kg_per_day": "kg CO2e/day", "costs.carbon_g_per_response": "g CO2e/response" };
+function costKeys(deployment) {
+  const block = deployment.costs || {};
+  return COST_ORDER.filter((k) => block[k] !== null && block[k] !== undefined).map((k) => `costs.${k}`);
+}
+function costValue(deployment, key) {
+  const value = (deployment.costs || {})[key.slice("costs.".length)];
+  if (value !== null && typeof value === "object") return metricCell(value, key);
+  return el("td", { "data-field": key }, num(value, { class: "num v" }));
+}
 function deploymentKeys(deployment) {
   const extra = Object.keys(deployment).filter((k) => !DEPLOYMENT_ORDER.includes(k) && k !== "prediction"
     && typeof deployment[k] === "number" && !/_p10$|_p90$/.test(k));
@@ -517,6 +537,7 @@ function deploymentValue(deployment, key) {
 }
 
 function planLabel(key, unit) {
+  if (PLAN_LABELS[key]) return PLAN_LABELS[key];
   if (["capacity_per_replica", "capacity_total", "demand_served"].includes(key)) return `${label(key)} (${unit})`;
   if (key === "throughput_per_watt") return `${unit}/W`;
   return label(key);
@@ -543,14 +564,20 @@ function renderPlan(data) {
   if (!all.length) { $("plan-alternatives").replaceChildren(); return; }
   const keys = deploymentKeys(all[0]);
   const risk = [plan.latency_metric, plan.family === "diffusion" ? "items_per_sec" : "output_throughput_tokens_per_sec"];
+  const costs = costKeys(all[0]);
   const head = el("tr", {}, el("th", { text: "GPU" }), el("th", { text: "GPUs/replica" }), el("th", { text: "batch" }),
-    ...keys.map((k) => el("th", { text: planLabel(k, plan.demand_unit) })), ...risk.map((k) => el("th", { text: `${label(k)} [p10–p90]` })));
+    ...keys.map((k) => el("th", { text: planLabel(k, plan.demand_unit) })),
+    ...risk.map((k) => el("th", { text: `${label(k)} [p10–p90]` })),
+    ...costs.map((k) => el("th", { text: planLabel(k) })));
   const rows = all.map((d, i) => {
     const c = d.prediction.configuration;
+    const notes = [d.extrapolated ? "extrapolated: no training data for the engine" : "",
+      d.distinguishable_from_next === false ? "not distinguishable from the next" : ""].filter(Boolean);
     return el("tr", { "data-gpu": c.gpu_model, class: i === 0 && chosen ? "best" : null },
-      el("td", { text: `${i === 0 && chosen ? "★ " : ""}${c.gpu_model}` }), el("td", {}, num(c.num_gpus)),
-      el("td", {}, num(batchOf(c))), ...keys.map((k) => deploymentValue(d, k)),
-      ...risk.map((k) => metricCell(d.prediction.metrics[k], k)));
+      el("td", {}, `${i === 0 && chosen ? "★ " : ""}${c.gpu_model}`,
+        notes.length ? el("span", { class: "band", text: notes.join("; ") }) : null),
+      el("td", {}, num(c.num_gpus)), el("td", {}, num(batchOf(c))), ...keys.map((k) => deploymentValue(d, k)),
+      ...risk.map((k) => metricCell(d.prediction.metrics[k], k)), ...costs.map((k) => costValue(d, k)));
   });
   $("plan-alternatives").replaceChildren(el("thead", {}, head), el("tbody", {}, ...rows));
   $("plan-assumptions").replaceChildren(...[...plan.warnings.map((w) => `warning: ${w}`), ...plan.assumptions]
