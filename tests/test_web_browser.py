@@ -247,6 +247,8 @@ def test_plan_panel(page):
     """The plan panel offers plan()'s options and shows the chosen fleet and alternatives as /api/plan returns."""
     page.locator("#p-demand_tokens_per_sec").fill("50000")
     page.locator("#p-max_itl_ms").fill("50")
+    page.locator("#p-electricity_usd_per_kwh").fill("0.1")
+    page.locator("#p-grid_region").fill("US")
     with page.expect_response("**/api/plan"):
         page.locator("#p-run").click()
     page.wait_for_selector("#plan-alternatives tbody tr")
@@ -260,6 +262,11 @@ def test_plan_panel(page):
         for key in ("replicas", "total_gpus", "power_kw", "energy_per_day_kwh", "throughput_per_watt"):
             assert_shown(row.locator(f"td[data-field='{key}'] .v"), deployment[key])
         assert_shown(row.locator("td[data-field='power_kw'] .p90"), deployment["power_kw_p90"])
+        costs = page.locator("#plan-costs tbody tr").nth(index)
+        for key in ("energy_per_day_kwh", "total_usd_per_day", "carbon_kg_per_day"):
+            for part in ("v", "p10", "p90"):
+                name = {"v": "value"}.get(part, part)
+                assert_shown(costs.locator(f"td[data-metric='costs.{key}'] .{part}"), deployment["costs"][key][name])
     heading = page.locator("#plan-chosen h3").inner_text()
     assert re.search(rf"{plan['chosen']['replicas']} replica", heading)
 

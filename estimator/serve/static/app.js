@@ -434,7 +434,12 @@ function planFields() {
   return state.options.plan.filter((f) => !shared.has(f.name) && !["model", "task", "hf_config"].includes(f.name));
 }
 
+const FIELD_LABELS = { electricity_usd_per_kwh: "Electricity ($/kWh)", grid_gco2_per_kwh: "Grid (gCO2e/kWh)",
+  gpu_usd_per_hour: "GPU rental ($/GPU-hour)", host_watts_per_gpu: "Host power (W/GPU)",
+  average_load: "Average load (share of peak)", demand_curve: "Demand curve (shares of peak over a day)",
+  confidence: "Confidence (p90 or median)", max_p90_itl_ms: "Max p90 ITL (ms)", pue: "PUE" };
 function fieldLabel(name) {
+  if (FIELD_LABELS[name]) return FIELD_LABELS[name];
   const words = { ms: "(ms)", s: "(s)", kw: "(kW)", kwh: "(kWh)", rps: "(requests/s)", itl: "ITL", usd: "($)",
     gpu: "GPU", gpus: "GPUs", pue: "PUE", gco2: "gCO2", per: "/", sec: "s" };
   return name.split("_").map((w) => words[w] || w).join(" ").replace(/ \/ /g, "/").replace(/^./, (c) => c.toUpperCase());
@@ -567,8 +572,7 @@ function renderPlan(data) {
   const costs = costKeys(all[0]);
   const head = el("tr", {}, el("th", { text: "GPU" }), el("th", { text: "GPUs/replica" }), el("th", { text: "batch" }),
     ...keys.map((k) => el("th", { text: planLabel(k, plan.demand_unit) })),
-    ...risk.map((k) => el("th", { text: `${label(k)} [p10–p90]` })),
-    ...costs.map((k) => el("th", { text: planLabel(k) })));
+    ...risk.map((k) => el("th", { text: `${label(k)} [p10–p90]` })));
   const rows = all.map((d, i) => {
     const c = d.prediction.configuration;
     const notes = [d.extrapolated ? "extrapolated: no training data for the engine" : "",
@@ -577,9 +581,15 @@ function renderPlan(data) {
       el("td", {}, `${i === 0 && chosen ? "★ " : ""}${c.gpu_model}`,
         notes.length ? el("span", { class: "band", text: notes.join("; ") }) : null),
       el("td", {}, num(c.num_gpus)), el("td", {}, num(batchOf(c))), ...keys.map((k) => deploymentValue(d, k)),
-      ...risk.map((k) => metricCell(d.prediction.metrics[k], k)), ...costs.map((k) => costValue(d, k)));
+      ...risk.map((k) => metricCell(d.prediction.metrics[k], k)));
   });
   $("plan-alternatives").replaceChildren(el("thead", {}, head), el("tbody", {}, ...rows));
+  const costHead = el("tr", {}, el("th", { text: "energy, cost and carbon" }),
+    ...costs.map((k) => el("th", { text: `${planLabel(k)} [p10–p90]` })));
+  const costRows = all.map((d, i) => el("tr", { "data-gpu": d.prediction.configuration.gpu_model },
+    el("td", { text: `${i === 0 && chosen ? "★ " : ""}${d.replicas} x ${d.prediction.configuration.num_gpus} x ` +
+      d.prediction.configuration.gpu_model }), ...costs.map((k) => costValue(d, k))));
+  $("plan-costs").replaceChildren(...(costs.length ? [el("thead", {}, costHead), el("tbody", {}, ...costRows)] : []));
   $("plan-assumptions").replaceChildren(...[...plan.warnings.map((w) => `warning: ${w}`), ...plan.assumptions]
     .map((t) => el("li", { text: t })));
 }
