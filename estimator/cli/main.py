@@ -16,6 +16,7 @@ import typer
 from estimator.cli import calibrate as calibrate_cli
 from estimator.cli import cost_options as costs
 from estimator.cli import frontier, render
+from estimator.cli import web as web_cli
 from estimator.cli.calibrate import CalibrationOption, calibrated_predictor
 from estimator.cli.catalog import catalog_app
 from estimator.cli.options import (
@@ -77,6 +78,7 @@ app = typer.Typer(
 app.add_typer(catalog_app, name="catalog")
 app.command("plan")(plan_command)
 calibrate_cli.register(app)
+app.command("serve")(web_cli.serve)
 
 # ---------------------------------------------------------------------------------------- main: frontier
 
@@ -141,6 +143,7 @@ def main_command(
                                           "model, workload, batch, parallelism, GPU... (estimator.explain).")] = False,
     version: Annotated[bool, typer.Option("--version", is_eager=True, callback=frontier.print_version,
                                           help="Print the version and exit.")] = False,
+    html: web_cli.Html = None,
 ) -> None:
     """Time-energy frontier of a model and task on one or more GPU types, over GPU counts and batch sizes."""
     if ctx.invoked_subcommand is not None:
@@ -151,6 +154,7 @@ def main_command(
     with user_errors():
         costs.check_plot(plot)
         costs.check_plot(plot_batch)
+        web_cli.check_html(html)
         model, extra_models = extra_models_from(model, model_config)
         require(model=model, task=task, gpu=gpu or None)
         frames = frames_from_seconds(model, frames, seconds, extra_models)
@@ -171,6 +175,7 @@ def main_command(
                      for g in dict.fromkeys(gpu)]
         frontier.show(estimates, json_output=json_output, plot=plot, plot_batch=plot_batch,
                       cost_options=cost_options if wants_costs else None)
+        web_cli.write_html("frontier", lambda web: web.frontier_payload(estimates, []), html)
         if explain:
             for est in estimates:
                 _explain_chosen(est, extra_models, predictor)
@@ -309,11 +314,13 @@ def what_if_command(
     calibration: CalibrationOption = None,
     json_output: Json = False,
     plot: Plot = None,
+    html: web_cli.Html = None,
 ) -> None:
     """A base configuration and changes to it, predicted side by side with the delta in every metric (with cost
     flags: energy, $ and CO2e per response and per day for each side; --plot: before/after bars)."""
     with user_errors():
         costs.check_plot(plot)
+        web_cli.check_html(html)
         model, extra_models = extra_models_from(model, model_config)
         require(model=model, task=task, gpu=gpu)
         changes = _parse_sets(set_ or [])
@@ -333,6 +340,8 @@ def what_if_command(
         result = what_if(base, extra_models=extra_models, predictor=predictor, **changes)
         _what_if_outputs(result, json_output=json_output, plot=plot, extra_models=extra_models,
                          cost_options=cost_options if wants_costs else None, predictor=predictor)
+        web_cli.write_html("what-if", lambda web: web.what_if_payload(result, *web.explain_what_if(result,
+                                                                                                  extra_models)), html)
         if result.base.status != "ok" and result.changed.status != "ok":
             raise typer.Exit(USER_ERROR)
 

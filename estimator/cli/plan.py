@@ -8,6 +8,7 @@ import typer
 
 from estimator.cli import cost_options as costs
 from estimator.cli import render
+from estimator.cli import web as web_cli
 from estimator.cli.calibrate import CalibrationOption, calibrated_predictor
 from estimator.cli.options import (
     Batch,
@@ -76,11 +77,13 @@ def plan_command(
     calibration: CalibrationOption = None,
     json_output: Json = False,
     plot: Plot = None,
+    html: web_cli.Html = None,
 ) -> None:
     """Capacity planning: how many of which GPUs (type and count, batch, replicas) serve a demand under a latency
     limit, with margin and risk, power, energy, $ and CO2e per day and month (p10-p90 intervals)."""
     with user_errors():
         costs.check_plot(plot)
+        web_cli.check_html(html)
         if confidence not in ("median", "p90"):
             fail(f"--confidence must be median or p90, got {confidence!r}")
         model, extra_models = extra_models_from(model, model_config)
@@ -113,5 +116,6 @@ def plan_command(
             from estimator.cli.figures.compare import plot_plan
 
             typer.echo(f"wrote {plot_plan(result, plot)}", err=True)
+        web_cli.write_html("plan", lambda web: web.plan_payload(result), html)
         if result.chosen is None:
             fail(result.reason or "no feasible deployment")
