@@ -13,9 +13,11 @@ from typing import Annotated
 
 import typer
 
+from estimator.cli import calibrate as calibrate_cli
 from estimator.cli import cost_options as costs
 from estimator.cli import frontier, render
 from estimator.cli import web as web_cli
+from estimator.cli.calibrate import CalibrationOption, calibrated_predictor
 from estimator.cli.catalog import catalog_app
 from estimator.cli.options import (
     USER_ERROR,
@@ -75,12 +77,13 @@ app = typer.Typer(
 )
 app.add_typer(catalog_app, name="catalog")
 app.command("plan")(plan_command)
+calibrate_cli.register(app)
 app.command("serve")(web_cli.serve)
 
 # ---------------------------------------------------------------------------------------- main: frontier
 
 
-def _explain_chosen(est, extra_models) -> None:
+def _explain_chosen(est, extra_models, predictor) -> None:
     console = render.make_console()
     import pandas as pd
 
@@ -90,7 +93,7 @@ def _explain_chosen(est, extra_models) -> None:
     chosen = list({id(p): p for p in (est.min_energy, est.min_energy_within_limit) if p}.values())
     frame = pd.DataFrame([p.configuration.as_row() for p in chosen])
     try:
-        attributions = explain_frame(frame, extra_models=extra_models)
+        attributions = explain_frame(frame, extra_models=extra_models, predictor=predictor)
     except Exception as exc:  # attribution is an extra: the estimate above stands
         console.print(f"[yellow]attribution failed: {exc}[/yellow]")
         return
@@ -128,6 +131,7 @@ def main_command(
     gpu_usd_per_hour: costs.GpuPrice = None,
     average_load: costs.AverageLoad = None,
     model_config: ModelConfig = None,
+    calibration: CalibrationOption = None,
     json_output: Json = False,
     plot: Annotated[Path | None, typer.Option(
         metavar="FILE", dir_okay=False, help="Also draw energy against latency (.png or .svg): every GPU's "
@@ -160,19 +164,21 @@ def main_command(
         wants_costs = costs.any_cost_option(cost_options)
         if wants_costs:
             costs.cost_inputs(**cost_options)  # validate before the sweep
+        predictor = calibrated_predictor(calibration, extra_models)
         from estimator.serve.api import estimate
 
         estimates = [estimate(model, task, g, num_gpus=num_gpus, max_num_seqs=max_num_seqs, batch=batch,
                               precision=precision, input_tokens=input_tokens, output_tokens=output_tokens,
                               max_itl_ms=max_itl_ms, max_latency_s=max_latency_s, steps=steps,
                               resolution=resolution, frames=frames, ulysses_degree=ulysses_degree,
-                              ring_degree=ring_degree, extra_models=extra_models) for g in dict.fromkeys(gpu)]
+                              ring_degree=ring_degree, extra_models=extra_models, predictor=predictor)
+                     for g in dict.fromkeys(gpu)]
         frontier.show(estimates, json_output=json_output, plot=plot, plot_batch=plot_batch,
                       cost_options=cost_options if wants_costs else None)
         web_cli.write_html("frontier", lambda web: web.frontier_payload(estimates, []), html)
         if explain:
             for est in estimates:
-                _explain_chosen(est, extra_models)
+                _explain_chosen(est, extra_models, predictor)
         frontier.exit_if_limit_unreachable(estimates)
 
 
@@ -222,6 +228,7 @@ def predict(
                                                      "predictions CSV (default: standard output).",
                                                      dir_okay=False)] = None,
     model_config: ModelConfig = None,
+    calibration: CalibrationOption = None,
 ) -> None:
     """Batch prediction: every CSV row in, the same rows plus predictions (value, _p10, _p90), status, reason
     and warnings out. A row that cannot be predicted gets empty metrics and a reason; it never aborts the file."""
@@ -232,7 +239,8 @@ def predict(
         from estimator.serve.api import predict_frame
         from estimator.serve.inputs import output_frame
 
-        predictions = predict_frame(configs, extra_models=extra_models)
+        predictions = predict_frame(configs, extra_models=extra_models,
+                                    predictor=calibrated_predictor(calibration, extra_models))
         out = output_frame(configs, predictions, load_catalog())
         if output_path is None:
             typer.echo(out.to_csv(index=False), nl=False)
@@ -264,12 +272,12 @@ def _parse_sets(items: list[str]) -> dict:
     return changes
 
 
-def _render_change(console, result, extra_models) -> None:
+def _render_change(console, result, extra_models, predictor=None) -> None:
     from estimator.explain.render import render_change as draw
     from estimator.serve.api import explain_change
 
     try:
-        attribution = explain_change(result, extra_models=extra_models)
+        attribution = explain_change(result, extra_models=extra_models, predictor=predictor)
     except Exception as exc:  # attribution is an extra: never lose the what-if over it
         console.print(f"[yellow]attribution of the change failed: {exc}[/yellow]", markup=True)
         return
@@ -303,6 +311,7 @@ def what_if_command(
     gpu_usd_per_hour: costs.GpuPrice = None,
     average_load: costs.AverageLoad = None,
     model_config: ModelConfig = None,
+    calibration: CalibrationOption = None,
     json_output: Json = False,
     plot: Plot = None,
     html: web_cli.Html = None,
@@ -327,16 +336,18 @@ def what_if_command(
         wants_costs = costs.any_cost_option(cost_options)
         if wants_costs:
             costs.cost_inputs(**cost_options)  # validate before predicting
-        result = what_if(base, extra_models=extra_models, **changes)
+        predictor = calibrated_predictor(calibration, extra_models)
+        result = what_if(base, extra_models=extra_models, predictor=predictor, **changes)
         _what_if_outputs(result, json_output=json_output, plot=plot, extra_models=extra_models,
-                         cost_options=cost_options if wants_costs else None)
+                         cost_options=cost_options if wants_costs else None, predictor=predictor)
         web_cli.write_html("what-if", lambda web: web.what_if_payload(result, *web.explain_what_if(result,
                                                                                                   extra_models)), html)
         if result.base.status != "ok" and result.changed.status != "ok":
             raise typer.Exit(USER_ERROR)
 
 
-def _what_if_outputs(result, *, json_output: bool, plot, extra_models, cost_options: dict | None) -> None:
+def _what_if_outputs(result, *, json_output: bool, plot, extra_models, cost_options: dict | None,
+                     predictor=None) -> None:
     sides = [("base", result.base), ("changed", result.changed)]
     side_costs = [frontier.single_costs(p, result.family, cost_options) if cost_options and p.status == "ok"
                   else None for _, p in sides]
@@ -352,7 +363,7 @@ def _what_if_outputs(result, *, json_output: bool, plot, extra_models, cost_opti
         render.print_what_if(result)
         if cost_options:
             render.print_costs([name for name, _ in sides], side_costs)
-        _render_change(render.make_console(), result, extra_models)
+        _render_change(render.make_console(), result, extra_models, predictor)
     if plot is not None and result.base.status == "ok" and result.changed.status == "ok":
         from estimator.cli.figures.compare import plot_what_if
 
@@ -379,6 +390,7 @@ def explain_command(
                                                  "output_throughput_tokens_per_sec, median_itl_ms; diffusion: "
                                                  "energy_per_item_joules (default), batch_latency_s.")] = None,
     model_config: ModelConfig = None,
+    calibration: CalibrationOption = None,
     json_output: Json = False,
     plot: Plot = None,
 ) -> None:
@@ -392,7 +404,8 @@ def explain_command(
 
         config = one_configuration(model, task, gpu, num_gpus, max_num_seqs, batch, precision, output_tokens,
                                     input_tokens, steps, resolution, frames)
-        attribution = explain_configuration(config, quantity=quantity, extra_models=extra_models)
+        attribution = explain_configuration(config, quantity=quantity, extra_models=extra_models,
+                                            predictor=calibrated_predictor(calibration, extra_models))
         if getattr(attribution, "status", "ok") != "ok":
             fail(getattr(attribution, "reason", "cannot be predicted"))
         from estimator.explain.render import render_attribution
@@ -407,27 +420,7 @@ def explain_command(
             typer.echo(f"wrote {plot_waterfall(attribution, plot)}", err=True)
 
 
-# ---------------------------------------------------------------------------------------- train / evaluate
-
-
-@app.command()
-def train() -> None:
-    """Retrain the predictors on everything in datasets/ and write models/predictors/default (minutes)."""
-    with user_errors():
-        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
-        from estimator.learn import training
-
-        with Progress(SpinnerColumn(), TextColumn("{task.description}"), TextColumn("{task.completed} steps"),
-                      TimeElapsedColumn(), console=render.make_console()) as progress:
-            step = progress.add_task("loading runs", total=None)
-
-            def tick(label: str) -> None:
-                progress.update(step, advance=1, description=label)
-
-            bundle = training.train(output=training.default_output(), progress=tick)
-        typer.echo(f"wrote {training.default_output()}")
-        render.print_summary(render.accuracy_summary(bundle.card), "out-of-fold, from the new card")
+# ---------------------------------------------------------------------------------------- evaluate
 
 
 @app.command()
