@@ -43,6 +43,7 @@ class TorchCudaGraphEngine:
     name = "torch-cudagraph"
     batching: Literal["static", "continuous"] = "static"
     weights: Literal["random", "pretrained"] = "random"
+    spare_rows = 0  # KV rows after the batch's (continuous batching writes padded prefill rows there)
 
     def __init__(self, seed: int = 0, comm: Any = None):
         self.seed = seed
@@ -137,7 +138,7 @@ class TorchCudaGraphEngine:
                 raise MemoryError(f"KV cache {need / 1e9:.1f} GB for batch {b} x {smax} tokens does not fit "
                                   f"({free / 1e9:.1f} GB free after weights)")
         self._state = {
-            "cache": KVCache(self._shape, b, smax, device, torch.bfloat16),
+            "cache": KVCache(self._shape, b + self.spare_rows, smax, device, torch.bfloat16),
             "rope": rope_tables(smax, self._shape.resolved_head_dim, self._shape.rope_theta, device, torch.bfloat16),
             "tok": torch.zeros(b, dtype=torch.long, device=device),
             "pos": torch.zeros(b, dtype=torch.long, device=device),
@@ -263,7 +264,12 @@ class TorchCudaGraphEngine:
     def describe(self) -> str:
         """What the trace's numbers came from (graphs or eager; MoE; TP)."""
         s = self._state
-        parts = [f"CUDA graphs per {s['bucket']}-token context bucket" if s["graphs"] else "eager decode (no graphs)"]
+        if not s["graphs"]:
+            parts = ["eager decode (no graphs)"]
+        elif len(s["graphs"]) == 1 and self._run.spec.torch.attention == "ragged":
+            parts = ["one CUDA graph for the decode step (ragged Triton attention over each sequence's own KV)"]
+        else:
+            parts = [f"CUDA graphs per {s['bucket']}-token context bucket"]
         if self._shape.num_experts:
             parts.append("MoE experts as grouped GEMMs (torch._grouped_mm), each touched expert read once per step")
         if self.comm.world > 1:

@@ -209,13 +209,14 @@ def decode_step(w: dict, shape: ModelShape, cache: KVCache, rope: tuple[Any, Any
         if shape.qk_norm:
             q, k = rms_norm(q, layer["qn"], eps), rms_norm(k, layer["kn"], eps)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-        cache.k[li].view(b * smax, nkv, d).index_copy_(0, flat, k)
-        cache.v[li].view(b * smax, nkv, d).index_copy_(0, flat, v)
+        kc, vc = cache.k[li][:b], cache.v[li][:b]  # the cache may hold spare rows after the batch's
+        kc.view(b * smax, nkv, d).index_copy_(0, flat, k)
+        vc.view(b * smax, nkv, d).index_copy_(0, flat, v)
         if ragged:
-            o = ragged_decode_attention(q, cache.k[li], cache.v[li], pos)
+            o = ragged_decode_attention(q, kc, vc, pos)
         else:
-            kk = cache.k[li][:, :bucket].transpose(1, 2)
-            vv = cache.v[li][:, :bucket].transpose(1, 2)
+            kk = kc[:, :bucket].transpose(1, 2)
+            vv = vc[:, :bucket].transpose(1, 2)
             o = F.scaled_dot_product_attention(q.view(b, nkv, group, d), kk, vv, attn_mask=mask)
         x = x + comm.all_reduce(o.reshape(b, nh * d) @ layer["wo"])
         x = x + comm.all_reduce(ffn(rms_norm(x, layer["ln2"], eps), layer, shape, stats))
