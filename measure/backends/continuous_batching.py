@@ -25,7 +25,7 @@ import math
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from measure.backends.torch_backend import Timer, TorchCudaGraphEngine
 from measure.harness import EngineTrace, RequestTiming, Step
@@ -272,6 +272,7 @@ class ContinuousBatchingEngine(TorchCudaGraphEngine):
             timings.append(RequestTiming(r.request_id, r.input_len, r.output_len, admitted, first_token,
                                          times[end_mark]))
         graphs = len(s["prefill_graphs"])
-        notes = f"{self.describe()}; prefill graphs for {graphs} (rows, length) buckets; KV blocks of {s['sched'].pool.block_tokens} tokens, peak " \
+        notes = f"{self.describe()}; prefill graphs for {graphs} (rows, length) buckets; KV blocks of " \
+                f"{s['sched'].pool.block_tokens} tokens, peak " \
                 f"{s['sched'].pool.peak_used}/{s['sched'].pool.total} used"
         return EngineTrace(requests=timings, steps=trace_steps, notes=notes, extras=self.extras(trace_steps))
