@@ -54,6 +54,11 @@ def _summary(records: list[RunRecord], skipped: dict[str, str]) -> Table:
 def run_cmd(
     spec_path: Annotated[Path, typer.Argument(metavar="SPEC.toml", help="sweep spec (TOML)", exists=True)],
     out: Annotated[Path | None, typer.Option("--out", help="run directory (default runs/<stamp>/)")] = None,
+    more: Annotated[list[str] | None, typer.Argument(metavar="[SPEC2.toml ...] [ADDRESS]", help="more specs, "
+                    "and the Ray address: local (default), auto, HOST:PORT or ray://HOST:PORT")] = None,
+    ray: Annotated[bool, typer.Option("--ray", help="run each configuration as a Ray task on any host")] = False,
+    resume: Annotated[bool, typer.Option("--resume", help="with --ray: skip configurations OUT already has")] = False,
+    gpu_type: Annotated[str | None, typer.Option(help="with --ray: Ray accelerator type to ask for, e.g. H100")] = None,
     idle_s: Annotated[float, typer.Option(help="seconds of idle power to measure first (0: skip)")] = 5.0,
     overhead_check_s: Annotated[
         float, typer.Option(help="seconds per arm of the sampler on/off check")
@@ -68,6 +73,11 @@ def run_cmd(
 
     A spec with ``kind = "diffusion"`` runs the DiT backend; ``tensor_parallel > 1`` spawns one process per GPU.
     """
+    if ray or more or resume:
+        from measure.ray_sweep import run_from_cli
+
+        raise typer.Exit(run_from_cli([str(spec_path), *(more or [])], out, ray=ray, resume=resume,
+                                      gpu_type=gpu_type, idle_s=idle_s, as_json=as_json, console=console))
     from measure.sweep import default_out_dir, run_sweep
 
     spec = load_spec(spec_path)

@@ -98,7 +98,7 @@ def shape_from_catalog(model_id: str) -> ModelShape:
         KeyError: unknown model id (the catalog's message lists close matches).
         ValueError: the architecture is one the torch backend cannot build (MoE, MLA, hybrid, sliding window).
     """
-    from estimator.catalog import load_catalog
+    from estimator.catalog.catalog import load_catalog
 
     catalog = load_catalog()
     arch = catalog.models[catalog.resolve("model", model_id)]
@@ -279,6 +279,7 @@ class Provenance(_Strict):
     cuda_version: str = ""
     git_sha: str = ""
     spec_hash: str
+    config_key: str = Field(default="", description="measure.config_key of this configuration ('' before keys)")
     started_at: str = Field(description="ISO 8601 time the run started")
     hostname: str = ""
     meter: Literal["zeus", "nvml", "fake"]

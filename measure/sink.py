@@ -3,7 +3,7 @@
 A run directory (``runs/<stamp>/``) holds ``records.jsonl`` (one RunRecord per line, stable or not),
 ``timelines.jsonl`` (the power/utilisation samples behind each record) and ``sweep.json`` (spec, idle
 power, self-checks). ``import_run_dir`` validates every record and copies the stable ones to
-``datasets/local/<name>.jsonl``, the file ``estimator.data.load_runs()`` reads.
+``datasets/local/<name>.jsonl``, the file ``estimator.learn.data.load_runs()`` reads.
 """
 
 from __future__ import annotations

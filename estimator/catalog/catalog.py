@@ -210,6 +210,19 @@ class Catalog(BaseModel):
         close = difflib.get_close_matches(lowered, list(lower_map), n=5, cutoff=0.5)
         raise UnknownKeyError(kind, name, [lower_map[c] for c in close])
 
+    def resolve_model(self, name: str, extra_models: dict[str, ArchitectureSpec] | None = None
+                      ) -> tuple[str, ArchitectureSpec]:
+        """(model id, spec) for a name: a key of ``extra_models`` (descriptions not in the catalog) as given,
+        otherwise a catalog key or alias (raises UnknownKeyError with close matches)."""
+        if extra_models and name in extra_models:
+            return name, extra_models[name]
+        key = self.resolve("model", name)
+        return key, self.models[key]
+
+    def table(self, kind: Literal["gpu", "model", "task"]) -> dict:
+        """The entries of one catalog (key -> spec), in file order."""
+        return self._table(kind)
+
     def gpu(self, name: str) -> GPUSpec:
         return self.gpus[self.resolve("gpu", name)]
 
@@ -280,5 +293,5 @@ def _load_catalog_cached(directory_str: str) -> Catalog:
 
 def catalog_as_json(catalog: Catalog, kind: Literal["gpu", "model", "task"]) -> str:
     """Serialise one catalog table as JSON (for ``catalog list --json``)."""
-    table = catalog._table(kind)
+    table = catalog.table(kind)
     return json.dumps({key: value.model_dump() for key, value in table.items()}, indent=2)
