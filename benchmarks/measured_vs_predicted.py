@@ -321,7 +321,7 @@ def render(result: dict) -> str:
     ]
     for i, row in runs.iterrows():
         vllm = result["published_vllm"].iloc[i]
-        lines.append(f"| {row['gpu_model']} | {label(row)} | "
+        lines.append(f"| {row['gpu_model']} | {row_label(row)} | "
                      f"{int(row['max_num_seqs'])} | {row['energy_per_token_joules']:.4f} | "
                      f"{row['avg_power_watts']:.0f} | {row['output_throughput_tokens_per_sec']:.0f} | "
                      f"{row['median_itl_ms']:.1f} | {row['gpu_utilization_pct']:.1f} | {_fmt(vllm, '{:.4f}')} | "
@@ -337,7 +337,7 @@ def render(result: dict) -> str:
             for quantity, (_, pattern) in QUANTITIES.items():
                 p, m = float(frame.loc[i, quantity]), float(row[quantity])
                 cells.append(f"{pattern.format(p)} ({ape(np.array([m]), np.array([p]))[0]:.0f}%)")
-            lines.append(f"| {row['gpu_model']} | {label(row)} | "
+            lines.append(f"| {row['gpu_model']} | {row_label(row)} | "
                          f"{int(row['max_num_seqs'])} | " + " | ".join(cells) + " |")
         warned = sorted({w for text in frame["warnings"] for w in str(text).split("; ") if w})
         if warned:
@@ -422,7 +422,7 @@ def vllm_side_effect(runs: pd.DataFrame, preds: dict[str, pd.DataFrame], publish
     return out
 
 
-def label(row) -> str:
+def row_label(row) -> str:
     """Shape, plus TP degree and batching where they are not the default (TP 1, static)."""
     text = SHAPES.get(row["model_id"], row["model_id"])
     if int(row["tensor_parallel"]) > 1:
@@ -492,7 +492,8 @@ def diffusion_section(result: dict) -> list[str]:
         b = float(before.loc[i, "energy_per_item_joules"])
         c = float(committed.loc[i, "energy_per_item_joules"])
         out.append(f"| {row['model_id']} | {row['gpu_model']} | {int(row['batch_size'])} | "
-                   f"{int(row['inference_steps'])} | {m:.0f} | {b:.0f} ({abs(b - m) / m * 100:.0f}%) | {c:.0f} ({abs(c - m) / m * 100:.0f}%) | "
+                   f"{int(row['inference_steps'])} | {m:.0f} | {b:.0f} ({abs(b - m) / m * 100:.0f}%) | "
+                   f"{c:.0f} ({abs(c - m) / m * 100:.0f}%) | "
                    f"{row['batch_latency_s']:.2f} | {before.loc[i, 'batch_latency_s']:.2f} | "
                    f"{row['avg_power_watts']:.0f} | {before.loc[i, 'avg_power_watts']:.0f} |")
     return out

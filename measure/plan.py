@@ -40,7 +40,7 @@ class RunPlan:
 
 def _gpu(gpu: str) -> tuple[float, float]:
     """(bytes/s, FLOP/s) of a catalog GPU at the planning efficiencies."""
-    from estimator.catalog import load_catalog
+    from estimator.catalog.catalog import load_catalog
 
     catalog = load_catalog()
     spec = catalog.gpus[catalog.resolve("gpu", gpu)]
