@@ -248,6 +248,9 @@ def render(result: dict) -> str:
     for variant, label in VARIANTS.items():
         for gpu in (*GPUS, "all"):
             r = by[(variant, gpu)]
+            if np.isnan(r["energy_per_token_joules"]):
+                lines.append(f"| {label} | {gpu} | {r['n']} | not run (`--no-held-out`) | | | | |")
+                continue
             lines.append(f"| {label} | {gpu} | {r['n']} | {r['energy_per_token_joules']:.1f}% | "
                          f"{r['avg_power_watts']:.1f}% | {r['output_throughput_tokens_per_sec']:.1f}% | "
                          f"{r['median_itl_ms']:.1f}% | {r['median_ratio']:.2f} |")
@@ -292,6 +295,10 @@ def render(result: dict) -> str:
     for stem, label in (("before", "before (published only)"), ("heldout", "after, held-out file"),
                         ("after", "after, in-sample (committed)")):
         e = effects[stem]
+        if np.isnan(e["H100-SXM"]["median"]) and stem == "heldout":
+            lines.append(f"| {label} | not run (`--no-held-out`) | {e['H200']['median']:.3f} ({e['H200']['min']:.3f}-"
+                         f"{e['H200']['max']:.3f}), new files only |")
+            continue
         lines.append(f"| {label} | {e['H100-SXM']['median']:.3f} ({e['H100-SXM']['min']:.3f}-"
                      f"{e['H100-SXM']['max']:.3f}) | {e['H200']['median']:.3f} ({e['H200']['min']:.3f}-"
                      f"{e['H200']['max']:.3f}) |")
@@ -370,19 +377,30 @@ def interpretation(by: dict, effects: dict, measured_vs_vllm: np.ndarray, h100: 
                f"{j('before_own', 'H200'):.1f}% on H200 (median predicted/measured "
                f"{by[('before_own', 'H100-SXM')]['median_ratio']:.2f} and "
                f"{by[('before_own', 'H200')]['median_ratio']:.2f}).")
-    out.append(f"- Held-out file: {j('heldout_own', 'H100-SXM'):.1f}% on H100 and "
-               f"{j('heldout_own', 'H200'):.1f}% on H200; in-sample (committed): {j('after_own', 'H100-SXM'):.1f}% "
-               f"and {j('after_own', 'H200'):.1f}%.")
-    out.append(f"- Learned engine effect (held-out fits, H100): predicted torch/vLLM J/token ratio "
-               f"{learned:.3f}, i.e. {abs(1 - learned) * 100:.1f}% {'lower' if learned < 1 else 'higher'} for "
-               f"torch-cudagraph, against a measured {abs(1 - target) * 100:.1f}% "
-               f"{'lower' if target < 1 else 'higher'} (median over H100 runs with a published vLLM twin). "
-               f"In-sample (committed) the ratio is {effects['after']['H100-SXM']['median']:.3f} on H100 and "
-               f"{effects['after']['H200']['median']:.3f} on H200. With {len(result['runs'])} torch rows against "
-               f"{result['before'].card.training_rows['llm']} vLLM LLM rows, the engine split is a small part of "
-               "the trees: the effect is weak and configuration-dependent, not a calibrated engine correction; most "
-               "of the before -> after gain comes from the torch rows pulling the shared (engine-blind) splits "
-               "toward themselves, which is also why the 'as vLLM' predictions move (next section).")
+    if np.isnan(learned):
+        out.append(f"- Held-out file: not run (`--no-held-out`); for the new issue-17 files, predicted by the "
+                   f"committed predictor that never saw them: {j('heldout_own', 'H200'):.1f}% median J/token APE "
+                   f"(all on H200). In-sample (committed): {j('after_own', 'H100-SXM'):.1f}% on H100 and "
+                   f"{j('after_own', 'H200'):.1f}% on H200 (the H200 median mixes in-sample and new rows).")
+        out.append(f"- Engine effect in the committed predictor: predicted torch/vLLM J/token ratio "
+                   f"{effects['after']['H100-SXM']['median']:.3f} on H100 and {effects['after']['H200']['median']:.3f} "
+                   f"on H200, against a measured {abs(1 - target) * 100:.1f}% {'lower' if target < 1 else 'higher'} "
+                   "(median over H100 runs with a published vLLM twin).")
+    else:
+        out.append(f"- Held-out file: {j('heldout_own', 'H100-SXM'):.1f}% on H100 and "
+                   f"{j('heldout_own', 'H200'):.1f}% on H200; in-sample (committed): {j('after_own', 'H100-SXM'):.1f}% "
+                   f"and {j('after_own', 'H200'):.1f}%.")
+        out.append(f"- Learned engine effect (held-out fits, H100): predicted torch/vLLM J/token ratio "
+                   f"{learned:.3f}, i.e. {abs(1 - learned) * 100:.1f}% {'lower' if learned < 1 else 'higher'} for "
+                   f"torch-cudagraph, against a measured {abs(1 - target) * 100:.1f}% "
+                   f"{'lower' if target < 1 else 'higher'} (median over H100 runs with a published vLLM twin). "
+                   f"In-sample (committed) the ratio is {effects['after']['H100-SXM']['median']:.3f} on H100 and "
+                   f"{effects['after']['H200']['median']:.3f} on H200. With {len(result['runs'])} torch rows "
+                   f"against {result['before'].card.training_rows['llm']} vLLM LLM rows, the engine split is a small "
+                   "part of the trees: the effect is weak and configuration-dependent, not a calibrated engine "
+                   "correction; most "
+                   "of the before -> after gain comes from the torch rows pulling the shared (engine-blind) splits "
+                   "toward themselves, which is also why the 'as vLLM' predictions move (next section).")
     capped = result["preds"]["before_own"]["warnings"].str.contains("whose KV cache fits", regex=False)
     if capped.any():
         rows = result["runs"][capped.to_numpy()]
@@ -440,8 +458,8 @@ def per_file(runs: pd.DataFrame, preds: dict[str, pd.DataFrame]) -> list[str]:
     for source in sorted(runs["source"].unique()):
         mask = runs["source"].eq(source).to_numpy()
         measured = runs.loc[mask, "energy_per_token_joules"].to_numpy(float)
-        cells = [f"{_median(ape(measured, preds[v].loc[mask, 'energy_per_token_joules'].to_numpy(float))):.1f}%"
-                 for v in ("before_own", "heldout_own", "after_own")]
+        cells = [_fmt(_median(ape(measured, preds[v].loc[mask, "energy_per_token_joules"].to_numpy(float))),
+                      "{:.1f}%") or "not run" for v in ("before_own", "heldout_own", "after_own")]
         name = source.removeprefix("local:")
         seen = "new (before retraining)" if name in NEW_FILES else "in the committed training data"
         out.append(f"| `{name}` | {int(mask.sum())} | " + " | ".join(cells) + f" | {seen} |")
