@@ -343,7 +343,8 @@ def render(result: dict) -> str:
             cells = []
             for quantity, (_, pattern) in QUANTITIES.items():
                 p, m = float(frame.loc[i, quantity]), float(row[quantity])
-                cells.append(f"{pattern.format(p)} ({ape(np.array([m]), np.array([p]))[0]:.0f}%)")
+                cells.append("not run" if np.isnan(p) else
+                             f"{pattern.format(p)} ({ape(np.array([m]), np.array([p]))[0]:.0f}%)")
             lines.append(f"| {row['gpu_model']} | {row_label(row)} | "
                          f"{int(row['max_num_seqs'])} | " + " | ".join(cells) + " |")
         warned = sorted({w for text in frame["warnings"] for w in str(text).split("; ") if w})
@@ -428,6 +429,9 @@ def vllm_side_effect(runs: pd.DataFrame, preds: dict[str, pd.DataFrame], publish
     for stem, label in (("before", "before (published only; these vLLM rows are in-sample)"),
                         ("heldout", "after, held-out file"), ("after", "after, in-sample (committed)")):
         predicted = preds[f"{stem}_vllm"]["energy_per_token_joules"].to_numpy(float)[twin]
+        if np.isnan(predicted).all():
+            out.append(f"| {label} | not run (`--no-held-out`) | |")
+            continue
         out.append(f"| {label} | {np.median(predicted / measured):.3f} | "
                    f"{np.median(ape(measured, predicted)):.1f}% |")
     before = np.median(preds["before_vllm"]["energy_per_token_joules"].to_numpy(float)[twin] / measured)
