@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from measure.diffusion_schema import DiffusionSweepSpec
 from measure.schema import RunRecord, SweepSpec
 from measure.sink import import_run_dir
 
@@ -23,6 +24,8 @@ app = typer.Typer(
     help="Measure inference energy on this machine's GPU and import the runs into datasets/local/.",
     context_settings={"help_option_names": ["-h", "--help"]},
     no_args_is_help=True,
+    add_completion=False,  # one help style across joules-estimate's commands (estimator/cli/main.py)
+    rich_markup_mode=None,
 )
 console = Console()
 
@@ -63,8 +66,15 @@ def run_cmd(
         float, typer.Option(help="seconds per arm of the sampler on/off check")
     ] = 0.0,
     as_json: Annotated[bool, typer.Option("--json", help="print the records as JSON lines")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="print each configuration's expected duration and the total; run nothing")
+    ] = False,
+    gpu: Annotated[str, typer.Option(help="GPU the --dry-run plans for (catalog key or alias)")] = "H200",
 ) -> None:
-    """Run every configuration of SPEC.toml on this machine's GPU; records go to OUT/records.jsonl."""
+    """Run every configuration of SPEC.toml on this machine's GPU; records go to OUT/records.jsonl.
+
+    A spec with ``kind = "diffusion"`` runs the DiT backend; ``tensor_parallel > 1`` spawns one process per GPU.
+    """
     if ray or more or resume:
         from measure.ray_sweep import run_from_cli
 
@@ -72,8 +82,14 @@ def run_cmd(
                                       gpu_type=gpu_type, idle_s=idle_s, as_json=as_json, console=console))
     from measure.sweep import default_out_dir, run_sweep
 
-    spec = SweepSpec.from_toml(spec_path)
+    spec = load_spec(spec_path)
+    if dry_run:
+        _print_plan(spec, gpu)
+        return
     out_dir = out or default_out_dir()
+    if not isinstance(spec, SweepSpec) or spec.tensor_parallel > 1:
+        _run_other(spec, out_dir, idle_s, as_json)
+        return
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -98,6 +114,56 @@ def run_cmd(
         f"idle power (context held): {result.info.get('idle_power_watts_context_held', float('nan')):.1f} W"
         f"; records in {out_dir}/records.jsonl"
     )
+
+
+def load_spec(path: Path) -> SweepSpec | DiffusionSweepSpec:
+    """An LLM sweep spec, or a diffusion one when the TOML says ``kind = "diffusion"``."""
+    import tomllib
+
+    with open(path, "rb") as f:
+        data = tomllib.load(f)
+    if data.get("kind") == "diffusion":
+        return DiffusionSweepSpec.model_validate(data)
+    return SweepSpec.model_validate(data)
+
+
+def _print_plan(spec: SweepSpec | DiffusionSweepSpec, gpu: str) -> None:
+    from measure.plan import START_S, plan_sweep
+
+    plans = plan_sweep(spec, gpu)
+    table = Table(title=f"{spec.name}: planned on {gpu} (roofline x efficiency; see measure/plan.py)")
+    for col in ("configuration", "step ms", "setup s", "warm-up s", "window s", "total s"):
+        table.add_column(col, justify="left" if col == "configuration" else "right")
+    for p in plans:
+        table.add_row(p.key, f"{p.step_ms:.1f}", f"{p.setup_s:.1f}", f"{p.warmup_s:.1f}", f"{p.measure_s:.1f}",
+                      f"{p.total_s:.1f}")
+    console.print(table)
+    total = START_S + sum(p.total_s for p in plans)
+    console.print(f"expected total: {total:.0f} s ({total / 60:.1f} min, including {START_S:.0f} s start-up)")
+
+
+def _run_other(spec: SweepSpec | DiffusionSweepSpec, out_dir: Path, idle_s: float, as_json: bool) -> None:
+    """Diffusion sweeps and tensor-parallel sweeps (no progress bar: they run in other processes or loops)."""
+    if isinstance(spec, DiffusionSweepSpec):
+        from measure.diffusion_sweep import run_diffusion_sweep
+
+        records = run_diffusion_sweep(spec, out_dir, idle_s=idle_s)
+        for r in records:
+            typer.echo(r.model_dump_json() if as_json else
+                       f"{spec.name} bs{r.batch_size}: {r.energy_per_image_joules:.1f} J/image, "
+                       f"{r.batch_latency_s:.2f} s/batch, {r.avg_power_watts:.0f} W, util "
+                       f"{r.gpu_utilization_pct or float('nan'):.0f}%, stable {r.is_stable} {r.unstable_reason}")
+        return
+    from measure.tp_sweep import run_sweep_tp
+
+    result = run_sweep_tp(spec, out_dir, idle_s=idle_s)
+    if as_json:
+        for r in result.records:
+            typer.echo(r.model_dump_json())
+        return
+    console.print(_summary(result.records, result.skipped))
+    for r in result.records:
+        console.print(f"{r.max_num_seqs}: per-GPU W {[round(w) for w in r.power_per_gpu_watts or []]}")
 
 
 @app.command("import")

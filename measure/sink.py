@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from measure.diffusion_schema import DiffusionRecord
 from measure.schema import Provenance, RunRecord, SweepSpec
 
 RECORDS_FILE = "records.jsonl"
@@ -86,7 +87,7 @@ class RunSink:
         (self.out_dir / SWEEP_FILE).write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
 
 
-def read_records(path: str | Path) -> list[RunRecord]:
+def read_records(path: str | Path) -> list[RunRecord | DiffusionRecord]:
     """Parse and validate every line of a records JSONL file.
 
     Raises:
@@ -97,7 +98,8 @@ def read_records(path: str | Path) -> list[RunRecord]:
         if not line.strip():
             continue
         try:
-            records.append(RunRecord.model_validate_json(line))
+            kind = DiffusionRecord if '"inference_steps"' in line else RunRecord
+            records.append(kind.model_validate_json(line))
         except ValueError as err:
             raise ValueError(f"{path}:{n}: invalid run record: {err}") from err
     return records

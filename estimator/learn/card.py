@@ -87,6 +87,9 @@ class Card(_Strict):
                                           "quantile tail of the interval (0.10 = p10/p90)")
     interval_source: str = ""
     evaluation_choices: dict[str, str] = Field(default_factory=dict, description="what was chosen where")
+    calibration_components: dict[str, dict[str, dict[str, float]]] = Field(
+        default_factory=dict, description="family -> quantity -> variance components of the calibration model "
+        "(estimator/learn/calibration_model.py); empty: models/calibration/components.json is used")
 
     def domain_of(self, family: str) -> Domain | None:
         """The training domain of a family, or None when the card has none (then nothing warns)."""
