@@ -43,14 +43,12 @@ def test_hybrid_state_is_per_sequence_not_per_token(catalog):
     assert memory.kv_bytes_per_sequence(nemotron, 0) == pytest.approx(state)
 
 
-def test_max_batch_that_fits_and_headroom(catalog):
-    """Headroom = 0.9 x memory - weights - reserve; batch = pooled headroom / cache per sequence."""
-    gpu = catalog.gpus["H100-SXM"]
-    headroom = memory.memory_headroom_per_gpu_gb(gpu, 16e9)
-    assert headroom == pytest.approx(0.9 * 80 - 16 - memory.ACTIVATION_RESERVE_GB)
-    assert memory.max_batch_that_fits(headroom, 2, 1e9) == pytest.approx(2 * headroom)
+def test_max_batch_that_fits(catalog):
+    """Batch = pool per GPU x GPUs / cache per sequence (x copies); zero when the weights alone do not fit."""
+    pool = 50e9
+    assert memory.max_batch_that_fits(pool, 2, 1e9) == pytest.approx(100)
     assert memory.max_batch_that_fits(-1.0, 8, 1e9) == 0.0
-    assert memory.max_batch_that_fits(headroom, 2, 1e9, cache_copies=2) == pytest.approx(headroom)
+    assert memory.max_batch_that_fits(pool, 2, 1e9, cache_copies=2) == pytest.approx(50)
 
 
 def test_expected_distinct_experts():

@@ -63,6 +63,8 @@ class GPUSpec(_Entry):
     generation: int = Field(ge=1, description="ordinal within vendor: ampere 8, ada 8.9->8, hopper 9, blackwell 10")
     form_factor: str = Field(description="sxm, pcie, oam, superchip")
     memory_gb: float = Field(gt=0, description="HBM/GDDR capacity in GB (10^9 bytes) as the datasheet states")
+    memory_mib: float | None = Field(default=None, gt=0, description="total memory as nvidia-smi reports it (MiB); "
+                                     "None -> memory_gb x 10^9 bytes is used")
     hbm_bandwidth_tb_per_sec: float = Field(gt=0)
     peak_tflops_bf16: float = Field(gt=0, description="dense")
     peak_tflops_fp8: float | None = Field(default=None, gt=0, description="dense; None when unsupported")
@@ -142,6 +144,14 @@ class ArchitectureSpec(_Entry):
     default_width: int = Field(default=0, ge=0)
     default_frames: int = Field(default=0, ge=0)
     uses_cfg: bool = Field(default=False, description="classifier-free guidance doubles the denoiser batch")
+    # UNet denoisers (diffusers UNet2DConditionModel config names); empty for DiTs
+    denoiser_type: Literal["dit", "unet"] = "dit"
+    unet_block_out_channels: list[int] = Field(default_factory=list, description="width of each stage")
+    unet_transformer_layers_per_block: list[int] = Field(
+        default_factory=list, description="transformer depth per down stage (0 = a stage without attention)")
+    unet_mid_transformer_layers: int = Field(default=0, ge=0)
+    unet_layers_per_block: int = Field(default=2, ge=1, description="ResNets per down stage (up stages: one more)")
+    unet_cross_attention_dim: int = Field(default=0, ge=0, description="text-embedding width of cross-attention")
 
     @model_validator(mode="after")
     def _consistent(self) -> ArchitectureSpec:
@@ -155,6 +165,9 @@ class ArchitectureSpec(_Entry):
         missing = [name for name in needed if not getattr(self, name)]
         if missing:
             raise ValueError(f"{self.kind} entry lacks {', '.join(missing)}")
+        if self.denoiser_type == "unet" and (len(self.unet_transformer_layers_per_block)
+                                             != len(self.unet_block_out_channels) or not self.unet_block_out_channels):
+            raise ValueError("unet entry needs unet_block_out_channels and a transformer depth per stage")
         if self.architecture == "moe" and not (self.num_experts and self.num_experts_per_token):
             raise ValueError("moe entry lacks num_experts / num_experts_per_token")
         return self

@@ -335,12 +335,13 @@ def print_costs(labels: list[str], costs: list) -> None:
 
 
 def accuracy_summary(card) -> dict:
-    """Per split: energy-per-token (LLM/MLLM) and energy-per-item (diffusion) median / p90 APE % and rows, from an
-    :class:`estimator.learn.card.Card`."""
+    """Per split: energy-per-token (LLM/MLLM; output length given, and from the training fold's task profile) and
+    energy-per-item (diffusion) median / p90 APE % and rows, from an :class:`estimator.learn.card.Card`."""
     out = {}
     for split, families in card.metrics.items():
         row = {}
-        for family, metric in (("llm", "energy_per_token_joules"), ("diffusion", "energy_per_item_joules")):
+        for family, metric in (("llm|task-profile", "energy_per_token_joules"), ("llm", "energy_per_token_joules"),
+                               ("diffusion", "energy_per_item_joules")):
             values = families.get(family, {}).get(metric)
             if values:
                 row[family] = {"metric": metric, "median_ape_pct": values.get("median_ape_pct"),
@@ -354,11 +355,13 @@ def print_summary(summary: dict, source: str) -> None:
 
     table = Table(title=f"Held-out accuracy of energy predictions ({source}); APE = |predicted - measured| / "
                         f"measured", title_justify="left")
-    for name in ("split", "LLM J/token median APE %", "p90 %", "n", "diffusion J/item median APE %", "p90 %", "n"):
+    for name in ("split", "LLM J/token, task-profile length: median APE %", "p90 %", "n",
+                 "LLM J/token, length given: median APE %", "p90 %", "n",
+                 "diffusion J/item median APE %", "p90 %", "n"):
         table.add_column(name, justify="left" if name == "split" else "right")
     for split, row in summary.items():
         cells = []
-        for family in ("llm", "diffusion"):
+        for family in ("llm|task-profile", "llm", "diffusion"):
             v = row.get(family)
             cells += (["-"] * 3 if v is None else
                       [f"{v['median_ape_pct']:.1f}", f"{v['p90_ape_pct']:.1f}", str(v["n"])])

@@ -3,7 +3,8 @@
 One typed, versioned schema, read through :func:`read_card` only. The card carries each target's physics offsets
 *and* bounds (ceiling/floor), so a loaded predictor uses the offsets and bounds it was trained with, never a
 different copy from code. Version 1 is the layout written since the first trained predictor (its files carry no
-``schema_version`` key; that absence means 1).
+``schema_version`` key; that absence means 1). Version 2 (issue 18) adds the task-profile intervals, interval tails
+per reading and quantity, and where each evaluation choice was made.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 CARD_FILE = "card.json"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 class _Strict(BaseModel):
@@ -78,9 +79,14 @@ class Card(_Strict):
     baselines: dict[str, dict[str, dict[str, Any]]] = Field(default_factory=dict)
     intervals: dict[str, dict[str, list[float]]] = Field(
         default_factory=dict, description="family -> quantity -> [low, high] log(measured / predicted) quantiles")
-    interval_tails: dict[str, float] = Field(
-        default_factory=dict, description="family -> residual quantile tail of the interval (0.10 = p10/p90)")
+    intervals_task_profile: dict[str, dict[str, list[float]]] = Field(
+        default_factory=dict, description="as intervals, for predictions whose output length comes from the task "
+                                          "profile (they carry the output-length uncertainty)")
+    interval_tails: dict[str, Any] = Field(
+        default_factory=dict, description="v1: family -> tail; v2: reading -> family -> quantity -> residual "
+                                          "quantile tail of the interval (0.10 = p10/p90)")
     interval_source: str = ""
+    evaluation_choices: dict[str, str] = Field(default_factory=dict, description="what was chosen where")
     calibration_components: dict[str, dict[str, dict[str, float]]] = Field(
         default_factory=dict, description="family -> quantity -> variance components of the calibration model "
         "(estimator/learn/calibration_model.py); empty: models/calibration/components.json is used")

@@ -18,7 +18,9 @@ import numpy as np
 import pandas as pd
 
 from estimator.catalog.catalog import Catalog
+from estimator.learn import holdout
 from estimator.learn.family import family_of
+from estimator.learn.features import featurize
 from estimator.learn.predictor import fit_regressors, predict_end_metrics, targets_for
 from estimator.physics import step
 
@@ -54,9 +56,16 @@ def split_folds(frame: pd.DataFrame, split: str, catalog: Catalog, seed: int = 0
 
 def out_of_fold(frame: pd.DataFrame, features: pd.DataFrame, family: str, split: str, catalog: Catalog,
                 progress: Callable[[str], None] | None = None) -> pd.DataFrame:
-    """Out-of-fold predictions of every derived metric for one family under one split."""
+    """Out-of-fold predictions of every derived metric for one family under one split, in both readings.
+
+    ``pred_<metric>`` is the "output length given" reading (the rows' measured mean output length is an input);
+    ``profile_pred_<metric>`` is the "output length from the task profile" reading (LLM only): the test rows are
+    re-featurized with the training fold's task profile (:func:`estimator.learn.holdout.task_output_profile`) and
+    energy per response is that J/token x the profile length. NaN where the test task is absent from training.
+    """
     predictions: dict[str, np.ndarray] = {}
     fold_of = np.full(len(frame), "", dtype=object)
+    profile_len = np.full(len(frame), np.nan)
     for fold, train, test in split_folds(frame, split, catalog):
         if len(train) == 0 or len(test) == 0:
             continue
@@ -64,12 +73,22 @@ def out_of_fold(frame: pd.DataFrame, features: pd.DataFrame, family: str, split:
                                     targets_for(family))
         derived = predict_end_metrics(regressors, features.iloc[test], frame.iloc[test], family)
         for name, values in derived.items():
-            predictions.setdefault(name, np.full(len(frame), np.nan))[test] = values
+            predictions.setdefault(f"pred_{name}", np.full(len(frame), np.nan))[test] = values
+        if family == "llm":
+            profiled = holdout.with_profile_lengths(frame.iloc[test],
+                                                    holdout.task_output_profile(frame.iloc[train]))
+            if profiled is not None:
+                profile_len[test] = profiled["avg_output_len"].to_numpy(float)
+                derived = predict_end_metrics(regressors, featurize(profiled, catalog), profiled, family)
+                for name, values in derived.items():
+                    predictions.setdefault(f"profile_pred_{name}", np.full(len(frame), np.nan))[test] = values
         fold_of[test] = fold
         if progress:
             progress(f"{split} {family} {fold}")
-    out = pd.DataFrame({f"pred_{k}": v for k, v in predictions.items()}, index=frame.index)
+    out = pd.DataFrame(predictions, index=frame.index)
     out["fold"] = fold_of
+    if family == "llm":
+        out["profile_output_len"] = profile_len
     return out
 
 
@@ -89,29 +108,16 @@ def ape_metrics(measured: np.ndarray, predicted: np.ndarray) -> dict[str, float]
             "within_2x_pct": float(np.mean((ratio <= 2) & (ratio >= 0.5)) * 100)}
 
 
-def interval_quantiles(log_residuals: np.ndarray, tail: float = 0.1) -> list[float]:
-    """[q(tail), q(1 - tail)] of log(measured / predicted)."""
-    return [float(np.quantile(log_residuals, tail)), float(np.quantile(log_residuals, 1 - tail))]
+def geometric_bias(predicted: np.ndarray, measured: np.ndarray, groups: np.ndarray) -> dict:
+    """Per held-out group, exp(mean log(predicted / measured)) (1.0 = unbiased), and the worst of them.
 
-
-def cross_fitted_coverage(log_residuals: np.ndarray, groups: np.ndarray, tail: float = 0.1) -> float:
-    """Share of rows inside the interval calibrated on the OTHER groups' residuals only (honest)."""
-    inside = []
-    for group in np.unique(groups):
-        mask = groups == group
-        low, high = interval_quantiles(log_residuals[~mask], tail)
-        inside.append((log_residuals[mask] >= low) & (log_residuals[mask] <= high))
-    return float(np.mean(np.concatenate(inside)) * 100)
-
-
-def calibrate_tail(log_residuals: np.ndarray, groups: np.ndarray, target_pct: float = 80.0) -> float:
-    """The residual quantile tail (0.10 down to 0.02) whose interval covers ``target_pct`` of rows when each
-    model is judged by the others' residuals: residuals cluster by model, so the plain p10/p90 of pooled
-    residuals under-covers a new model. Returns the widest needed; 0.10 when that already suffices."""
-    for tail in (0.10, 0.09, 0.08, 0.07, 0.06, 0.05, 0.04, 0.03):
-        if cross_fitted_coverage(log_residuals, groups, tail) >= target_pct:
-            return tail
-    return 0.02
+    Returns ``{"by_group": {group: ratio}, "worst": ratio furthest from 1 (in log), "outside_1_5x": count}``.
+    """
+    by_group = {str(g): float(np.exp(np.mean(np.log(predicted[groups == g] / measured[groups == g]))))
+                for g in np.unique(groups)}
+    worst = max(by_group.values(), key=lambda r: abs(math.log(r)))
+    outside = sum(1 for r in by_group.values() if not 1 / 1.5 <= r <= 1.5)
+    return {"by_group": by_group, "worst": worst, "outside_1_5x": outside}
 
 
 def _kendall_tau(a: np.ndarray, b: np.ndarray) -> float:

@@ -61,7 +61,7 @@ LLM_FEATURES = [
     _f("log_roofline_step_ms_ref", "latent", "compute"),
     _f("log_prefill_flops_per_output_token", "latent", "compute"),
     _f("log_comm_bytes_per_token", "latent", "communication"),
-    _f("touched_expert_share", "latent", "compute"),
+    _f("touched_expert_share", "latent", "compute"), _f("tp_comm_share", "latent", "communication"),
 ]
 DIFFUSION_FEATURES = [
     _f("log_denoiser_params_billions", "algorithm", "model"), _f("denoiser_hidden_size", "algorithm", "model"),
@@ -96,7 +96,7 @@ def _llm_static(arch: ArchitectureSpec, precision: str, num_gpus: int, attention
         "log_active_params_billions": math.log(arch.active_params_billions),
         "precision_bytes": memory.bytes_per_param(precision),
         "weight_gb_per_gpu": weight_per_gpu / memory.BILLION,
-        "headroom_gb_per_gpu": memory.memory_headroom_per_gpu_gb(gpu, weight_per_gpu),
+        "_weight_per_gpu": weight_per_gpu,
         "kv_kb_per_token": memory.kv_bytes_per_token(arch) / 1e3,
         "_linear_flops": step.linear_flops_per_token(arch),
     }
@@ -105,9 +105,10 @@ def _llm_static(arch: ArchitectureSpec, precision: str, num_gpus: int, attention
 def llm_features_row(arch: ArchitectureSpec, gpu: GPUSpec, ref_gpu: GPUSpec, *, precision: str, num_gpus: int,
                      max_num_seqs: float, tensor_parallel: int, expert_parallel: int, data_parallel: int,
                      input_tokens: float, output_tokens: float, is_reasoning: bool, modality: str,
-                     engine: str, static_cache: dict | None = None) -> dict:
+                     engine: str, kv_cache_dtype: str = "auto", static_cache: dict | None = None) -> dict:
     """All LLM/MLLM features for one configuration (see :data:`LLM_FEATURES`); the decode-step physics is
-    :func:`estimator.physics.step.decode_step`.
+    :func:`estimator.physics.step.decode_step`, the KV pool vLLM's rule
+    (:func:`estimator.physics.memory.llm_kv_pool_bytes_per_gpu`).
 
     ``static_cache`` (optional, per call) memoises the parts that depend only on model, GPU and layout.
     """
@@ -120,10 +121,11 @@ def llm_features_row(arch: ArchitectureSpec, gpu: GPUSpec, ref_gpu: GPUSpec, *, 
     else:
         static = static_cache[key]
     row = dict(static)
+    pool = memory.llm_kv_pool_bytes_per_gpu(arch, gpu, row.pop("_weight_per_gpu"), tensor_parallel, max_num_seqs)
     s = step.decode_step(arch, gpu, ref_gpu, precision=precision, num_gpus=num_gpus, max_num_seqs=max_num_seqs,
-                         headroom_per_gpu_gb=row["headroom_gb_per_gpu"], attention_data_parallel=attention_dp,
+                         kv_pool_per_gpu_bytes=pool, data_parallel=data_parallel,
                          tensor_parallel=tensor_parallel, expert_parallel=expert_parallel,
-                         input_tokens=input_tokens, output_tokens=output_tokens,
+                         input_tokens=input_tokens, output_tokens=output_tokens, kv_cache_dtype=kv_cache_dtype,
                          linear_flops=row.pop("_linear_flops"))
     row.update(
         is_multimodal=float(modality in ("vision-text", "omni")), is_video=float(modality == "omni"),
@@ -131,16 +133,20 @@ def llm_features_row(arch: ArchitectureSpec, gpu: GPUSpec, ref_gpu: GPUSpec, *, 
         is_reasoning=float(is_reasoning), log2_max_num_seqs=math.log2(max_num_seqs),
         tensor_parallel=tensor_parallel, expert_parallel=expert_parallel, attention_data_parallel=float(attention_dp),
         engine_code=ENGINE_CODES.get(engine, 3), **_hardware(gpu, precision, num_gpus),
+        headroom_gb_per_gpu=pool / memory.BILLION,
         log2_max_feasible_batch=math.log2(max(s.max_feasible_batch, 1.0)),
         batch_fill=max_num_seqs / max(s.max_feasible_batch, 1.0),
         log2_expected_batch=math.log2(s.batch),
         log_flops_per_token=math.log(s.flops / s.batch), log_bytes_per_token=math.log(s.bytes_moved / s.batch),
         kv_read_share=s.kv_bytes_read / s.bytes_moved, log_arithmetic_intensity=math.log(s.flops / s.bytes_moved),
         compute_bound_share=s.compute_s / (s.compute_s + s.memory_s),
-        log_roofline_step_ms=math.log(1e3 * (s.compute_s + s.memory_s)),
-        log_roofline_step_ms_ref=math.log(1e3 * (s.ref_compute_s + s.ref_memory_s)),
+        log_roofline_step_ms=math.log(1e3 * s.roofline_step_s),
+        log_roofline_step_ms_ref=math.log(1e3 * s.ref_roofline_step_s),
         log_prefill_flops_per_output_token=math.log(s.prefill_flops_per_output_token),
         log_comm_bytes_per_token=math.log1p(s.comm_bytes_per_token), touched_expert_share=s.touched_expert_share,
+        tp_comm_share=s.comm_s / s.roofline_step_s,
+        # not a model input: TTFT from prefill physics alone, output as "physics only" (learn/prediction.py)
+        ttft_physics_s=s.ttft_s,
         fits_in_memory=float(s.max_feasible_batch >= 1.0), max_feasible_batch=s.max_feasible_batch,
         # not a model input; bounds throughput predictions (estimator/learn/predictor.py TARGETS)
         log_throughput_ceiling=math.log(s.throughput_ceiling_tokens_per_sec),
@@ -228,7 +234,8 @@ def featurize(configs: pd.DataFrame, catalog: Catalog,
             input_tokens=float(_value(config, "avg_input_len", task.mean_input_tokens)),
             output_tokens=float(_value(config, "avg_output_len", task.mean_output_tokens)),
             is_reasoning=task.reasoning, modality=task.modality if arch.kind == "mllm" else "text",
-            engine=engine, static_cache=static_cache))
+            engine=engine, kv_cache_dtype=str(_value(config, "kv_cache_dtype", "auto")),
+            static_cache=static_cache))
     return pd.DataFrame(rows, index=configs.index)
 
 

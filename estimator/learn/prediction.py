@@ -6,7 +6,6 @@ targets, ``status`` != "ok" and a ``reason``; it never aborts the frame.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,6 +26,8 @@ from estimator.physics import memory
 
 LLM_OUTPUTS = LLM.outputs
 DIFFUSION_OUTPUTS = DIFFUSION.outputs
+#: physics-only outputs (no run records them yet, so nothing is learned or calibrated; no interval)
+PHYSICS_ONLY_OUTPUTS = ("ttft_physics_ms",)
 #: interval of a derived quantity -> which calibrated residual it uses
 INTERVAL_OF = {"tokens_per_sec_per_watt": "energy_per_token_joules", "items_per_sec": "batch_latency_s"}
 POSITIVE_INPUTS = ("num_gpus", "max_num_seqs", "batch_size", "avg_output_len", "avg_input_len",
@@ -102,6 +103,10 @@ def _fill_llm_defaults(values: dict, arch: ArchitectureSpec, task: TaskSpec, num
     values.setdefault("data_parallel", dp)
     values.setdefault("avg_output_len", task.mean_output_tokens)
     values.setdefault("avg_input_len", task.mean_input_tokens)
+    values.setdefault("kv_cache_dtype", "auto")
+    if str(values["kv_cache_dtype"]) not in memory.KV_DTYPE_BYTES:
+        raise ConfigurationError(f"unknown kv_cache_dtype {values['kv_cache_dtype']!r}; known: "
+                                 f"{', '.join(memory.KV_DTYPE_BYTES)}")
     if values["weight_precision"] not in memory.BYTES_PER_PARAM:
         raise ConfigurationError(f"unknown precision {values['weight_precision']!r}; known: "
                                  f"{', '.join(memory.BYTES_PER_PARAM)}")
@@ -139,11 +144,12 @@ def resolve_row(raw: dict, catalog: Catalog, extra_models: dict[str, Architectur
 
 
 def memory_reason(arch: ArchitectureSpec, values: dict, catalog: Catalog) -> str | None:
-    """None when the configuration fits (memory rule 2 of ``estimator/physics/memory.py``); otherwise the
-    arithmetic of why it does not."""
+    """None when the configuration fits (the one rule of ``estimator/physics/memory.py``: vLLM's KV pool must hold
+    one sequence of input + output tokens); otherwise the arithmetic of why it does not."""
     gpu = catalog.gpus[values["gpu_model"]]
     num_gpus = int(values["num_gpus"])
-    utilization = f"{memory.GPU_MEMORY_UTILIZATION:g} x {gpu.memory_gb:g} GB"
+    utilization = (f"{memory.GPU_MEMORY_UTILIZATION:g} x {memory.usable_memory_bytes(gpu) / memory.BILLION:.1f} GB "
+                   f"(the memory the driver reports)")
     if arch.kind == "diffusion":
         fit = memory.diffusion_fit(arch, gpu)
         if not fit.fits:
@@ -152,13 +158,16 @@ def memory_reason(arch: ArchitectureSpec, values: dict, catalog: Catalog) -> str
         return None
     precision = values["weight_precision"]
     fit = memory.llm_fit_full_context(arch, gpu, precision, num_gpus, int(values["data_parallel"]),
-                                      values["avg_input_len"], values["avg_output_len"])
+                                      values["avg_input_len"], values["avg_output_len"],
+                                      tensor_parallel=int(values["tensor_parallel"]),
+                                      max_num_seqs=float(values["max_num_seqs"]),
+                                      kv_cache_dtype=str(values.get("kv_cache_dtype", "auto")))
     if not fit.fits:
-        return (f"does not fit: {num_gpus} x {gpu_short(gpu)} gives {utilization} - "
-                f"{memory.ACTIVATION_RESERVE_GB:g} GB reserve = "
-                f"{memory.GPU_MEMORY_UTILIZATION * gpu.memory_gb - memory.ACTIVATION_RESERVE_GB:.1f} GB per GPU, "
-                f"but the {precision} weights take {fit.weight_bytes_per_gpu / memory.BILLION:.1f} GB per GPU, "
-                f"leaving {max(fit.headroom_per_gpu_gb, 0):.1f} GB for the KV cache, less than one "
+        return (f"does not fit: {num_gpus} x {gpu_short(gpu)} gives {utilization} = "
+                f"{memory.usable_memory_gb(gpu):.1f} GB per GPU; the {precision} weights take "
+                f"{fit.weight_bytes_per_gpu / memory.BILLION:.1f} GB per GPU and vLLM's activation peak plus "
+                f"non-torch memory {fit.activation_and_other_bytes_per_gpu / memory.BILLION:.1f} GB, leaving "
+                f"{max(fit.pool_per_gpu_bytes, 0) / memory.BILLION:.1f} GB for the KV cache, less than one "
                 f"{fit.context_tokens:.0f}-token sequence ({fit.sequence_gb:.2f} GB); use more GPUs or a smaller "
                 f"precision")
     return None
@@ -195,6 +204,7 @@ def predict_frame(configs: pd.DataFrame, bundle: PredictorBundle, catalog: Catal
     for column in (*LLM.outputs, *DIFFUSION.outputs):
         for suffix in ("", "_p10", "_p90"):
             out[column + suffix] = np.nan
+    out["ttft_physics_ms"] = np.nan
     warnings = [""] * len(configs)
     for position, row in resolved.items():
         warnings[position] = "; ".join(row.warnings)
@@ -204,8 +214,11 @@ def predict_frame(configs: pd.DataFrame, bundle: PredictorBundle, catalog: Catal
             continue
         frame = pd.DataFrame([resolved[p].values for p in positions], index=positions)
         features = featurize(frame, catalog, extra_models)
-        _fill(out, positions, frame, features, bundle, family.name)
+        profile_length = np.array([is_blank(records[p].get("avg_output_len")) for p in positions])
+        _fill(out, positions, frame, features, bundle, family.name, profile_length)
         if family is LLM:
+            # TTFT from prefill physics alone (labelled "physics only": no run records TTFT to learn from)
+            out.loc[positions, "ttft_physics_ms"] = features["ttft_physics_s"].to_numpy(float) * 1e3
             for p, feasible, batch in zip(positions, features["max_feasible_batch"], frame["max_num_seqs"],
                                           strict=True):
                 if batch > feasible:
@@ -221,13 +234,20 @@ def predict_frame(configs: pd.DataFrame, bundle: PredictorBundle, catalog: Catal
 
 
 def _fill(out: pd.DataFrame, positions: list[int], frame: pd.DataFrame, features: pd.DataFrame,
-          bundle: PredictorBundle, family: str) -> None:
+          bundle: PredictorBundle, family: str, profile_length: np.ndarray | None = None) -> None:
+    """Write predictions and p10/p90 intervals. Rows whose output length came from the task profile
+    (``profile_length`` True) take the task-profile intervals, which carry the output-length uncertainty."""
     derived = predict_end_metrics(bundle.regressors, features, frame, family)
-    intervals = bundle.intervals.get(family, {})
+    given = bundle.intervals.get(family, {})
+    profiled = bundle.card.intervals_task_profile.get(family, given)
+    use_profile = np.zeros(len(positions), dtype=bool) if profile_length is None else profile_length
     for name, values in derived.items():
-        out.loc[positions, name] = values
-        q10, q90 = intervals.get(INTERVAL_OF.get(name, name), (0.0, 0.0))
+        key = INTERVAL_OF.get(name, name)
+        bounds = np.array([profiled.get(key, given.get(key, (0.0, 0.0))) if use else given.get(key, (0.0, 0.0))
+                           for use in use_profile], dtype=float).reshape(len(positions), 2)
+        q10, q90 = bounds[:, 0], bounds[:, 1]
         if name in INTERVAL_OF:  # a reciprocal quantity: the interval flips
             q10, q90 = -q90, -q10
-        out.loc[positions, name + "_p10"] = values * math.exp(q10)
-        out.loc[positions, name + "_p90"] = values * math.exp(q90)
+        out.loc[positions, name] = values
+        out.loc[positions, name + "_p10"] = values * np.exp(q10)
+        out.loc[positions, name + "_p90"] = values * np.exp(q90)

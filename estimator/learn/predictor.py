@@ -3,7 +3,8 @@
 Each target is an ensemble of boosters, each learning ``log(y) - offset(features)`` for one physics offset
 (none; GPU count x TDP; roofline throughput or latency on the configuration's GPU or on a reference GPU); the
 prediction is their mean in log space. Members hedge between "hardware scales as the datasheet says" and
-"hardware does not matter", which is what transfers to GPUs absent from training.
+"hardware does not matter", which is what transfers to GPUs absent from training. (A shrunk ridge blended into
+each member was tried for issue 18 and made every split worse; see benchmarks/transfer-log.md.)
 Energy is never predicted directly: energy per token
 = power / throughput and energy per image = power x latency / batch, so the three always agree exactly.
 Artifacts are LightGBM text files plus ``card.json`` (:mod:`estimator.learn.card`); no pickles.
@@ -25,11 +26,13 @@ from estimator.learn.family import family_of, feature_names
 from estimator.paths import predictors_dir
 
 #: small trees: with ~40 models, deeper trees memorise model identity instead of physics (chosen on
-#: leave-one-model-out / leave-family-out / leave-GPU-out energy error; see benchmarks/accuracy.md)
+#: leave-one-model-out / leave-family-out / leave-GPU-out energy error; see benchmarks/accuracy.md). One thread:
+#: on 700 rows the boosters gain nothing from two, and OpenMP threads spin-wait on a shared 2-core machine (there a
+#: full `joules-estimate train` took 126 CPU s with one thread and over 1,300 CPU s with two)
 LGB_PARAMS = {
     "objective": "regression", "learning_rate": 0.05, "num_leaves": 7, "min_data_in_leaf": 6,
     "feature_fraction": 0.7, "bagging_fraction": 0.9, "bagging_freq": 1, "lambda_l2": 1.0,
-    "verbose": -1, "deterministic": True, "force_row_wise": True, "num_threads": 2, "seed": 7,
+    "verbose": -1, "deterministic": True, "force_row_wise": True, "num_threads": 1, "seed": 7,
 }
 NUM_ROUNDS = 500
 
@@ -103,6 +106,7 @@ TARGETS = (
     TargetSpec("output_throughput_tokens_per_sec", "llm", "output_throughput_tokens_per_sec",
                ("none", "roofline_throughput_ref", "roofline_throughput"), ceiling="throughput_ceiling"),
     TargetSpec("median_itl_ms", "llm", "median_itl_ms", ("none", "roofline_step"), floor="half_roofline_step"),
+    TargetSpec("p90_itl_ms", "llm", "p90_itl_ms", ("roofline_step",), floor="half_roofline_step"),
     TargetSpec("batch_latency_s", "diffusion", "batch_latency_s", ("roofline_latency_ref", "roofline_latency"),
                floor="roofline_latency"),
     TargetSpec("diffusion_avg_power_watts", "diffusion", "avg_power_watts", ("gpu_tdp",), ceiling="gpu_tdp"),
@@ -193,7 +197,8 @@ def predict_end_metrics(regressors: dict[str, TargetRegressor], features: pd.Dat
     diffusion).
     """
     spec = family_of(family)
-    return spec.end_metrics({name: regressors[name].predict_log(features) for name in spec.targets}, frame)
+    return spec.end_metrics({name: regressors[name].predict_log(features) for name in spec.targets
+                             if name in regressors}, frame)
 
 
 class PredictorMismatchError(ValueError):
@@ -219,7 +224,7 @@ class PredictorBundle:
     @property
     def intervals(self) -> dict[str, dict[str, list[float]]]:
         """Per family and derived quantity: [low, high] log(measured / predicted) quantiles of the calibrated
-        80%-coverage interval (see :func:`estimator.learn.evaluate.calibrate_tail`)."""
+        80%-coverage interval (see :func:`estimator.learn.holdout.choose_tail`)."""
         return self.card.intervals
 
     def predict_log(self, target: str, features: pd.DataFrame) -> np.ndarray:
@@ -294,12 +299,14 @@ def load_predictor(name_or_path: str | Path = "default") -> PredictorBundle:
 
 def fit_regressors(features: dict[str, pd.DataFrame], frames: dict[str, pd.DataFrame],
                    targets: list[TargetSpec] | None = None) -> dict[str, TargetRegressor]:
-    """Fit every target on its family's rows. ``features``/``frames`` are keyed by 'llm' and 'diffusion'."""
+    """Fit every target on its family's rows that measured it (``p90_itl_ms`` is optional in run records).
+    ``features``/``frames`` are keyed by 'llm' and 'diffusion'."""
     fitted = {}
     for target in targets or TARGETS:
         frame = frames[target.family]
-        if frame.empty:
+        y = frame[target.column].to_numpy(float) if target.column in frame else np.array([])
+        measured = np.isfinite(y)
+        if not measured.any():
             continue
-        fitted[target.name] = TargetRegressor(target).fit(features[target.family],
-                                                          frame[target.column].to_numpy(float))
+        fitted[target.name] = TargetRegressor(target).fit(features[target.family][measured], y[measured])
     return fitted

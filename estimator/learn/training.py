@@ -19,6 +19,7 @@ import pandas as pd
 
 from estimator.catalog.catalog import Catalog, load_catalog
 from estimator.learn import evaluate as ev
+from estimator.learn import holdout
 from estimator.learn.card import Card, Domain, FeatureCard
 from estimator.learn.data import load_runs
 from estimator.learn.family import FAMILIES, family_column, family_of
@@ -28,6 +29,16 @@ from estimator.learn.reference import reference_from_frames
 from estimator.paths import predictors_dir
 
 DEFAULT_PREDICTOR = "default"
+#: what was chosen where (the report prints this): nothing about a held-out group is chosen on its own rows
+EVALUATION_CHOICES = {
+    "task-profile output length": "inside each fold, from the training fold's rows (estimator.learn.holdout)",
+    "interval tails (reported coverage)": "inside each fold: tail calibrated on the other held-out groups only",
+    "interval tails (shipped predictor)": "on all leave-one-model-out residuals (what predictions use)",
+    "input length": "frozen before evaluation: models/catalog/tasks.toml mean_input_tokens (benchmark-code estimates)",
+    "LightGBM parameters and rounds": "frozen before this evaluation (set in an earlier round; not re-tuned here)",
+    "physical bound margins": "frozen constants in estimator.learn.predictor.TARGETS (set once; they do not bind "
+                              "in training rows)",
+}
 
 
 def data_hash(runs: pd.DataFrame) -> str:
@@ -65,41 +76,60 @@ def split_by_family(runs: pd.DataFrame) -> dict[str, pd.DataFrame]:
     return {family.name: runs[key.eq(family.name)].reset_index(drop=True) for family in FAMILIES}
 
 
+#: splits whose interval coverage is reported (each held-out group judged by intervals calibrated without it)
+COVERAGE_SPLITS = (ev.HEADLINE, "leave-family-out")
+
+
+def _quantity_metrics(frame: pd.DataFrame, oof: pd.DataFrame, family: str, split: str, prefix: str) -> dict:
+    """APE metrics per derived quantity for one reading (``prefix`` 'pred_' or 'profile_pred_'), with per-fold
+    metrics for leave-GPU-out, nested coverage on :data:`COVERAGE_SPLITS` and per-model geometric bias."""
+    per_quantity: dict = {}
+    groups = oof["fold"].to_numpy()
+    for quantity, column in ev.measured_columns(family).items():
+        if f"{prefix}{quantity}" not in oof:
+            continue
+        measured = frame[column].to_numpy(float)
+        predicted = oof[f"{prefix}{quantity}"].to_numpy(float)
+        ok = np.isfinite(predicted) & np.isfinite(measured)
+        if not ok.any():
+            continue
+        values = ev.ape_metrics(measured, predicted)
+        if split == "leave-gpu-out":
+            values["by_fold"] = {fold: ev.ape_metrics(measured[groups == fold], predicted[groups == fold])
+                                 for fold in sorted(set(groups[ok]))}
+        if split in COVERAGE_SPLITS:
+            log_residual = np.log(measured[ok] / predicted[ok])
+            values["p10_p90_coverage_pct"] = holdout.nested_coverage(log_residual, groups[ok])
+        if split == ev.HEADLINE:
+            values["model_bias"] = ev.geometric_bias(predicted[ok], measured[ok], groups[ok])
+        per_quantity[quantity] = values
+    return per_quantity
+
+
 def evaluate_all(frames: dict[str, pd.DataFrame], features: dict[str, pd.DataFrame], catalog: Catalog,
                  splits: tuple[str, ...] = ev.SPLITS, progress: Callable[[str], None] | None = None
                  ) -> tuple[dict, dict]:
-    """Metrics per split/family/quantity, plus the leave-one-model-out residuals used for intervals."""
+    """Metrics per split/family/quantity in both output-length readings (``metrics[split][family]`` is the
+    "given" reading, ``metrics[split][family + '|task-profile']`` the task-profile one), plus the
+    leave-one-model-out log residuals (``residuals[reading][family][quantity]``) used for the intervals."""
     metrics: dict = {}
-    residuals: dict = {}
+    residuals: dict = {reading: {} for reading in holdout.READINGS}
     for split in splits:
         metrics[split] = {}
         for family, frame in frames.items():
             if frame.empty:
                 continue
             oof = ev.out_of_fold(frame, features[family], family, split, catalog, progress)
-            per_quantity = {}
-            columns = ev.measured_columns(family)
-            groups = frame["model_id"].to_numpy()
-            energy = next(iter(columns))
-            tail = 0.1
+            per_quantity = _quantity_metrics(frame, oof, family, split, "pred_")
+            profile = _quantity_metrics(frame, oof, family, split, "profile_pred_")
+            if profile:
+                metrics[split][f"{family}|{holdout.PROFILE}"] = profile
             if split == ev.HEADLINE:
-                energy_residual = np.log(frame[columns[energy]].to_numpy(float) / oof[f"pred_{energy}"].to_numpy(float))
-                tail = ev.calibrate_tail(energy_residual, groups)
-                residuals.setdefault(family, {})["_tail"] = tail
-            for quantity, column in columns.items():
-                measured = frame[column].to_numpy(float)
-                predicted = oof[f"pred_{quantity}"].to_numpy(float)
-                per_quantity[quantity] = ev.ape_metrics(measured, predicted)
-                if split == "leave-gpu-out":
-                    per_quantity[quantity]["by_fold"] = {
-                        fold: ev.ape_metrics(measured[oof["fold"].eq(fold).to_numpy()],
-                                             predicted[oof["fold"].eq(fold).to_numpy()])
-                        for fold in sorted(oof["fold"].unique())}
-                if split == ev.HEADLINE:
-                    log_residual = np.log(measured / predicted)
-                    residuals[family][quantity] = log_residual
-                    per_quantity[quantity]["p10_p90_coverage_pct"] = ev.cross_fitted_coverage(
-                        log_residual, groups, tail)
+                for reading, prefix in ((holdout.GIVEN, "pred_"), (holdout.PROFILE, "profile_pred_")):
+                    residuals[reading][family] = {
+                        quantity: np.log(frame[column].to_numpy(float) / oof[f"{prefix}{quantity}"].to_numpy(float))
+                        for quantity, column in ev.measured_columns(family).items() if f"{prefix}{quantity}" in oof}
+                residuals[holdout.GIVEN][family]["_groups"] = oof["fold"].to_numpy()
             if family == "llm":
                 per_quantity["ranking"] = ev.ranking_metrics(frame, oof["pred_energy_per_token_joules"].to_numpy())
                 by_task_family = {}
@@ -111,6 +141,25 @@ def evaluate_all(frames: dict[str, pd.DataFrame], features: dict[str, pd.DataFra
                 per_quantity["energy_per_token_by_task_family"] = by_task_family
             metrics[split][family] = per_quantity
     return metrics, residuals
+
+
+def calibrated_intervals(residuals: dict) -> tuple[dict, dict]:
+    """Per reading, family and quantity: ([q_tail, q_1-tail] of log(measured / predicted), tail), the tail chosen
+    so that 80% of each held-out model's rows fall inside when calibrated on the other models."""
+    intervals: dict = {}
+    tails: dict = {}
+    for reading, by_family in residuals.items():
+        for family, by_quantity in by_family.items():
+            groups = residuals[holdout.GIVEN][family]["_groups"]
+            for quantity, values in by_quantity.items():
+                if quantity.startswith("_"):
+                    continue
+                ok = np.isfinite(values)
+                tail = holdout.choose_tail(values[ok], groups[ok])
+                intervals.setdefault(reading, {}).setdefault(family, {})[quantity] = list(
+                    holdout.interval_bounds(values[ok], tail))
+                tails.setdefault(reading, {}).setdefault(family, {})[quantity] = tail
+    return intervals, tails
 
 
 def baseline_metrics(frame: pd.DataFrame, catalog: Catalog) -> dict:
@@ -155,13 +204,14 @@ def train(*, root: Path | None = None, output: Path | None = None, evaluate: boo
         metrics, residuals = evaluate_all(frames, features, catalog, splits, progress)
         card.metrics = metrics
         card.baselines = {"llm": baseline_metrics(frames["llm"], catalog)}
-        card.intervals = {family: {quantity: ev.interval_quantiles(values, by_quantity["_tail"])
-                                   for quantity, values in by_quantity.items() if quantity != "_tail"}
-                          for family, by_quantity in residuals.items()}
-        card.interval_tails = {family: by_quantity["_tail"] for family, by_quantity in residuals.items()}
-        card.interval_source = (f"{ev.HEADLINE} out-of-fold log residuals; quantile tails chosen per family so "
-                                f"that 80% of each held-out model's rows fall inside when calibrated on the "
-                                f"other models (p10/p90 of the predictive distribution)")
+        intervals, tails = calibrated_intervals(residuals)
+        card.intervals = intervals.get(holdout.GIVEN, {})
+        card.intervals_task_profile = intervals.get(holdout.PROFILE, {})
+        card.interval_tails = tails
+        card.interval_source = (f"{ev.HEADLINE} out-of-fold log residuals, per output-length reading; quantile "
+                                f"tails chosen per family and quantity so that 80% of each held-out model's rows "
+                                f"fall inside when calibrated on the other models")
+        card.evaluation_choices = EVALUATION_CHOICES
     bundle = PredictorBundle(regressors, card)
     if output is not None:
         bundle.save(output)

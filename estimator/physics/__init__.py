@@ -1,2 +1,4 @@
-"""Physics layer: memory and the two fit rules (``memory.py``), one inference step's
-FLOPs, bytes, roofline and communication (``step.py``). Pure functions of catalog entries; nothing is fitted."""
+"""Physics layer: memory and the one fit rule, vLLM's KV pool (``memory.py``); one inference step's FLOPs, bytes,
+roofline and communication (``step.py``), serving mechanics (collectives, attention-DP reads, prefill and TTFT,
+``serving.py``) and UNet denoisers stage by stage (``unet.py``). Pure functions of catalog entries; nothing is
+fitted."""

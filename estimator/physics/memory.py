@@ -1,15 +1,15 @@
-"""Memory physics: bytes of weights and KV cache per GPU, the KV-cache pool, and the two "does it fit" rules.
+"""Memory physics: bytes of weights and KV cache per GPU, the KV-cache pool, and the one "does it fit" rule.
 
 Conventions: bytes are bytes (not GB) unless the name says ``_gb`` (10^9 bytes). Nothing here is fitted to data.
 
-Two fit rules live here side by side, on purpose not unified (unifying them changes predictions; that is a
-physics change, not a refactor):
+One fit rule, vLLM's own arithmetic (:func:`kv_pool_bytes_per_gpu`): the KV pool of a GPU is 0.9 of the memory
+the driver reports, minus the weights it holds, minus the activation peak of vLLM's profiling pass, minus
+non-torch memory. From that pool:
 
-- :func:`llm_fit_full_context` / :func:`diffusion_fit`: whether a configuration can run at all (one sequence of the
-  *full* context, input + output tokens, fits next to the weights; MLA cache copies not counted). Used to reject a
-  configuration with the arithmetic (``estimator/learn/prediction.py``).
-- :func:`max_concurrent_sequences`: how many sequences of the *mean* decode context (input + output / 2) fit, MLA
-  cache copies counted. Used for the achieved batch of a decode step (``estimator/physics/step.py``).
+- :func:`max_concurrent_sequences`: how many sequences of the *mean* decode context (input + output / 2) fit (the
+  achieved batch of a decode step, ``estimator/physics/step.py``);
+- :func:`llm_fit_full_context`: whether one sequence of the *full* context (input + output) fits at all (a
+  configuration is refused with the arithmetic otherwise, ``estimator/learn/prediction.py``).
 """
 
 from __future__ import annotations
@@ -25,16 +25,28 @@ BF16_BYTES = 2.0
 #: bytes of one float32 value (Mamba2 keeps its SSM state in fp32)
 FP32_BYTES = 4.0
 #: storage bytes per weight; MXFP4 packs 4-bit values with one 8-bit scale per 32 (4.25 bits), per the OCP
-#: Microscaling Formats spec v1.0 (https://www.opencompute.org/documents/ocp-microscaling-formats-mx-v1-0-spec-final-pdf)
+#: Microscaling Formats spec v1.0 (https://www.opencompute.org/documents/ocp-microscaling-formats-mx-v1-0-spec-final-pdf);
+#: NVFP4 one FP8 (E4M3) scale per 16 values (4.5 bits; NVIDIA, "Introducing NVFP4 for Efficient and Accurate
+#: Low-Precision Inference", developer.nvidia.com technical blog, 2025)
 BYTES_PER_PARAM = {"bfloat16": BF16_BYTES, "float16": BF16_BYTES, "fp8": 1.0, "int8": 1.0, "int4": 0.5,
-                   "mxfp4": 4.25 / 8}
+                   "mxfp4": 4.25 / 8, "nvfp4": 4.5 / 8}
 #: vLLM's default KV-cache dtype ("auto") follows the model dtype: bf16 for every model measured
 KV_CACHE_BYTES = BF16_BYTES
-#: vLLM's default ``gpu_memory_utilization`` (https://docs.vllm.ai/en/v0.11.1/configuration/engine_args.html)
+#: KV-cache bytes per value by vLLM's ``kv_cache_dtype`` ('auto' follows the bf16 model dtype; fp8 halves it)
+KV_DTYPE_BYTES = {"auto": BF16_BYTES, "bfloat16": BF16_BYTES, "float16": BF16_BYTES, "fp8": 1.0, "fp8_e4m3": 1.0,
+                  "fp8_e5m2": 1.0}
+#: vLLM's default ``gpu_memory_utilization``: the share of TOTAL device memory the engine may use
+#: (https://docs.vllm.ai/en/v0.11.1/configuration/engine_args.html)
 GPU_MEMORY_UTILIZATION = 0.9
-#: GB per GPU kept out of the KV pool for CUDA graphs, activations and sampler buffers. An engineering estimate of
-#: vLLM's profiled non-KV usage at these model sizes, not a measured value; no published source.
-ACTIVATION_RESERVE_GB = 2.0
+MIB = 1024 * 1024
+#: vLLM V1's default ``max_num_batched_tokens`` for the OpenAI server: 8192 on GPUs with >= 70 GiB that are not
+#: A100, else 2048 (vllm/engine/arg_utils.py, default_max_num_batched_tokens[UsageContext.OPENAI_API_SERVER]);
+#: the profiling forward pass that measures the activation peak runs this many tokens
+PROFILE_BATCHED_TOKENS, PROFILE_BATCHED_TOKENS_SMALL = 8192, 2048
+#: memory outside PyTorch's allocator that vLLM's profiler also subtracts (CUDA context, cuBLAS workspaces, NCCL
+#: buffers): an ESTIMATE of 1 GiB per GPU, no published figure; CUDA-graph memory is allocated after the KV cache
+#: is sized, out of the 10% vLLM leaves unused
+NON_TORCH_BYTES = 1.0 * 1024**3
 
 
 def bytes_per_param(precision: str) -> float:
@@ -48,8 +60,9 @@ def bytes_per_param(precision: str) -> float:
 def weight_bytes_total(arch: ArchitectureSpec, precision: str) -> float:
     """All weights of the model in bytes at ``precision``.
 
-    Quantised checkpoints (fp8, mxfp4) quantise the linear layers; embeddings and, for mxfp4 (gpt-oss),
-    the attention blocks stay in bf16.
+    Quantised checkpoints (fp8, nvfp4, int) quantise every linear layer; embeddings stay in bf16. ``mxfp4`` on an
+    MoE model quantises only the routed and shared experts (as gpt-oss ships: attention stays bf16); on a dense
+    model it quantises every linear layer (there are no experts to confine it to).
     """
     if arch.kind == "diffusion":
         params = (arch.denoiser_params_billions + arch.text_encoder_params_billions + arch.vae_params_billions)
@@ -59,10 +72,10 @@ def weight_bytes_total(arch: ArchitectureSpec, precision: str) -> float:
     parts_total = parts.total_billions - arch.other_params_billions
     quantised = bytes_per_param(precision)
     embedding = parts.embedding_billions * BILLION * BF16_BYTES
-    if precision == "mxfp4":
-        experts = (parts.routed_experts_billions + parts.shared_experts_billions) * BILLION * quantised
-        rest = (parts_total - parts.embedding_billions - parts.routed_experts_billions
-                - parts.shared_experts_billions) * BILLION * BF16_BYTES
+    experts_billions = parts.routed_experts_billions + parts.shared_experts_billions
+    if precision == "mxfp4" and experts_billions > 0:
+        experts = experts_billions * BILLION * quantised
+        rest = (parts_total - parts.embedding_billions - experts_billions) * BILLION * BF16_BYTES
         return embedding + experts + rest
     return embedding + (parts_total - parts.embedding_billions) * BILLION * quantised
 
@@ -121,17 +134,76 @@ def kv_bytes_per_sequence(arch: ArchitectureSpec, context_tokens: float) -> floa
     return kv_bytes_per_token(arch) * context_tokens + sliding + recurrent_state_bytes_per_sequence(arch)
 
 
+def usable_memory_bytes(gpu: GPUSpec) -> float:
+    """Device memory as the driver reports it (nvidia-smi total, MiB x 2^20), else the datasheet GB x 10^9.
+
+    The parts hold more than the vendor's round "GB" (H100 SXM: 81,559 MiB = 85.5 GB against "80GB").
+    """
+    return gpu.memory_mib * MIB if gpu.memory_mib else gpu.memory_gb * BILLION
+
+
 def usable_memory_gb(gpu: GPUSpec) -> float:
-    """Memory the engine may use per GPU: ``GPU_MEMORY_UTILIZATION`` x the datasheet capacity, GB."""
-    return GPU_MEMORY_UTILIZATION * gpu.memory_gb
+    """Memory the engine may use per GPU: ``GPU_MEMORY_UTILIZATION`` x the reported capacity, GB."""
+    return GPU_MEMORY_UTILIZATION * usable_memory_bytes(gpu) / BILLION
 
 
-def memory_headroom_per_gpu_gb(gpu: GPUSpec, weight_bytes_on_gpu: float) -> float:
-    """KV-cache pool per GPU: usable memory minus weights minus the activation reserve (may be negative)."""
-    return GPU_MEMORY_UTILIZATION * gpu.memory_gb - weight_bytes_on_gpu / BILLION - ACTIVATION_RESERVE_GB
+def kv_dtype_bytes(kv_cache_dtype: str = "auto") -> float:
+    """Bytes per cached key/value element for vLLM's ``kv_cache_dtype`` ('auto' = model dtype, bf16)."""
+    try:
+        return KV_DTYPE_BYTES[kv_cache_dtype]
+    except KeyError as exc:
+        raise ValueError(f"unknown kv_cache_dtype {kv_cache_dtype!r}; known: {', '.join(KV_DTYPE_BYTES)}") from exc
 
 
-def max_batch_that_fits(headroom_per_gpu_gb: float, num_gpus: int, kv_bytes_per_seq: float,
+def kv_bytes_per_sequence_at(arch: ArchitectureSpec, context_tokens: float, kv_cache_dtype: str = "auto") -> float:
+    """Cache bytes of one sequence with the KV cache stored as ``kv_cache_dtype`` (fp8 halves the attention
+    cache; a hybrid's recurrent Mamba state keeps its own dtype)."""
+    recurrent = recurrent_state_bytes_per_sequence(arch)
+    attention = kv_bytes_per_sequence(arch, context_tokens) - recurrent
+    return attention * kv_dtype_bytes(kv_cache_dtype) / KV_CACHE_BYTES + recurrent
+
+
+def profile_batched_tokens(gpu: GPUSpec) -> int:
+    """Tokens of vLLM's profiling pass on this GPU (its default ``max_num_batched_tokens``, OpenAI server)."""
+    large = usable_memory_bytes(gpu) >= 70 * 1024**3 and gpu.architecture != "ampere"
+    return PROFILE_BATCHED_TOKENS if large else PROFILE_BATCHED_TOKENS_SMALL
+
+
+def activation_peak_bytes(arch: ArchitectureSpec, tensor_parallel: int, max_num_seqs: float,
+                          batched_tokens: int = PROFILE_BATCHED_TOKENS) -> float:
+    """Peak activation memory of vLLM's profiling pass on one GPU (bytes, bf16 activations).
+
+    The profile run pushes ``batched_tokens`` through the model; the largest live buffers are one layer's MLP
+    gate/up output (2 x intermediate / TP per token, or top-k expert widths for MoE), q/k/v and the residual
+    stream, plus the sampler's fp32 logits for ``max_num_seqs`` sequences (``vocab_size`` x 4 bytes each). An
+    estimate of the profiler's reading, not a copy of it.
+    """
+    if arch.kind == "diffusion" or not arch.hidden_size:
+        return 0.0
+    tp = max(tensor_parallel, 1)
+    mlp_width = (arch.num_experts_per_token * arch.moe_intermediate_size if arch.architecture == "moe"
+                 else arch.intermediate_size)
+    head_dim = arch.head_dim or arch.hidden_size // max(arch.num_attention_heads, 1)
+    qkv = (arch.num_attention_heads + 2 * (arch.num_kv_heads or arch.num_attention_heads)) * head_dim
+    per_token = BF16_BYTES * (2 * mlp_width / tp + qkv / tp + 4 * arch.hidden_size)
+    return batched_tokens * per_token + max_num_seqs * arch.vocab_size * FP32_BYTES
+
+
+def kv_pool_bytes_per_gpu(gpu: GPUSpec, weight_bytes_on_gpu: float, activation_bytes: float) -> float:
+    """vLLM's KV-cache pool on one GPU: 0.9 x reported memory - weights - activation peak - non-torch memory
+    (negative when the weights alone do not fit)."""
+    return (GPU_MEMORY_UTILIZATION * usable_memory_bytes(gpu) - weight_bytes_on_gpu - activation_bytes
+            - NON_TORCH_BYTES)
+
+
+def llm_kv_pool_bytes_per_gpu(arch: ArchitectureSpec, gpu: GPUSpec, weight_bytes_on_gpu: float,
+                              tensor_parallel: int, max_num_seqs: float) -> float:
+    """:func:`kv_pool_bytes_per_gpu` with the activation peak of this model, layout and batch cap on this GPU."""
+    activation = activation_peak_bytes(arch, tensor_parallel, max_num_seqs, profile_batched_tokens(gpu))
+    return kv_pool_bytes_per_gpu(gpu, weight_bytes_on_gpu, activation)
+
+
+def max_batch_that_fits(pool_per_gpu_bytes: float, num_gpus: int, kv_bytes_per_seq: float,
                         cache_copies: int = 1) -> float:
     """Largest number of concurrent sequences whose cache fits (paged KV: sized by the mean context).
 
@@ -139,10 +211,9 @@ def max_batch_that_fits(headroom_per_gpu_gb: float, num_gpus: int, kv_bytes_per_
     sequences). ``cache_copies`` > 1 when each rank must keep its own copy of a sequence's cache, as MLA's
     latent cache under tensor parallelism. Returns 0 when the weights alone do not fit.
     """
-    if headroom_per_gpu_gb <= 0:
+    if pool_per_gpu_bytes <= 0:
         return 0.0
-    pool_bytes = headroom_per_gpu_gb * BILLION * num_gpus
-    return pool_bytes / max(kv_bytes_per_seq * cache_copies, 1.0)
+    return pool_per_gpu_bytes * num_gpus / max(kv_bytes_per_seq * cache_copies, 1.0)
 
 
 def mla_cache_copies(arch: ArchitectureSpec, num_gpus: int, attention_data_parallel: bool) -> int:
@@ -157,37 +228,41 @@ def decode_mean_context_tokens(input_tokens: float, output_tokens: float) -> flo
     return input_tokens + output_tokens / 2.0
 
 
-# ------------------------------------------------------------------------------- rule 1: the achieved batch
+# ------------------------------------------------------------------------------- uses of the one rule
 
-def max_concurrent_sequences(arch: ArchitectureSpec, headroom_per_gpu_gb: float, num_gpus: int,
-                             context_tokens: float, attention_data_parallel: bool) -> float:
-    """Sequences of ``context_tokens`` (the mean decode context) whose cache fits, MLA copies counted."""
-    per_seq = kv_bytes_per_sequence(arch, context_tokens)
+def max_concurrent_sequences(arch: ArchitectureSpec, pool_per_gpu_bytes: float, num_gpus: int,
+                             context_tokens: float, attention_data_parallel: bool,
+                             kv_cache_dtype: str = "auto") -> float:
+    """Sequences of ``context_tokens`` (the mean decode context) whose cache fits the pool, MLA copies counted."""
+    per_seq = kv_bytes_per_sequence_at(arch, context_tokens, kv_cache_dtype)
     copies = mla_cache_copies(arch, num_gpus, attention_data_parallel)
-    return max_batch_that_fits(headroom_per_gpu_gb, num_gpus, per_seq, copies)
+    return max_batch_that_fits(pool_per_gpu_bytes, num_gpus, per_seq, copies)
 
-
-# ------------------------------------------------------------------------------- rule 2: can it run at all
 
 @dataclass(frozen=True)
 class LlmFit:
-    """Whether one sequence of the full context fits next to the weights (numbers for the message)."""
+    """Whether one sequence of the full context fits in the KV pool (numbers for the message)."""
 
     weight_bytes_per_gpu: float
-    headroom_per_gpu_gb: float
+    activation_and_other_bytes_per_gpu: float
+    pool_per_gpu_bytes: float
     context_tokens: float
     sequence_gb: float
     fits: bool
 
 
 def llm_fit_full_context(arch: ArchitectureSpec, gpu: GPUSpec, precision: str, num_gpus: int, data_parallel: int,
-                         input_tokens: float, output_tokens: float) -> LlmFit:
-    """One sequence of input + output tokens must fit in the KV pool summed over GPUs (MLA copies not counted)."""
+                         input_tokens: float, output_tokens: float, *, tensor_parallel: int = 1,
+                         max_num_seqs: float = 1.0, kv_cache_dtype: str = "auto") -> LlmFit:
+    """One sequence of input + output tokens must fit in the pool (:func:`llm_kv_pool_bytes_per_gpu`), with the
+    same cache accounting as :func:`max_concurrent_sequences` (MLA copies counted)."""
     weights = weight_bytes_per_gpu(arch, precision, num_gpus, data_parallel)
-    headroom = memory_headroom_per_gpu_gb(gpu, weights)
+    pool = llm_kv_pool_bytes_per_gpu(arch, gpu, weights, tensor_parallel, max_num_seqs)
     context = input_tokens + output_tokens
-    per_seq_gb = kv_bytes_per_sequence(arch, context) / BILLION
-    return LlmFit(weights, headroom, context, per_seq_gb, fits=not headroom * num_gpus < per_seq_gb)
+    sequences = max_concurrent_sequences(arch, pool, num_gpus, context, data_parallel > 1, kv_cache_dtype)
+    other = GPU_MEMORY_UTILIZATION * usable_memory_bytes(gpu) - weights - pool
+    per_seq_gb = kv_bytes_per_sequence_at(arch, context, kv_cache_dtype) / BILLION
+    return LlmFit(weights, other, pool, context, per_seq_gb, fits=sequences >= 1.0)
 
 
 @dataclass(frozen=True)

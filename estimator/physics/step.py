@@ -19,10 +19,18 @@ from estimator.physics.memory import (
     bytes_per_param,
     expert_bytes,
     full_attention_layers,
-    kv_bytes_per_sequence,
+    kv_bytes_per_sequence_at,
     max_concurrent_sequences,
     weight_bytes_total,
 )
+from estimator.physics.serving import (
+    attention_dp_weight_bytes_read,
+    decode_step_time_s,
+    prefill_flops,
+    tensor_parallel_step_time_s,
+    ttft_physics_s,
+)
+from estimator.physics.unet import unet_flops_per_step
 
 #: collective activations travel in bf16 (the models' dtype)
 ACTIVATION_BYTES = BF16_BYTES
@@ -39,14 +47,12 @@ def weight_bytes_read_per_step(arch: ArchitectureSpec, precision: str, batch: fl
     """Weight bytes one decode step reads (all GPUs together): dense weights once, MoE experts only if
     some token in the batch routes to them.
 
-    The embedding term subtracted is half the embedding parameters when input and output matrices are separate
-    (the input lookup reads one row per token, negligible), but the *whole* shared matrix when embeddings are tied,
-    so for tied models the LM head's bytes are not counted either (a known undercount, kept as is here).
+    Only the input-embedding table is skipped (:func:`input_embedding_only_params`: a lookup reads one row per
+    token); a tied matrix is streamed by the LM head every step, so it is read.
     """
-    parts = param_breakdown(arch)
     # vision tower: loaded (weight_bytes_total) but not read by a text decode step
     total = weight_bytes_total(arch, precision) - arch.vision_params_billions * BILLION * bytes_per_param(precision)
-    embedding = parts.embedding_billions * BILLION * BF16_BYTES / (1 if arch.tie_word_embeddings else 2)
+    embedding = input_embedding_only_params(arch) * BF16_BYTES
     if arch.architecture != "moe":
         return total - embedding
     layers = moe_layer_count(arch)
@@ -54,6 +60,18 @@ def weight_bytes_read_per_step(arch: ArchitectureSpec, precision: str, batch: fl
     all_experts = layers * arch.num_experts * per_expert
     touched = layers * expected_distinct_experts(arch.num_experts, arch.num_experts_per_token, batch) * per_expert
     return total - embedding - all_experts + touched
+
+
+def lm_head_params(arch: ArchitectureSpec) -> float:
+    """Parameters of the LM head (vocab x hidden): present in every decoder, whether or not it shares its matrix
+    with the input embedding (``tie_word_embeddings``)."""
+    return float(arch.vocab_size * arch.hidden_size)
+
+
+def input_embedding_only_params(arch: ArchitectureSpec) -> float:
+    """Embedding parameters only the input lookup uses (a row per token: no matmul, negligible reads): the whole
+    input table when untied, nothing when tied (the LM head multiplies by that same matrix)."""
+    return 0.0 if arch.tie_word_embeddings else lm_head_params(arch)
 
 
 def attention_flops_per_token(arch: ArchitectureSpec, context_tokens: float) -> float:
@@ -72,17 +90,12 @@ def attention_flops_per_token(arch: ArchitectureSpec, context_tokens: float) -> 
 
 
 def linear_flops_per_token(arch: ArchitectureSpec) -> float:
-    """Matmul FLOPs per token through the weights: 2 x active parameters (vision tower excluded).
-
-    The embedding term subtracted is the input half when input and output matrices are separate (a lookup costs
-    no FLOPs), but the *whole* shared matrix when embeddings are tied, so for tied models the LM head's FLOPs are
-    not counted either (a known undercount, kept as is here).
-    """
+    """Matmul FLOPs per token through the weights: 2 x active parameters (vision tower excluded), the LM head
+    included whether tied or not; only the input lookup is free (:func:`input_embedding_only_params`)."""
     parts = param_breakdown(arch)
     share = arch.num_experts_per_token / arch.num_experts if arch.num_experts else 0.0
     active = parts.total_billions - parts.extra_billions - parts.routed_experts_billions * (1 - share)
-    active -= parts.embedding_billions / (1 if arch.tie_word_embeddings else 2)
-    return 2.0 * active * BILLION
+    return 2.0 * (active * BILLION - input_embedding_only_params(arch))
 
 
 def decode_flops_per_token(arch: ArchitectureSpec, context_tokens: float) -> float:
@@ -91,8 +104,13 @@ def decode_flops_per_token(arch: ArchitectureSpec, context_tokens: float) -> flo
 
 
 def peak_flops(gpu: GPUSpec, precision: str) -> float:
-    """Dense tensor-core peak FLOP/s of one GPU for a weight precision (falls back to bf16)."""
-    tflops = {"fp8": gpu.peak_tflops_fp8, "mxfp4": gpu.peak_tflops_fp8, "int8": gpu.peak_tflops_fp8}.get(
+    """Dense tensor-core peak FLOP/s of one GPU for a weight precision.
+
+    fp4 formats (MXFP4, NVFP4) run on the FP4 tensor cores of GPUs that have them (Blackwell: vLLM's fp4 GEMM and
+    MoE kernels), else on the FP8 ones, else bf16; fp8/int8 use the FP8 peak where present.
+    """
+    fp4 = gpu.peak_tflops_fp4 or gpu.peak_tflops_fp8
+    tflops = {"fp8": gpu.peak_tflops_fp8, "int8": gpu.peak_tflops_fp8, "mxfp4": fp4, "nvfp4": fp4}.get(
         precision) or gpu.peak_tflops_bf16
     return tflops * 1e12
 
@@ -127,7 +145,7 @@ class DecodeStep:
     """One steady-state decode step of a running batch (all GPUs together)."""
 
     context_tokens: float  # mean context per sequence (input + output / 2)
-    max_feasible_batch: float  # sequences whose cache fits (memory rule 1, estimator/physics/memory.py)
+    max_feasible_batch: float  # sequences whose cache fits (memory.max_concurrent_sequences)
     batch: float  # achieved batch: min(max_num_seqs, what fits), at least 1
     flops: float  # FLOPs of the step
     bytes_moved: float  # weight + KV bytes read by the step
@@ -140,42 +158,70 @@ class DecodeStep:
     throughput_ceiling_tokens_per_sec: float  # batch / (compute with prefill + memory time)
     comm_bytes_per_token: float  # TP all-reduce + EP all-to-all bytes per token per GPU
     touched_expert_share: float  # share of experts a step reads (1 for dense models)
+    kv_pool_per_gpu_bytes: float  # vLLM's KV pool per GPU (memory.llm_kv_pool_bytes_per_gpu)
+    comm_s: float  # tensor-parallel all-reduce time of the step (latency + volume), configuration's GPU
+    ref_comm_s: float  # the same on the reference GPU
+    ttft_s: float  # time to first token from prefill physics (physics only; no run records TTFT)
 
     @property
     def roofline_step_s(self) -> float:
-        """Roofline step time, compute + memory time (a sum: no overlap assumed)."""
-        return self.compute_s + self.memory_s
+        """Step time at peak rates: compute + memory (serving.decode_step_time_s) + TP collectives."""
+        return decode_step_time_s(self.compute_s, self.memory_s) + self.comm_s
+
+    @property
+    def ref_roofline_step_s(self) -> float:
+        return decode_step_time_s(self.ref_compute_s, self.ref_memory_s) + self.ref_comm_s
 
 
 def decode_step(arch: ArchitectureSpec, gpu: GPUSpec, ref_gpu: GPUSpec, *, precision: str, num_gpus: int,
-                max_num_seqs: float, headroom_per_gpu_gb: float, attention_data_parallel: bool,
-                tensor_parallel: int, expert_parallel: int, input_tokens: float, output_tokens: float,
+                max_num_seqs: float, kv_pool_per_gpu_bytes: float, data_parallel: int, tensor_parallel: int,
+                expert_parallel: int, input_tokens: float, output_tokens: float, kv_cache_dtype: str = "auto",
                 linear_flops: float | None = None) -> DecodeStep:
-    """Assemble one decode step: achieved batch, FLOPs, bytes, roofline times and the throughput ceiling.
+    """Assemble one decode step: achieved batch, FLOPs, bytes, roofline and collective times, the throughput
+    ceiling and the TTFT physics.
 
+    ``kv_pool_per_gpu_bytes`` comes from :func:`estimator.physics.memory.llm_kv_pool_bytes_per_gpu`;
     ``linear_flops`` (per token) may be passed when already computed for the model.
     """
     if linear_flops is None:
         linear_flops = linear_flops_per_token(arch)
     context = input_tokens + output_tokens / 2.0  # see memory.decode_mean_context_tokens
-    feasible = max_concurrent_sequences(arch, headroom_per_gpu_gb, num_gpus, context, attention_data_parallel)
+    feasible = max_concurrent_sequences(arch, kv_pool_per_gpu_bytes, num_gpus, context, data_parallel > 1,
+                                        kv_cache_dtype)
     batch = max(min(max_num_seqs, feasible), 1.0)
-    kv_read = batch * kv_bytes_per_sequence(arch, context)
+    kv_read = batch * kv_bytes_per_sequence_at(arch, context, kv_cache_dtype)
     flops = batch * (linear_flops + attention_flops_per_token(arch, context))
-    bytes_moved = weight_bytes_read_per_step(arch, precision, batch) + kv_read
+    weights_read, touched = _weights_read(arch, precision, batch, data_parallel)
+    bytes_moved = weights_read + kv_read
     compute_s, memory_s = roofline_step_time_s(flops, bytes_moved, gpu, precision, num_gpus)
     ref_compute_s, ref_memory_s = roofline_step_time_s(flops, bytes_moved, ref_gpu, precision, num_gpus)
+    comm_s = tensor_parallel_step_time_s(arch, gpu, tensor_parallel, batch)
     # the throughput ceiling also counts prefill: each output token carries input/output prompt tokens of compute
-    prefill_flops = batch * linear_flops * input_tokens / max(output_tokens, 1.0)
-    ceiling_compute_s, _ = roofline_step_time_s(flops + prefill_flops, bytes_moved, gpu, precision, num_gpus)
+    prefill_per_seq = prefill_flops(arch, linear_flops, input_tokens)
+    ceiling_compute_s, _ = roofline_step_time_s(flops + batch * prefill_per_seq / max(output_tokens, 1.0),
+                                                bytes_moved, gpu, precision, num_gpus)
     comm = (tensor_parallel_comm_bytes_per_token(arch, tensor_parallel)
             + expert_parallel_comm_bytes_per_token(arch, expert_parallel))
-    touched = 1.0
-    if arch.architecture == "moe":
-        touched = expected_distinct_experts(arch.num_experts, arch.num_experts_per_token, batch) / arch.num_experts
+    # TTFT: the step that carries one new prompt's prefill next to the running batch's decode
+    ttft = ttft_physics_s(prefill_per_seq + flops, bytes_moved, 1.0, peak_flops(gpu, precision),
+                          gpu.hbm_bandwidth_tb_per_sec * 1e12, num_gpus) + comm_s
     return DecodeStep(context, feasible, batch, flops, bytes_moved, kv_read, compute_s, memory_s, ref_compute_s,
-                      ref_memory_s, linear_flops * input_tokens / max(output_tokens, 1.0),
-                      batch / (ceiling_compute_s + memory_s), comm, touched)
+                      ref_memory_s, max(prefill_per_seq, 1.0) / max(output_tokens, 1.0),
+                      batch / (ceiling_compute_s + memory_s + comm_s), comm, touched, kv_pool_per_gpu_bytes, comm_s,
+                      tensor_parallel_step_time_s(arch, ref_gpu, tensor_parallel, batch), ttft)
+
+
+def _weights_read(arch: ArchitectureSpec, precision: str, batch: float, data_parallel: int) -> tuple[float, float]:
+    """(weight bytes one decode step reads over all GPUs, share of routed experts touched); under attention data
+    parallelism every rank reads its own non-expert replica (:func:`serving.attention_dp_weight_bytes_read`)."""
+    weights_read = weight_bytes_read_per_step(arch, precision, batch)
+    if arch.architecture != "moe":
+        return weights_read, 1.0
+    touched = expected_distinct_experts(arch.num_experts, arch.num_experts_per_token, batch)
+    if data_parallel > 1:
+        touched_bytes = moe_layer_count(arch) * touched * expert_bytes(arch, precision)
+        weights_read = attention_dp_weight_bytes_read(arch, weights_read - touched_bytes, touched_bytes, data_parallel)
+    return weights_read, touched / arch.num_experts
 
 
 # ---------------------------------------------------------------- diffusion
@@ -241,7 +287,11 @@ def diffusion_step(arch: ArchitectureSpec, gpu: GPUSpec, ref_gpu: GPUSpec, *, nu
                    precision: str = "bfloat16") -> DiffusionStep:
     """Assemble the roofline of one diffusion batch from latent tokens, FLOPs per step and weight bytes."""
     tokens = latent_tokens(arch, height, width, frames)
-    linear, flops_step = diffusion_flops_per_step_parts(arch, tokens, batch_size)
+    if arch.denoiser_type == "unet":  # stage by stage: attention only in the transformer blocks
+        flops_step, attention = unet_flops_per_step(arch, height, width, batch_size)
+        linear = flops_step - attention
+    else:
+        linear, flops_step = diffusion_flops_per_step_parts(arch, tokens, batch_size)
     total_flops = flops_step * steps
     weight_bytes = weight_bytes_total(arch, precision)
     compute_s, memory_s = roofline_step_time_s(total_flops, weight_bytes * steps, gpu, precision, num_gpus)

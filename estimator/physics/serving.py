@@ -1,0 +1,87 @@
+"""Serving-engine physics of a decode step: collectives, attention-DP layout, compute/memory overlap, prefill, TTFT.
+
+(vLLM's KV-capacity rule and usable memory live in ``estimator/physics/memory.py``.)
+
+Each step is a named function with its unit and source. Bytes are bytes, times seconds, FLOPs floating-point
+operations (a multiply-add is 2). Nothing here is fitted to data.
+"""
+
+from __future__ import annotations
+
+from estimator.catalog.catalog import ArchitectureSpec, GPUSpec
+
+#: small-message all-reduce latency over NVLink on an HGX 8x H100: ~6 us at 2 GPUs with NVLS, rising with the GPU
+#: count (NVIDIA/nccl#1259, nccl-tests all_reduce_perf with CUDA graphs). Used as the fixed cost per collective
+#: on NVLink parts; PCIe parts pay the same startup plus their lower bandwidth in the volume term.
+ALLREDUCE_LATENCY_S = 6e-6
+
+
+def allreduces_per_decode_step(arch: ArchitectureSpec, tensor_parallel: int) -> int:
+    """Tensor-parallel all-reduces one decode step runs: two per layer (attention output, MLP output)."""
+    if tensor_parallel <= 1:
+        return 0
+    return 2 * arch.num_layers
+
+
+def allreduce_time_s(gpu: GPUSpec, tensor_parallel: int, message_bytes: float) -> float:
+    """One ring all-reduce: fixed latency plus 2 (n-1)/n x message / per-direction link bandwidth.
+
+    The catalog's interconnect figure is bidirectional per GPU, so one direction is half of it.
+    """
+    if tensor_parallel <= 1:
+        return 0.0
+    per_direction = gpu.interconnect_bandwidth_gb_per_sec * 1e9 / 2
+    return ALLREDUCE_LATENCY_S + 2 * (tensor_parallel - 1) / tensor_parallel * message_bytes / per_direction
+
+
+def tensor_parallel_step_time_s(arch: ArchitectureSpec, gpu: GPUSpec, tensor_parallel: int,
+                                batch_tokens: float) -> float:
+    """Communication time of one decode step under tensor parallelism: all-reduces x (latency + volume), each
+    message one bf16 hidden vector per token in the step."""
+    message = batch_tokens * arch.hidden_size * 2.0
+    return allreduces_per_decode_step(arch, tensor_parallel) * allreduce_time_s(gpu, tensor_parallel, message)
+
+
+def attention_dp_weight_bytes_read(arch: ArchitectureSpec, non_expert_bytes: float, touched_expert_bytes: float,
+                                   data_parallel: int) -> float:
+    """Weight bytes a decode step reads over all GPUs under attention data parallelism (vLLM DP attention +
+    expert parallel MoE): every DP rank reads its own replica of the non-expert weights (attention, dense
+    layers, embeddings), while the sharded experts are read once, as many as the whole batch touches."""
+    return non_expert_bytes * max(data_parallel, 1) + touched_expert_bytes
+
+
+def decode_step_time_s(compute_s: float, memory_s: float) -> float:
+    """Time of one decode step from its roofline compute and memory times: their SUM.
+
+    Justification: a decode step is a chain of kernels (GEMMs, attention, norms, all-reduces) that run one after
+    another; at decode batch sizes the weight GEMMs are memory bound and the attention kernel is KV-read bound,
+    while the compute-bound share sits in other kernels. Overlap happens inside a kernel, not between kernels
+    with different bottlenecks, so max(compute, memory) is the lower envelope and the sum the upper one; the sum is
+    kept (the learned part scales it), and at small batch the two coincide within the compute share.
+    """
+    return compute_s + memory_s
+
+
+def prefill_flops(arch: ArchitectureSpec, linear_flops_per_token: float, prompt_tokens: float) -> float:
+    """FLOPs to prefill one prompt: linear layers per token plus causal attention (QK^T and AV over on average
+    half the prompt, full-attention layers; sliding layers capped at their window)."""
+    if prompt_tokens <= 0:
+        return 0.0
+    head_dim = arch.head_dim or arch.hidden_size // max(arch.num_attention_heads, 1)
+    full_layers = max(arch.num_layers - arch.num_sliding_window_layers, 0)
+    window = min(prompt_tokens, arch.sliding_window or prompt_tokens)
+    attention = 4.0 * arch.num_attention_heads * head_dim * prompt_tokens * (
+        full_layers * prompt_tokens / 2 + arch.num_sliding_window_layers * window / 2)
+    return linear_flops_per_token * prompt_tokens + attention
+
+
+def ttft_physics_s(prefill_flops_per_prompt: float, weight_bytes_read: float, prompts: float, peak_flops: float,
+                   bandwidth_bytes_per_s: float, num_gpus: int) -> float:
+    """Time to first token from prefill physics alone (labelled "physics only": no run records TTFT yet).
+
+    ``prompts`` prompts are prefilled together (a batch arriving at once); the step is compute bound unless the
+    prompts are short: max(prefill FLOPs / peak, weights / bandwidth), spread over ``num_gpus``.
+    """
+    compute = prompts * prefill_flops_per_prompt / (peak_flops * num_gpus)
+    memory = weight_bytes_read / (bandwidth_bytes_per_s * num_gpus)
+    return max(compute, memory)

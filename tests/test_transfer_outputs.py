@@ -1,0 +1,54 @@
+"""Issue 18 outputs of the committed predictor: p90 ITL, physics-only TTFT, KV-cache precision, fp4 dense models,
+task-profile intervals, and the accuracy report regenerated from the card."""
+
+import pandas as pd
+
+from estimator.learn.features import featurize
+from estimator.learn.prediction import predict_frame
+from estimator.learn.report import accuracy_markdown
+from estimator.paths import project_root
+
+BASE = {"model_id": "meta-llama/Llama-3.1-8B-Instruct", "task": "lm-arena-chat", "gpu_model": "H100-SXM",
+        "num_gpus": 1, "max_num_seqs": 64}
+
+
+def test_p90_itl_and_physics_ttft_are_predicted(bundle, catalog):
+    """p90 ITL never falls below the median; TTFT (physics only) grows with the prompt the user gives."""
+    rows = pd.DataFrame([{**BASE, "avg_input_len": n, "avg_output_len": 500.0} for n in (100.0, 4000.0)])
+    out = predict_frame(rows, bundle, catalog)
+    assert (out["status"] == "ok").all()
+    assert (out["p90_itl_ms"] >= out["median_itl_ms"]).all()
+    assert out["ttft_physics_ms"].iloc[1] > 5 * out["ttft_physics_ms"].iloc[0] > 0
+
+
+def test_fp8_kv_cache_is_a_configuration_input(catalog, bundle):
+    """An fp8 KV cache halves the cache bytes, so about twice as many long sequences fit; unknown dtypes refuse."""
+    rows = pd.DataFrame([{**BASE, "avg_input_len": 4000.0, "avg_output_len": 4000.0, "kv_cache_dtype": dtype}
+                         for dtype in ("auto", "fp8")])
+    feasible = featurize(rows, catalog)["max_feasible_batch"].to_numpy()
+    assert 1.9 < feasible[1] / feasible[0] < 2.1
+    bad = predict_frame(pd.DataFrame([{**BASE, "kv_cache_dtype": "int3"}]), bundle, catalog)
+    assert bad["status"].iloc[0] == "error" and "kv_cache_dtype" in bad["reason"].iloc[0]
+
+
+def test_dense_fp4_model_is_sized_as_fp4(bundle, catalog):
+    """Llama-3.1-405B in MXFP4 on 4 x GB200 (~55 GB of weights per GPU) is predicted, not refused as bf16-sized."""
+    rows = pd.DataFrame([{"model_id": "meta-llama/Llama-3.1-405B-Instruct", "task": "lm-arena-chat",
+                          "gpu_model": "GB200", "num_gpus": 4, "weight_precision": "mxfp4", "max_num_seqs": 64}])
+    out = predict_frame(rows, bundle, catalog)
+    assert out["status"].iloc[0] == "ok", out["reason"].iloc[0]
+
+
+def test_unknown_output_length_widens_the_energy_per_response_interval(bundle, catalog):
+    """Without a given output length the task profile's interval applies, which carries its uncertainty."""
+    rows = pd.DataFrame([{**BASE, "avg_output_len": catalog.tasks["lm-arena-chat"].mean_output_tokens}, BASE])
+    out = predict_frame(rows, bundle, catalog)
+    width = out["energy_per_request_joules_p90"] / out["energy_per_request_joules_p10"]
+    assert width.iloc[1] > width.iloc[0]
+
+
+def test_accuracy_report_regenerates_from_the_card(bundle):
+    """benchmarks/accuracy.md is exactly what the committed card renders (both output-length readings included)."""
+    text = accuracy_markdown(bundle.card)
+    assert "llm, task-profile length" in text and "task profile (training fold)" in text
+    assert (project_root() / "benchmarks" / "accuracy.md").read_text() == text
