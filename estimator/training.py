@@ -23,6 +23,7 @@ from estimator.data import load_runs
 from estimator.features import feature_table, featurize
 from estimator.paths import predictors_dir
 from estimator.predictor import LGB_PARAMS, NUM_ROUNDS, TARGETS, PredictorBundle, fit_regressors
+from estimator.validation import TRAINED_INPUTS
 
 DEFAULT_PREDICTOR = "default"
 FAMILIES = ("llm", "diffusion")
@@ -50,7 +51,9 @@ def _domain(frame: pd.DataFrame, family: str) -> dict:
             "tasks": sorted(frame["task"].unique()),
             "precisions": sorted(frame["weight_precision"].unique()),
             "num_gpus": sorted(int(v) for v in frame["num_gpus"].unique()),
-            "batch_min": int(frame[batch].min()), "batch_max": int(frame[batch].max()), "rows": len(frame)}
+            "batch_min": int(frame[batch].min()), "batch_max": int(frame[batch].max()), "rows": len(frame),
+            "ranges": {column: [float(frame[column].min()), float(frame[column].max())]  # extrapolation warnings
+                       for column in TRAINED_INPUTS if column in frame and frame[column].notna().any()}}
 
 
 def split_by_family(runs: pd.DataFrame) -> dict[str, pd.DataFrame]:
