@@ -42,8 +42,9 @@ class MissingExtraError(ImportError):
 
     exit_code = EXIT_BAD_INPUT
 
-    def __init__(self, package: str, extra: str, purpose: str):
-        super().__init__(f"{purpose} needs {package} (the {extra} extra): pip install -e '.[{extra}]'")
+    def __init__(self, package: str, extra: str, purpose: str, install: str = ""):
+        install = install or f"pip install -e '.[{extra}]'"
+        super().__init__(f"{purpose} needs {package} (the {extra} extra), which is not installed: {install}")
 
 
 @dataclass(frozen=True)
