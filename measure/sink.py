@@ -197,7 +197,8 @@ def _merged_catalog(base: Any, gpus: dict[str, Any], models: dict[str, Any]) -> 
     aliases = {kind: dict(table) for kind, table in base.aliases.items()}
     for key, gpu in gpus.items():
         aliases.setdefault("gpu", {})[gpu.display_name.lower()] = key
-    return Catalog(gpus={**base.gpus, **gpus}, models={**base.models, **models}, tasks=base.tasks, aliases=aliases)
+    return Catalog(gpus={**base.gpus, **gpus}, models={**base.models, **models}, tasks=base.tasks, aliases=aliases,
+                   ambiguous=base.ambiguous, taken=base.taken)
 
 
 def _toml_table(table: str, key: str, entry: Any) -> str:
