@@ -24,12 +24,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from estimator.api import load_predictor, predict_frame
-from estimator.catalog import load_catalog
-from estimator.data import load_runs
-from estimator.features import ENGINE_CODES
+from estimator.catalog.catalog import load_catalog
+from estimator.learn.data import load_runs
+from estimator.learn.features import ENGINE_CODES
+from estimator.learn.training import data_hash, train
 from estimator.paths import datasets_dir
-from estimator.training import data_hash, train
+from estimator.serve.api import load_predictor, predict_frame
 
 OUT = Path(__file__).with_name("measured-vs-predicted.md")
 COMMAND = ".venv/bin/python benchmarks/measured_vs_predicted.py"
@@ -175,7 +175,7 @@ def render(result: dict) -> str:
     by = {(r["variant"], r["gpu"]): r for r in summary}
     effects = {stem: engine_effect(runs, preds, stem) for stem in ("before", "heldout", "after")}
     measured_vs_vllm = (runs["energy_per_token_joules"] / result["published_vllm"]).to_numpy(float)
-    same_hash = "equal to" if committed.card["data_hash"] == result["data_hash"] else "DIFFERENT from"
+    same_hash = "equal to" if committed.card.data_hash == result["data_hash"] else "DIFFERENT from"
     big_batch = runs["gpu_model"].eq("H100-SXM") & runs["max_num_seqs"].between(64, 256)
     lines = [
         "# Measured vs predicted: the `measure/` runs (torch-cudagraph, H100 and H200) (generated)",
@@ -191,16 +191,16 @@ def render(result: dict) -> str:
         "",
         "Predictors:",
         f"- **before**: trained on the published ML.ENERGY v3 data only (temporary `datasets/` with `mlenergy-v3` "
-        f"copied and an empty `local/`; {before.card['training_rows']['llm']} LLM rows, GPUs "
-        f"{', '.join(before.card['domain']['llm']['gpus'])}, engines "
-        f"{', '.join(before.card['domain']['llm']['engines'])}). H200 is absent, so every H200 row is an "
+        f"copied and an empty `local/`; {before.card.training_rows['llm']} LLM rows, GPUs "
+        f"{', '.join(before.card.domain['llm'].gpus)}, engines "
+        f"{', '.join(before.card.domain['llm'].engines)}). H200 is absent, so every H200 row is an "
         "extrapolation from its datasheet (the predictor says so in its warnings).",
         "- **after, held-out file**: for each local file (one shape x one GPU), trained on the published data plus "
         "the *other* local files, then predicting the left-out file. The honest 'after' number: the "
         "predictor has seen the engine and the GPU (through the other shape) but not these runs.",
         f"- **after, in-sample**: the committed `models/predictors/default` (data hash "
-        f"`{committed.card['data_hash']}`, {same_hash} "
-        f"the hash of today's `load_runs()`, `{result['data_hash']}`; {committed.card['training_rows']['llm']} "
+        f"`{committed.card.data_hash}`, {same_hash} "
+        f"the hash of today's `load_runs()`, `{result['data_hash']}`; {committed.card.training_rows['llm']} "
         f"LLM rows). These {len(result['runs'])} rows are in its training data, so this measures fit, not "
         "generalisation.",
         "",
@@ -340,7 +340,7 @@ def interpretation(by: dict, effects: dict, measured_vs_vllm: np.ndarray, h100: 
                f"{'lower' if target < 1 else 'higher'} (median over H100 runs with a published vLLM twin). "
                f"In-sample (committed) the ratio is {effects['after']['H100-SXM']['median']:.3f} on H100 and "
                f"{effects['after']['H200']['median']:.3f} on H200. With {len(result['runs'])} torch rows against "
-               f"{result['before'].card['training_rows']['llm']} vLLM LLM rows, the engine split is a small part of "
+               f"{result['before'].card.training_rows['llm']} vLLM LLM rows, the engine split is a small part of "
                "the trees: the effect is weak and configuration-dependent, not a calibrated engine correction; most "
                "of the before -> after gain comes from the torch rows pulling the shared (engine-blind) splits "
                "toward themselves, which is also why the 'as vLLM' predictions move (next section).")

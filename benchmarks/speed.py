@@ -43,8 +43,8 @@ def _configurations(n: int):
     import numpy as np
     import pandas as pd
 
-    from estimator.catalog import load_catalog
-    from estimator.planning import DIFFUSION_BATCHES, GPU_COUNTS, LLM_BATCHES
+    from estimator.catalog.catalog import load_catalog
+    from estimator.serve.planning import DIFFUSION_BATCHES, GPU_COUNTS, LLM_BATCHES
 
     catalog = load_catalog()
     rng = np.random.default_rng(0)
@@ -62,8 +62,8 @@ def _configurations(n: int):
 
 
 def _predict_frame_times(runs: int, n: int = 10_000) -> tuple[list[float], float, dict]:
-    from estimator.api import load_predictor, predict_frame
-    from estimator.catalog import load_catalog
+    from estimator.catalog.catalog import load_catalog
+    from estimator.serve.api import load_predictor, predict_frame
 
     start = time.perf_counter()
     bundle, catalog = load_predictor(), load_catalog()
@@ -116,7 +116,7 @@ def main() -> None:
         f"{load_s:.2f} s (not included).", "",
         "How the cold path stays fast: `estimator/cli.py` imports only typer at import time; pandas, the predictor "
         "and rich tables load inside the command. `import lightgbm` would import scikit-learn and scipy (~0.7 s); "
-        "`estimator.api.load_predictor` imports it with scikit-learn hidden, since prediction only needs "
+        "`estimator.serve.api.load_predictor` imports it with scikit-learn hidden, since prediction only needs "
         "`lightgbm.Booster`.", "",
     ]
     args.output.write_text("\n".join(lines))

@@ -1,24 +1,27 @@
 """joules-estimate: predict time, energy and performance per watt of generative AI inference.
 
-Public API (imported lazily so that ``import estimator`` stays cheap)::
+Public API::
 
-    from estimator import estimate, what_if, plan, predict_frame, load_predictor
+    from estimator import estimate, what_if, plan, predict_frame, load_predictor, explain_configuration
+
+The names live in :mod:`estimator.serve.api`; they are imported on first use so that ``import estimator`` (and the
+CLI's ``--help``) stays cheap. Layers, lowest first: ``schema``/``paths``, ``catalog``, ``physics``, ``learn``,
+``explain``, ``serve``, ``cli`` (see docs/architecture.md).
 """
 
 from __future__ import annotations
 
-import importlib
-
-_EXPORTS = {
-    "predict_frame": "estimator.api", "load_predictor": "estimator.api", "estimate": "estimator.api",
-    "what_if": "estimator.api", "plan": "estimator.api",
-}
-__all__ = sorted([*_EXPORTS, "explain"])
+__all__ = ["estimate", "explain_change", "explain_configuration", "load_predictor", "plan", "predict_frame",
+           "what_if"]
 
 
 def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    if name == "explain":  # the submodule (explain_frame, explain_change); importing it makes it the attribute
-        return importlib.import_module("estimator.explain")
+    if name in __all__:
+        from estimator.serve import api
+
+        return getattr(api, name)
     raise AttributeError(f"module 'estimator' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

@@ -2,7 +2,8 @@
 
 Units live in field names, spelled as ML.ENERGY spells its columns (``energy_per_token_joules``,
 ``median_itl_ms``, ``avg_power_watts``). Every predicted quantity is a :class:`Metric`: the point estimate and
-its p10-p90 interval (calibrated on leave-one-model-out residuals; see the predictor card).
+its p10-p90 interval: an 80%-coverage interval from leave-one-model-out log residuals, with tails calibrated
+so that 80% of each held-out model's rows fall inside (see ``interval_source`` in the predictor card).
 """
 
 from __future__ import annotations
@@ -33,6 +34,20 @@ DIFFUSION_METRICS: dict[str, tuple[str, str]] = {
 }
 
 
+class OptionError(ValueError):
+    """Options that do not go together. The message names the inputs by their Python names (``max_itl_ms``);
+    a front end renders them in its own words with :meth:`render` (the CLI as ``--max-itl-ms``)."""
+
+    def __init__(self, template: str, *fields: str):
+        self.template = template
+        self.fields = fields
+        super().__init__(self.render(lambda name: name))
+
+    def render(self, name_of) -> str:
+        """The message with each input named by ``name_of(field name)``."""
+        return self.template.format(**{field: name_of(field) for field in self.fields})
+
+
 def metrics_for(family: str) -> dict[str, tuple[str, str]]:
     """The metric table of a family ('llm' and 'mllm' share one)."""
     return DIFFUSION_METRICS if family == "diffusion" else LLM_METRICS
@@ -43,7 +58,8 @@ class _Model(BaseModel):
 
 
 class Metric(_Model):
-    """One predicted quantity with its p10-p90 interval, in the unit its name carries."""
+    """One predicted quantity with its interval, in the unit its name carries. ``p10``/``p90`` bound the
+    calibrated 80%-coverage interval (the names say "10% below, 10% above", not raw residual quantiles)."""
 
     value: float
     p10: float

@@ -280,13 +280,15 @@ TRAINED_INPUTS = ("num_gpus", "max_num_seqs", "batch_size", "avg_input_len", "av
                   "image_height", "image_width", "video_height", "video_width", "num_frames")
 
 
-def trained_ranges(domain: dict[str, Any]) -> dict[str, tuple[float, float]]:
+def trained_ranges(domain: Any) -> dict[str, tuple[float, float]]:
     """Input -> (min, max) the predictor was trained on, from one family's card ``domain``.
 
     Uses ``domain["ranges"]`` (written by training since this module exists) and, for older cards, the batch and
     GPU-count ranges every card has.
     """
-    ranges = {k: (float(lo), float(hi)) for k, (lo, hi) in domain.get("ranges", {}).items()}
+    if hasattr(domain, "model_dump"):  # estimator.learn.card.Domain
+        domain = domain.model_dump()
+    ranges = {k: (float(lo), float(hi)) for k, (lo, hi) in (domain.get("ranges") or {}).items()}
     if "batch_min" in domain and "batch_max" in domain:
         for column in ("max_num_seqs", "batch_size"):
             ranges.setdefault(column, (float(domain["batch_min"]), float(domain["batch_max"])))
@@ -295,7 +297,7 @@ def trained_ranges(domain: dict[str, Any]) -> dict[str, tuple[float, float]]:
     return ranges
 
 
-def out_of_training_range(values: dict[str, Any], domain: dict[str, Any]) -> list[str]:
+def out_of_training_range(values: dict[str, Any], domain: Any) -> list[str]:
     """One warning per input outside the range the predictor was trained on, naming the input and the range."""
     warnings = []
     for column, (lo, hi) in trained_ranges(domain).items():

@@ -88,7 +88,7 @@ def shape_from_catalog(model_id: str) -> ModelShape:
         KeyError: unknown model id (the catalog's message lists close matches).
         ValueError: the architecture is one the torch backend cannot build (MoE, MLA, hybrid, sliding window).
     """
-    from estimator.catalog import load_catalog
+    from estimator.catalog.catalog import load_catalog
 
     catalog = load_catalog()
     arch = catalog.models[catalog.resolve("model", model_id)]

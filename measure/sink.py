@@ -165,7 +165,7 @@ def read_catalog_entries(path: str | Path) -> tuple[dict[str, Any], dict[str, An
     """
     import tomllib
 
-    from estimator.catalog import ArchitectureSpec, GPUSpec
+    from estimator.catalog.catalog import ArchitectureSpec, GPUSpec
     from estimator.safe_io import read_text_checked
 
     try:
@@ -189,7 +189,7 @@ def read_catalog_entries(path: str | Path) -> tuple[dict[str, Any], dict[str, An
 
 def _merged_catalog(base: Any, gpus: dict[str, Any], models: dict[str, Any]) -> Any:
     """The catalog plus new entries; each new GPU also answers to its lower-cased display name (NVML's name)."""
-    from estimator.catalog import Catalog
+    from estimator.catalog.catalog import Catalog
 
     clash = [k for k in gpus if k in base.gpus] + [k for k in models if k in base.models]
     if clash:
@@ -214,7 +214,7 @@ def add_catalog_entries(gpus: dict[str, Any], models: dict[str, Any], catalog_di
     import shutil
     import tempfile
 
-    from estimator.catalog import _load_catalog_cached, load_catalog
+    from estimator.catalog.catalog import _load_catalog_cached, load_catalog
     from estimator.safe_io import write_text_atomic
 
     texts = {}
@@ -260,7 +260,7 @@ def _dataset_lock(dest: Path):
 
 def _training_rows(records: list[RunRecord], source: Path, catalog: Any, new_keys: set[str]) -> list[dict]:
     """Each stable record as written to the dataset, after the rules ``load_runs()`` applies."""
-    from estimator.data import RunDataError, validate_local_record
+    from estimator.learn.data import RunDataError, validate_local_record
 
     rows = []
     for n, record in enumerate(records, start=1):
@@ -298,7 +298,7 @@ def import_run_dir(run_dir: str | Path, name: str, dest_dir: str | Path, *, repl
     Raises:
         DatasetImportError: bad name, no stable record, invalid or duplicate record; nothing is written.
     """
-    from estimator.catalog import load_catalog
+    from estimator.catalog.catalog import load_catalog
     from estimator.paths import catalog_dir as default_catalog_dir
     from estimator.safe_io import atomic_writer, check_input_file
 

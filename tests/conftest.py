@@ -17,20 +17,20 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture(scope="session")
 def catalog():
-    from estimator.catalog import load_catalog
+    from estimator.catalog.catalog import load_catalog
 
     return load_catalog()
 
 
 @pytest.fixture(scope="session")
 def runs(catalog):
-    from estimator.data import load_runs
+    from estimator.learn.data import load_runs
 
     return load_runs(catalog=catalog)
 
 
 @pytest.fixture(scope="session")
 def bundle():
-    from estimator.api import load_predictor
+    from estimator.serve.api import load_predictor
 
     return load_predictor()

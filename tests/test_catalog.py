@@ -5,9 +5,9 @@ import tomllib
 
 import pytest
 
-from estimator.catalog import CatalogError, UnknownKeyError, load_catalog
+from estimator.catalog.catalog import CatalogError, UnknownKeyError, load_catalog
 from estimator.paths import catalog_dir
-from estimator.physics_params import param_breakdown
+from estimator.physics.params import param_breakdown
 
 #: the 46 models of the ML.ENERGY v3 study (paper-notes section 2)
 STUDY_MODELS = [

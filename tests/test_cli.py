@@ -11,14 +11,15 @@ import subprocess
 import sys
 from contextlib import redirect_stdout
 from pathlib import Path
+from types import SimpleNamespace
 
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from estimator.api import load_predictor
-from estimator.cli import app
+from estimator.cli.main import app
 from estimator.schema import Estimate, Plan, WhatIf
+from estimator.serve.api import load_predictor
 
 ROOT = Path(__file__).resolve().parent.parent
 runner = CliRunner()
@@ -162,7 +163,7 @@ def test_evaluate_prints_the_cards_split_metrics():
 
 def test_cli_import_is_light_and_help_teaches():
     """`--help` must stay fast: importing the CLI may not import pandas, LightGBM or matplotlib."""
-    code = ("import sys, estimator.cli; "
+    code = ("import sys, estimator.cli.main; "
             "print(sorted(m for m in ('pandas', 'lightgbm', 'matplotlib', 'numpy') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
     assert out.stdout.strip() == "[]"
@@ -227,14 +228,14 @@ def test_measure_is_mounted_and_forwards_arguments():
 
 def test_train_reports_progress_and_the_split_summary(monkeypatch, tmp_path):
     """`train` is a thin wrapper: it must pass a progress callback, write where training says, and summarise."""
-    from estimator import training
+    from estimator.learn import training
 
     calls = []
 
     class _Bundle:
-        card = {"metrics": {"leave-one-model-out": {
+        card = SimpleNamespace(metrics={"leave-one-model-out": {
             "llm": {"energy_per_token_joules": {"median_ape_pct": 11.0, "p90_ape_pct": 42.0, "n": 7}},
-            "diffusion": {"energy_per_item_joules": {"median_ape_pct": 12.0, "p90_ape_pct": 43.0, "n": 8}}}}}
+            "diffusion": {"energy_per_item_joules": {"median_ape_pct": 12.0, "p90_ape_pct": 43.0, "n": 8}}}})
 
     def fake_train(*, output, progress):
         calls.append(output)
@@ -254,8 +255,8 @@ def test_explain_command_json_is_exact_and_matches_the_prediction():
     from the baseline to that number exactly (the paper's layered diagnosis, not a loose story)."""
     import math
 
-    from estimator.api import predict_frame
-    from estimator.explain import Attribution
+    from estimator.explain.model import Attribution
+    from estimator.serve.api import predict_frame
 
     result = _run("explain", "--model", "qwen3-32b", "--task", "gpqa", "--gpu", "b200", "--num-gpus", "1",
                   "--max-num-seqs", "128", "--json")

@@ -6,7 +6,7 @@ import shutil
 import numpy as np
 import pytest
 
-from estimator.data import TARGETS, RunDataError, load_runs
+from estimator.learn.data import TARGETS, RunDataError, load_runs
 from estimator.paths import datasets_dir
 
 

@@ -11,8 +11,9 @@ import math
 import pandas as pd
 import pytest
 
-from estimator.catalog import load_catalog
-from estimator.features import feature_table, featurize
+from estimator.catalog.catalog import load_catalog
+from estimator.learn.family import feature_table
+from estimator.learn.features import featurize
 
 LLM = {"model_id": "Qwen/Qwen3-32B", "task": "gpqa", "gpu_model": "B200", "num_gpus": 1, "max_num_seqs": 128}
 LLM_MOE = {"model_id": "Qwen/Qwen3-30B-A3B-Thinking-2507", "task": "gpqa", "gpu_model": "H100-SXM", "num_gpus": 2,
@@ -24,9 +25,10 @@ TOL = 1e-9
 
 @pytest.fixture(scope="module")
 def context():
-    from estimator.data import load_runs
-    from estimator.predictor import TARGETS, PredictorBundle, TargetRegressor
-    from estimator.training import split_by_family
+    from estimator.learn.card import Card
+    from estimator.learn.data import load_runs
+    from estimator.learn.predictor import TARGETS, PredictorBundle, TargetRegressor
+    from estimator.learn.training import split_by_family
 
     catalog = load_catalog()
     frames = split_by_family(load_runs(catalog=catalog))
@@ -35,12 +37,15 @@ def context():
         frame = frames[target.family].sample(frac=0.5, random_state=0)
         regressors[target.name] = TargetRegressor(target, num_rounds=20).fit(
             featurize(frame, catalog), frame[target.column].to_numpy(float))
-    return {"predictor": PredictorBundle(regressors, {"domain": {}}), "catalog": catalog}
+    card = Card(name="test", targets=sorted(regressors), target_specs={}, features={}, lightgbm_params={},
+                num_rounds=20, data_hash="", catalog_hash=catalog.content_hash, training_rows={}, sources=[],
+                versions={})  # no domain (no warnings) and no stored reference (computed from datasets/)
+    return {"predictor": PredictorBundle(regressors, card), "catalog": catalog}
 
 
 @pytest.fixture(scope="module")
 def attributions(context):
-    from estimator.explain import explain_frame
+    from estimator.explain.attribution import explain_frame
 
     return explain_frame(pd.DataFrame([LLM, LLM_MOE, DIFFUSION]), **context)
 
@@ -52,7 +57,7 @@ def _sum_log(attribution) -> float:
 def test_additivity_llm_and_diffusion(attributions, context):
     """baseline x product of multipliers must equal the prediction exactly, and the prediction must be the one
     predict_frame gives: otherwise the waterfall explains a number the tool never shows."""
-    from estimator.api import predict_frame
+    from estimator.serve.api import predict_frame
 
     predicted = predict_frame(pd.DataFrame([LLM, LLM_MOE, DIFFUSION]), **context)
     for attribution, (_, row) in zip(attributions, predicted.iterrows(), strict=True):
@@ -104,7 +109,7 @@ def test_groups_cover_every_feature_once(attributions):
 
 def test_no_change_gives_zero_deltas(context):
     """A what-if that changes nothing must move no group: any nonzero delta would be noise in the attribution."""
-    from estimator.explain import explain_change
+    from estimator.explain.attribution import explain_change
 
     change = explain_change(LLM, {}, **context)
     assert change.changed_keys == {}
@@ -119,7 +124,7 @@ def test_no_change_gives_zero_deltas(context):
 def test_change_sums_to_log_ratio(context, base, changed):
     """Deltas of a what-if must add up exactly to log(changed / base) of the two predictions, by item, by layer
     and by factor, so the waterfall of a change is a decomposition, not an approximation."""
-    from estimator.explain import explain_change
+    from estimator.explain.attribution import explain_change
 
     change = explain_change(base, changed, **context)
     truth = math.log(change.changed.prediction / change.base.prediction)
@@ -131,7 +136,7 @@ def test_change_sums_to_log_ratio(context, base, changed):
 
 def test_errors_do_not_abort_the_frame(context):
     """An unknown name becomes an error row; the other rows are still explained (like predict_frame)."""
-    from estimator.explain import explain_frame
+    from estimator.explain.attribution import explain_frame
 
     out = explain_frame(pd.DataFrame([{**LLM, "model_id": "no-such-model"}, LLM]), **context)
     assert out[0].status == "error" and "no-such-model" in out[0].reason
@@ -145,11 +150,13 @@ def test_render_and_json(attributions, context):
 
     from rich.console import Console
 
-    from estimator.explain import explain_change, render_attribution, render_change
+    from estimator.explain.attribution import explain_change
+    from estimator.explain.render import render_attribution, render_change
 
     console = Console(width=160, record=True)
     console.print(render_attribution(attributions[0]))
     console.print(render_change(explain_change(LLM, {"max_num_seqs": 32}, **context)))
     text = console.export_text()
     assert "baseline" in text and "max_num_seqs 128 -> 32" in text
-    json.dumps(attributions[2].model_dump())
+    dumped = attributions[2].model_dump()
+    assert json.loads(json.dumps(dumped)) == dumped  # JSON-ready: nothing numpy-typed or lost on the way

@@ -1,4 +1,4 @@
-"""Tests for estimator.hf_config: describing uncatalogued models from their Hugging Face config.json."""
+"""Tests for estimator.catalog.hf_config: describing uncatalogued models from their Hugging Face config.json."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from estimator.catalog import ArchitectureSpec, load_catalog
-from estimator.hf_config import architecture_from_hf_config, load_model_description
+from estimator.catalog.catalog import ArchitectureSpec, load_catalog
+from estimator.catalog.hf_config import architecture_from_hf_config, load_model_description
 
 FIXTURES_DIR = Path(__file__).parent / "fixtures" / "hf_configs"
 PART_FILE = Path(__file__).resolve().parent.parent / "models" / "catalog" / "parts" / "arch_extra.toml"

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from estimator import planning
-from estimator.catalog import UnknownKeyError, load_catalog
+from estimator.catalog.catalog import UnknownKeyError, load_catalog
+from estimator.serve import planning
 
 
 @pytest.fixture(scope="module")

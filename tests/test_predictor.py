@@ -4,11 +4,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from estimator.api import predict_frame
-from estimator.catalog import load_catalog
-from estimator.data import load_runs
-from estimator.predictor import PredictorBundle
-from estimator.training import data_hash, split_by_family
+from estimator.catalog.catalog import load_catalog
+from estimator.learn.data import load_runs
+from estimator.learn.predictor import PredictorBundle
+from estimator.learn.training import data_hash, split_by_family
+from estimator.serve.api import predict_frame
 
 
 def _one(**config):
@@ -18,22 +18,31 @@ def _one(**config):
 def test_card_records_data_catalog_hashes_and_named_split_metrics(bundle, catalog, runs):
     """Every artifact says what it was trained on (data and catalog hashes) and names the split of each metric."""
     card = bundle.card
-    assert card["catalog_hash"] == catalog.content_hash
-    assert card["data_hash"] == data_hash(runs), "committed predictor is stale: run `joules-estimate train`"
+    assert card.catalog_hash == catalog.content_hash
+    assert card.data_hash == data_hash(runs), "committed predictor is stale: run `joules-estimate train`"
     assert {"random-5fold", "leave-one-model-out", "leave-family-out", "leave-gpu-out", "leave-task-out"} <= set(
-        card["metrics"])
-    assert card["metrics"]["leave-one-model-out"]["llm"]["energy_per_token_joules"]["n"] == card["training_rows"]["llm"]
+        card.metrics)
+    assert card.metrics["leave-one-model-out"]["llm"]["energy_per_token_joules"]["n"] == card.training_rows["llm"]
+
+
+def test_loaded_bounds_and_offsets_come_from_the_card(bundle):
+    """A loaded predictor must use the offsets and physical bounds it was trained with (recorded in its card),
+    not a copy in code that could drift from the boosters."""
+    for name, regressor in bundle.regressors.items():
+        spec = bundle.card.target_specs[name]
+        assert tuple(regressor.boosters_) == tuple(spec.offsets)
+        assert (regressor.target.ceiling, regressor.target.floor) == (spec.ceiling, spec.floor)
 
 
 def test_energy_identities_hold_exactly_in_predictions(bundle, catalog):
-    """Energy is derived, never predicted apart: J/token x tokens/s = W and J/token x output = J/request."""
+    """J/request uses the row's own output length (not the task profile's), and the interval of a reciprocal
+    quantity (tokens/s/W) is the flipped interval of J/token, so the two bounds describe the same outcomes."""
     out = predict_frame(pd.DataFrame([
         {"model_id": "qwen3-8b", "task": "chat", "gpu_model": "h100", "num_gpus": 1, "max_num_seqs": b,
-         "avg_output_len": 600.0} for b in (8, 64, 512)]), predictor=bundle, catalog=catalog)
-    np.testing.assert_allclose(out.energy_per_token_joules * out.output_throughput_tokens_per_sec,
-                               out.avg_power_watts, rtol=1e-12)
-    np.testing.assert_allclose(out.energy_per_token_joules * out.avg_output_len, out.energy_per_request_joules,
-                               rtol=1e-12)
+         "avg_output_len": 1500.0} for b in (8, 64, 512)]), predictor=bundle, catalog=catalog)
+    np.testing.assert_allclose(out.energy_per_token_joules * 1500.0, out.energy_per_request_joules, rtol=1e-12)
+    np.testing.assert_allclose(out.tokens_per_sec_per_watt_p10 * out.energy_per_token_joules_p90, 1.0, rtol=1e-9)
+    np.testing.assert_allclose(out.tokens_per_sec_per_watt_p90 * out.energy_per_token_joules_p10, 1.0, rtol=1e-9)
     assert (out.energy_per_token_joules_p10 < out.energy_per_token_joules).all()
     assert (out.energy_per_token_joules < out.energy_per_token_joules_p90).all()
 
@@ -101,8 +110,8 @@ def test_saved_artifact_round_trips(bundle, tmp_path, catalog):
 
 def test_training_is_deterministic():
     """Same data and settings -> the same boosters (fit twice on a slice, compare predictions bit for bit)."""
-    from estimator.features import featurize
-    from estimator.predictor import fit_regressors, targets_for
+    from estimator.learn.features import featurize
+    from estimator.learn.predictor import fit_regressors, targets_for
 
     catalog = load_catalog()
     frames = split_by_family(load_runs(catalog=catalog))
@@ -117,8 +126,8 @@ def test_training_is_deterministic():
 def test_physical_bounds_hold_for_gpus_far_from_the_training_data(bundle, catalog):
     """An L4 (72 W, 0.3 TB/s) must not inherit H100-class numbers from the GPU-agnostic ensemble members:
     power stays <= GPUs x TDP and throughput <= the roofline on that GPU, whatever the trees say."""
-    from estimator.features import featurize
-    from estimator.predictor import OFFSETS
+    from estimator.learn.features import featurize
+    from estimator.learn.predictor import OFFSETS
 
     rows = pd.DataFrame([{"model_id": "llama-8b", "task": "chat", "gpu_model": gpu, "num_gpus": n,
                           "max_num_seqs": b} for gpu in ("l4", "h100") for n in (1, 8) for b in (8, 256)])
@@ -139,7 +148,7 @@ def test_attribution_stays_exact_when_a_physical_bound_binds(bundle, catalog):
     the baseline to the prediction exactly."""
     import math
 
-    from estimator.explain import explain_frame
+    from estimator.explain.attribution import explain_frame
 
     rows = pd.DataFrame([{"model_id": "llama-8b", "task": "chat", "gpu_model": "l4", "num_gpus": n,
                           "max_num_seqs": b} for n in (1, 8) for b in (8, 256)])

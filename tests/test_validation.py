@@ -93,8 +93,8 @@ def test_parallelism_vllm_refuses(layout, words):
 
 def test_every_measured_layout_passes_the_parallelism_rules():
     """The rules must accept every layout in the training data (they were all run by vLLM)."""
-    from estimator.catalog import load_catalog
-    from estimator.data import load_runs
+    from estimator.catalog.catalog import load_catalog
+    from estimator.learn.data import load_runs
 
     catalog = load_catalog()
     runs = load_runs()

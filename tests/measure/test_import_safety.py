@@ -17,7 +17,7 @@ import pytest
 from measure_fakes import FakeClock, FakeMeter, FakeNvml, FakeStaticEngine, make_spec
 from typer.testing import CliRunner
 
-from estimator.data import load_runs
+from estimator.learn.data import load_runs
 from estimator.paths import catalog_dir, datasets_dir
 from measure.cli import app
 from measure.meter import NvmlReader, PowerSampler
@@ -150,7 +150,7 @@ sources = ["test fixture: not a real GPU"]
 
 def test_new_gpu_is_importable_with_its_catalog_entry(run_lines, tmp_path):
     """A GPU outside the catalog is refused alone, accepted with its entry; the catalog then resolves it."""
-    from estimator.catalog import load_catalog
+    from estimator.catalog.catalog import load_catalog
 
     catalog = tmp_path / "catalog"
     shutil.copytree(catalog_dir(), catalog)

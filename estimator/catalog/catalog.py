@@ -230,6 +230,19 @@ class Catalog(BaseModel):
         why = self.taken.get(kind, {}).get(str(name).strip().lower())
         return f"{kind} {name} taken as {self.resolve(kind, name)} ({why})" if why else ""
 
+    def resolve_model(self, name: str, extra_models: dict[str, ArchitectureSpec] | None = None
+                      ) -> tuple[str, ArchitectureSpec]:
+        """(model id, spec) for a name: a key of ``extra_models`` (descriptions not in the catalog) as given,
+        otherwise a catalog key or alias (raises UnknownKeyError with close matches)."""
+        if extra_models and name in extra_models:
+            return name, extra_models[name]
+        key = self.resolve("model", name)
+        return key, self.models[key]
+
+    def table(self, kind: Literal["gpu", "model", "task"]) -> dict:
+        """The entries of one catalog (key -> spec), in file order."""
+        return self._table(kind)
+
     def gpu(self, name: str) -> GPUSpec:
         return self.gpus[self.resolve("gpu", name)]
 
@@ -326,5 +339,5 @@ def _read_names(path: Path, tables: dict[str, dict], aliases: dict[str, dict[str
 
 def catalog_as_json(catalog: Catalog, kind: Literal["gpu", "model", "task"]) -> str:
     """Serialise one catalog table as JSON (for ``catalog list --json``)."""
-    table = catalog._table(kind)
+    table = catalog.table(kind)
     return json.dumps({key: value.model_dump() for key, value in table.items()}, indent=2)

@@ -3,7 +3,8 @@
 Features come only from the configuration and the catalogs (no learned state). Each feature belongs to one
 layer of the paper's diagnosis (algorithm / software / hardware) or is a latent metric derived from them, and
 each latent metric names the latent factor it stands for (memory, compute volume, batch, utilization,
-communication). :data:`LLM_FEATURES` / :data:`DIFFUSION_FEATURES` are the single source of that grouping.
+communication). :data:`LLM_FEATURES` / :data:`DIFFUSION_FEATURES` are the single source of that grouping
+(reach them through :mod:`estimator.learn.family`).
 """
 
 from __future__ import annotations
@@ -13,10 +14,11 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from estimator import physics
-from estimator.catalog import ArchitectureSpec, Catalog, GPUSpec
+from estimator.catalog.catalog import ArchitectureSpec, Catalog, GPUSpec
+from estimator.physics import memory, step
 
-#: roofline offsets are computed on this GPU so the learned part carries the hardware effect (see DESIGN §4)
+#: the "_ref" roofline features and offsets are computed on this GPU, so that the boosters of those ensemble members
+#: carry the hardware effect themselves (see the module docstring of estimator/learn/predictor.py)
 REFERENCE_GPU = "H100-SXM"
 ENGINE_CODES = {"vllm": 0, "xdit": 0, "torch-cudagraph": 1, "transformers": 2}
 
@@ -77,19 +79,10 @@ DIFFUSION_FEATURES = [
 ]
 
 
-def feature_names(family: str) -> list[str]:
-    """Model input columns for a task family ('llm', 'mllm' -> the LLM set, or 'diffusion')."""
-    return [f.name for f in (DIFFUSION_FEATURES if family == "diffusion" else LLM_FEATURES)]
-
-
-def feature_table(family: str) -> list[Feature]:
-    return DIFFUSION_FEATURES if family == "diffusion" else LLM_FEATURES
-
-
 def _hardware(gpu: GPUSpec, precision: str, num_gpus: int) -> dict:
     return {
         "gpu_memory_gb": gpu.memory_gb, "gpu_bandwidth_tb_per_sec": gpu.hbm_bandwidth_tb_per_sec,
-        "gpu_peak_tflops": physics.peak_flops(gpu, precision) / 1e12, "gpu_tdp_watts": gpu.tdp_watts,
+        "gpu_peak_tflops": step.peak_flops(gpu, precision) / 1e12, "gpu_tdp_watts": gpu.tdp_watts,
         "gpu_generation": gpu.generation, "gpu_interconnect_gb_per_sec": gpu.interconnect_bandwidth_gb_per_sec,
         "num_gpus": num_gpus,
     }
@@ -97,15 +90,15 @@ def _hardware(gpu: GPUSpec, precision: str, num_gpus: int) -> dict:
 
 def _llm_static(arch: ArchitectureSpec, precision: str, num_gpus: int, attention_dp: bool,
                 gpu: GPUSpec) -> dict:
-    weight_per_gpu = physics.weight_bytes_per_gpu(arch, precision, num_gpus, 2 if attention_dp else 1)
+    weight_per_gpu = memory.weight_bytes_per_gpu(arch, precision, num_gpus, 2 if attention_dp else 1)
     return {
         "log_total_params_billions": math.log(arch.total_params_billions),
         "log_active_params_billions": math.log(arch.active_params_billions),
-        "precision_bytes": physics.bytes_per_param(precision),
-        "weight_gb_per_gpu": weight_per_gpu / physics.BILLION,
-        "headroom_gb_per_gpu": physics.memory_headroom_per_gpu_gb(gpu, weight_per_gpu),
-        "kv_kb_per_token": physics.kv_bytes_per_token(arch) / 1e3,
-        "_linear_flops": physics.linear_flops_per_token(arch),
+        "precision_bytes": memory.bytes_per_param(precision),
+        "weight_gb_per_gpu": weight_per_gpu / memory.BILLION,
+        "headroom_gb_per_gpu": memory.memory_headroom_per_gpu_gb(gpu, weight_per_gpu),
+        "kv_kb_per_token": memory.kv_bytes_per_token(arch) / 1e3,
+        "_linear_flops": step.linear_flops_per_token(arch),
     }
 
 
@@ -113,7 +106,8 @@ def llm_features_row(arch: ArchitectureSpec, gpu: GPUSpec, ref_gpu: GPUSpec, *, 
                      max_num_seqs: float, tensor_parallel: int, expert_parallel: int, data_parallel: int,
                      input_tokens: float, output_tokens: float, is_reasoning: bool, modality: str,
                      engine: str, static_cache: dict | None = None) -> dict:
-    """All LLM/MLLM features for one configuration (see :data:`LLM_FEATURES`).
+    """All LLM/MLLM features for one configuration (see :data:`LLM_FEATURES`); the decode-step physics is
+    :func:`estimator.physics.step.decode_step`.
 
     ``static_cache`` (optional, per call) memoises the parts that depend only on model, GPU and layout.
     """
@@ -126,49 +120,30 @@ def llm_features_row(arch: ArchitectureSpec, gpu: GPUSpec, ref_gpu: GPUSpec, *, 
     else:
         static = static_cache[key]
     row = dict(static)
-    linear_flops = row.pop("_linear_flops")
-    context = input_tokens + output_tokens / 2.0  # mean context seen by a decode step
-    # paged KV: a running batch holds sequences at every stage, on average input + output / 2 tokens each
-    per_seq = physics.kv_bytes_per_sequence(arch, context)
-    copies = num_gpus if (arch.attention == "mla" and not attention_dp) else 1
-    feasible = physics.max_batch_that_fits(row["headroom_gb_per_gpu"], num_gpus, per_seq, copies)
-    batch = max(min(max_num_seqs, feasible), 1.0)
-    weights_read = physics.weight_bytes_read_per_step(arch, precision, batch)
-    kv_read = batch * physics.kv_bytes_per_sequence(arch, context)
-    flops_step = batch * (linear_flops + physics.attention_flops_per_token(arch, context))
-    bytes_step = weights_read + kv_read
-    compute_s, memory_s = physics.roofline_step_time_s(flops_step, bytes_step, gpu, precision, num_gpus)
-    ref_compute_s, ref_memory_s = physics.roofline_step_time_s(flops_step, bytes_step, ref_gpu, precision,
-                                                               num_gpus)
-    # the throughput ceiling also counts prefill: each output token carries input/output prompt tokens of
-    # compute (not a model input; used only to bound predictions, see predictor.TARGETS)
-    prefill_flops_step = batch * linear_flops * input_tokens / max(output_tokens, 1.0)
-    ceiling_compute_s, _ = physics.roofline_step_time_s(flops_step + prefill_flops_step, bytes_step, gpu, precision,
-                                                        num_gpus)
-    comm = (physics.tensor_parallel_comm_bytes_per_token(arch, tensor_parallel)
-            + physics.expert_parallel_comm_bytes_per_token(arch, expert_parallel))
-    if arch.architecture == "moe":
-        touched = physics.expected_distinct_experts(arch.num_experts, arch.num_experts_per_token, batch)
-        touched_share = touched / arch.num_experts
-    else:
-        touched_share = 1.0
+    s = step.decode_step(arch, gpu, ref_gpu, precision=precision, num_gpus=num_gpus, max_num_seqs=max_num_seqs,
+                         headroom_per_gpu_gb=row["headroom_gb_per_gpu"], attention_data_parallel=attention_dp,
+                         tensor_parallel=tensor_parallel, expert_parallel=expert_parallel,
+                         input_tokens=input_tokens, output_tokens=output_tokens,
+                         linear_flops=row.pop("_linear_flops"))
     row.update(
         is_multimodal=float(modality in ("vision-text", "omni")), is_video=float(modality == "omni"),
         log_output_tokens=math.log(max(output_tokens, 1.0)), log_input_tokens=math.log(max(input_tokens, 1.0)),
         is_reasoning=float(is_reasoning), log2_max_num_seqs=math.log2(max_num_seqs),
         tensor_parallel=tensor_parallel, expert_parallel=expert_parallel, attention_data_parallel=float(attention_dp),
         engine_code=ENGINE_CODES.get(engine, 3), **_hardware(gpu, precision, num_gpus),
-        log2_max_feasible_batch=math.log2(max(feasible, 1.0)), batch_fill=max_num_seqs / max(feasible, 1.0),
-        log2_expected_batch=math.log2(batch),
-        log_flops_per_token=math.log(flops_step / batch), log_bytes_per_token=math.log(bytes_step / batch),
-        kv_read_share=kv_read / bytes_step, log_arithmetic_intensity=math.log(flops_step / bytes_step),
-        compute_bound_share=compute_s / (compute_s + memory_s),
-        log_roofline_step_ms=math.log(1e3 * (compute_s + memory_s)),
-        log_roofline_step_ms_ref=math.log(1e3 * (ref_compute_s + ref_memory_s)),
-        log_prefill_flops_per_output_token=math.log(linear_flops * input_tokens / max(output_tokens, 1.0)),
-        log_comm_bytes_per_token=math.log1p(comm), touched_expert_share=touched_share,
-        fits_in_memory=float(feasible >= 1.0), max_feasible_batch=feasible,
-        log_throughput_ceiling=math.log(batch / (ceiling_compute_s + memory_s)),
+        log2_max_feasible_batch=math.log2(max(s.max_feasible_batch, 1.0)),
+        batch_fill=max_num_seqs / max(s.max_feasible_batch, 1.0),
+        log2_expected_batch=math.log2(s.batch),
+        log_flops_per_token=math.log(s.flops / s.batch), log_bytes_per_token=math.log(s.bytes_moved / s.batch),
+        kv_read_share=s.kv_bytes_read / s.bytes_moved, log_arithmetic_intensity=math.log(s.flops / s.bytes_moved),
+        compute_bound_share=s.compute_s / (s.compute_s + s.memory_s),
+        log_roofline_step_ms=math.log(1e3 * (s.compute_s + s.memory_s)),
+        log_roofline_step_ms_ref=math.log(1e3 * (s.ref_compute_s + s.ref_memory_s)),
+        log_prefill_flops_per_output_token=math.log(s.prefill_flops_per_output_token),
+        log_comm_bytes_per_token=math.log1p(s.comm_bytes_per_token), touched_expert_share=s.touched_expert_share,
+        fits_in_memory=float(s.max_feasible_batch >= 1.0), max_feasible_batch=s.max_feasible_batch,
+        # not a model input; bounds throughput predictions (estimator/learn/predictor.py TARGETS)
+        log_throughput_ceiling=math.log(s.throughput_ceiling_tokens_per_sec),
     )
     return row
 
@@ -176,32 +151,28 @@ def llm_features_row(arch: ArchitectureSpec, gpu: GPUSpec, ref_gpu: GPUSpec, *, 
 def diffusion_features_row(arch: ArchitectureSpec, gpu: GPUSpec, ref_gpu: GPUSpec, *, num_gpus: int,
                            batch_size: int, steps: int, height: int, width: int, frames: int, ulysses: int,
                            ring: int, engine: str, precision: str = "bfloat16") -> dict:
-    """All diffusion features for one configuration (see :data:`DIFFUSION_FEATURES`)."""
-    tokens = physics.latent_tokens(arch, height, width, frames)
-    flops_step = physics.diffusion_flops_per_step(arch, tokens, batch_size)
-    linear_only = 2.0 * arch.denoiser_params_billions * physics.BILLION * tokens * batch_size * (
-        2 if arch.uses_cfg else 1)
-    total_flops = flops_step * steps
-    weight_bytes = physics.weight_bytes_total(arch, precision)
-    compute_s, memory_s = physics.roofline_step_time_s(total_flops, weight_bytes * steps, gpu, precision, num_gpus)
-    ref_c, ref_m = physics.roofline_step_time_s(total_flops, weight_bytes * steps, ref_gpu, precision, num_gpus)
-    comm = physics.sequence_parallel_comm_bytes_per_step(arch, tokens, batch_size, ulysses, ring)
+    """All diffusion features for one configuration (see :data:`DIFFUSION_FEATURES`); the physics is
+    :func:`estimator.physics.step.diffusion_step`."""
+    s = step.diffusion_step(arch, gpu, ref_gpu, num_gpus=num_gpus, batch_size=batch_size, steps=steps,
+                            height=height, width=width, frames=frames, ulysses=ulysses, ring=ring,
+                            precision=precision)
     return {
         "log_denoiser_params_billions": math.log(arch.denoiser_params_billions),
         "denoiser_hidden_size": arch.denoiser_hidden_size, "denoiser_num_layers": arch.denoiser_num_layers,
         "uses_cfg": float(arch.uses_cfg),
         "log_text_encoder_params_billions": math.log1p(arch.text_encoder_params_billions),
-        "is_video": float(arch.modality == "text-to-video"), "log_latent_tokens": math.log(tokens),
+        "is_video": float(arch.modality == "text-to-video"), "log_latent_tokens": math.log(s.latent_tokens),
         "log_pixels": math.log(height * width), "num_frames": frames, "inference_steps": steps,
         "log2_batch_size": math.log2(batch_size), "ulysses_degree": ulysses, "ring_degree": ring,
         "engine_code": ENGINE_CODES.get(engine, 3), **_hardware(gpu, precision, num_gpus),
-        "weight_gb_per_gpu": weight_bytes / physics.BILLION,
-        "log_flops_per_step": math.log(flops_step), "attention_flops_share": 1 - linear_only / flops_step,
-        "log_tokens_per_gpu": math.log(tokens * batch_size / num_gpus),
-        "log_roofline_latency_s": math.log(compute_s + memory_s),
-        "log_roofline_latency_s_ref": math.log(ref_c + ref_m),
-        "log_comm_bytes_per_step": math.log1p(comm),
-        "fits_in_memory": float(weight_bytes / physics.BILLION < physics.GPU_MEMORY_UTILIZATION * gpu.memory_gb),
+        "weight_gb_per_gpu": s.weight_bytes / memory.BILLION,
+        "log_flops_per_step": math.log(s.flops_per_step),
+        "attention_flops_share": 1 - s.linear_flops_per_step / s.flops_per_step,
+        "log_tokens_per_gpu": math.log(s.latent_tokens * batch_size / num_gpus),
+        "log_roofline_latency_s": math.log(s.compute_s + s.memory_s),
+        "log_roofline_latency_s_ref": math.log(s.ref_compute_s + s.ref_memory_s),
+        "log_comm_bytes_per_step": math.log1p(s.comm_bytes_per_step),
+        "fits_in_memory": float(memory.diffusion_fit(arch, gpu, precision).fits),
     }
 
 
@@ -236,14 +207,15 @@ def featurize(configs: pd.DataFrame, catalog: Catalog,
         num_gpus = int(config["num_gpus"])
         engine = _value(config, "engine", "xdit" if arch.kind == "diffusion" else "vllm")
         if arch.kind == "diffusion":
+            ulysses, ring = default_sequence_parallel(num_gpus, _value(config, "ulysses_degree", None),
+                                                      _value(config, "ring_degree", None))
             rows.append(diffusion_features_row(
                 arch, gpu, ref_gpu, num_gpus=num_gpus, batch_size=int(config["batch_size"]),
                 steps=int(_value(config, "inference_steps", arch.default_steps)),
                 height=int(_value(config, "video_height", _value(config, "image_height", arch.default_height))),
                 width=int(_value(config, "video_width", _value(config, "image_width", arch.default_width))),
                 frames=int(_value(config, "num_frames", arch.default_frames or 1)),
-                ulysses=int(_value(config, "ulysses_degree", num_gpus)),
-                ring=int(_value(config, "ring_degree", 1)), engine=engine))
+                ulysses=int(ulysses), ring=int(ring), engine=engine))
             continue
         precision = _value(config, "weight_precision", arch.native_precision)
         tp, ep, dp = default_parallelism(arch, num_gpus)
@@ -258,6 +230,24 @@ def featurize(configs: pd.DataFrame, catalog: Catalog,
             is_reasoning=task.reasoning, modality=task.modality if arch.kind == "mllm" else "text",
             engine=engine, static_cache=static_cache))
     return pd.DataFrame(rows, index=configs.index)
+
+
+#: vLLM's default max_num_seqs (https://docs.vllm.ai/en/v0.11.1/configuration/engine_args.html), used when a single
+#: LLM configuration names no batch
+DEFAULT_MAX_NUM_SEQS = 128
+
+
+def default_sequence_parallel(num_gpus: int, ulysses: float | None = None, ring: float | None = None) -> tuple:
+    """(Ulysses, Ring) degrees of an xDiT configuration as ML.ENERGY ran them: neither given -> Ulysses over every
+    GPU and Ring 1; one given -> the other fills the GPU count (integer division); both given -> as given.
+    The caller checks that Ulysses x Ring equals the GPU count."""
+    if ulysses is None and ring is None:
+        return num_gpus, 1
+    if ulysses is None:
+        return num_gpus // int(ring), ring
+    if ring is None:
+        return ulysses, num_gpus // int(ulysses)
+    return ulysses, ring
 
 
 def default_parallelism(arch: ArchitectureSpec, num_gpus: int) -> tuple[int, int, int]:

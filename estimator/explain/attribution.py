@@ -2,7 +2,7 @@
 
 Every learned target is ``log y = bias + sum_i phi_i + offset(config)``: LightGBM TreeSHAP contributions
 ``phi_i`` (``pred_contrib=True``), the booster's expected output ``bias``, and the physics prior ``offset``
-the booster was trained relative to (see :mod:`estimator.predictor`). Derived quantities are exact sums of
+the booster was trained relative to (see :mod:`estimator.learn.predictor`). Derived quantities are exact sums of
 targets in log space (energy per token = log power - log throughput; energy per image = log power + log
 latency - log batch), so one attribution is exact in log space:
 
@@ -14,7 +14,7 @@ and the identity reference is the training mean of log(output tokens) (energy pe
 (diffusion energy per item). It is approximately the geometric mean prediction over the training runs: "the
 average configuration". Each **item** is then one of
 
-- a feature group ``layer/factor`` (from :func:`estimator.features.feature_table`, never hard-coded here): the
+- a feature group ``layer/factor`` (from :func:`estimator.learn.features.feature_table`, never hard-coded here): the
   sum of its features' TreeSHAP contributions over the quantity's parts (signed);
 - a **physics prior** ``offset_t(config) - mean_offset_t`` (e.g. roofline throughput on the reference GPU),
   named explicitly, under the layer/factor of :data:`PHYSICS_ITEMS`;
@@ -31,184 +31,34 @@ import math
 import weakref
 from dataclasses import dataclass
 from dataclasses import field as dc_field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, Field, PrivateAttr
 
-from estimator.catalog import ArchitectureSpec, Catalog, UnknownKeyError, load_catalog
-from estimator.features import feature_table, featurize
-from estimator.prediction import ConfigurationError, memory_reason, resolve_row
-from estimator.predictor import OFFSETS, PredictorBundle
-
-LAYERS = ("algorithm", "software", "hardware", "latent")
-
-#: quantity -> (unit, [(learned target, sign)], identity term or None), per family
-QUANTITIES: dict[str, dict[str, tuple[str, list[tuple[str, int]], str | None]]] = {
-    "llm": {
-        "energy_per_token_joules": ("J/token", [("avg_power_watts", 1), ("output_throughput_tokens_per_sec", -1)],
-                                    None),
-        "energy_per_request_joules": ("J/request", [("avg_power_watts", 1),
-                                                    ("output_throughput_tokens_per_sec", -1)], "output_tokens"),
-        "avg_power_watts": ("W (all GPUs)", [("avg_power_watts", 1)], None),
-        "output_throughput_tokens_per_sec": ("tokens/s", [("output_throughput_tokens_per_sec", 1)], None),
-        "median_itl_ms": ("ms", [("median_itl_ms", 1)], None),
-        "tokens_per_sec_per_watt": ("tokens/s/W", [("output_throughput_tokens_per_sec", 1),
-                                                   ("avg_power_watts", -1)], None),
-    },
-    "diffusion": {
-        "energy_per_item_joules": ("J/item", [("diffusion_avg_power_watts", 1), ("batch_latency_s", 1)],
-                                   "per_item"),
-        "batch_latency_s": ("s", [("batch_latency_s", 1)], None),
-        "avg_power_watts": ("W (all GPUs)", [("diffusion_avg_power_watts", 1)], None),
-        "items_per_sec": ("items/s", [("batch_latency_s", -1)], "batch_items"),
-    },
-}
-DEFAULT_QUANTITY = {"llm": "energy_per_token_joules", "diffusion": "energy_per_item_joules"}
-
-#: physics offset name -> (label, layer, factor); an offset missing here is shown as latent/utilization. A target
-#: that is an ensemble over several offsets gets one item, the members' mean offset, labelled with all of them.
-PHYSICS_ITEMS = {
-    "none": ("physics prior: none", "latent", "utilization"),
-    "gpu_tdp": ("physics prior: GPU count x TDP", "hardware", "gpu_count"),
-    "roofline_throughput_ref": ("physics prior: roofline throughput on the reference GPU", "latent", "utilization"),
-    "roofline_latency_ref": ("physics prior: roofline batch latency on the reference GPU", "latent", "utilization"),
-    "per_gpu": ("physics prior: power scales with GPU count", "hardware", "gpu_count"),
-    "roofline_throughput": ("physics prior: roofline throughput (expected batch / roofline step)", "latent",
-                            "utilization"),
-    "roofline_step": ("physics prior: roofline decode step", "latent", "utilization"),
-    "roofline_latency": ("physics prior: roofline batch latency", "latent", "utilization"),
-}
-#: identity terms of derived quantities: name -> (label, layer, factor, sign, column of the resolved config)
-IDENTITIES = {
-    "output_tokens": ("identity: x output tokens per request", "algorithm", "workload", 1, "avg_output_len"),
-    "per_item": ("identity: / items per batch", "software", "batch", -1, "batch_size"),
-    "batch_items": ("identity: x items per batch", "software", "batch", 1, "batch_size"),
-}
-#: for the one-line summary: which configuration knobs a factor speaks for
-FACTOR_KNOBS = {
-    "model": ("model_id",), "workload": ("task", "avg_output_len", "inference_steps", "num_frames"),
-    "batch": ("max_num_seqs", "batch_size"),
-    "parallelism": ("tensor_parallel", "expert_parallel", "data_parallel", "ulysses_degree", "ring_degree"),
-    "precision": ("weight_precision",), "engine": ("engine",), "gpu": ("gpu_model",), "gpu_count": ("num_gpus",),
-}
-
-
-class FeatureValue(BaseModel):
-    """One feature inside a group: its value for this configuration and its log-space contribution."""
-
-    name: str
-    value: float
-    log_contribution: float
-
-
-class FactorContribution(BaseModel):
-    """One item of the waterfall: a feature group, a physics prior, or an identity term (log space, natural log)."""
-
-    group: str = Field(description="'layer/factor', or a 'physics prior: ...' / 'identity: ...' label")
-    layer: str
-    factor: str
-    kind: str = Field(description="'learned' (TreeSHAP), 'physics' (offset) or 'identity' (exact term)")
-    log_contribution: float
-    multiplier: float = Field(description="exp(log_contribution): the factor this item multiplies by")
-    top_features: list[FeatureValue] = Field(default_factory=list, description="largest |log| first (3 at most)")
-    inputs: dict[str, float] = Field(default_factory=dict, description="physics prior: the features it reads")
-    _features: list[FeatureValue] = PrivateAttr(default_factory=list)
-
-
-class PartAttribution(BaseModel):
-    """One learned target inside a derived quantity (e.g. power, or throughput entering with sign -1)."""
-
-    target: str
-    sign: int = Field(description="+1 multiplies the quantity, -1 divides it")
-    baseline: float = Field(description="exp(bias + mean physics offset), in the target's units")
-    prediction: float = Field(description="the target's prediction, in its units")
-    physics_offset: str = Field(description="'+'-joined offset names; an ensemble's prior is their mean")
-    items: list[FactorContribution] = Field(description="unsigned: they sum to log(prediction / baseline)")
-
-
-class Attribution(BaseModel):
-    """Why one configuration is predicted to cost what it costs (see the module docstring for the algebra)."""
-
-    configuration: dict[str, Any] = Field(description="resolved configuration (catalog keys, defaults filled)")
-    family: str = ""
-    quantity: str = ""
-    unit: str = ""
-    status: str = "ok"
-    reason: str = ""
-    warnings: list[str] = Field(default_factory=list)
-    baseline: float | None = Field(default=None, description="the average configuration, see module docstring")
-    baseline_definition: str = ""
-    prediction: float | None = None
-    log_ratio: float | None = Field(default=None, description="log(prediction / baseline) = sum of items")
-    items: list[FactorContribution] = Field(default_factory=list, description="layer/factor groups + priors")
-    by_layer: list[FactorContribution] = Field(default_factory=list)
-    by_factor: list[FactorContribution] = Field(default_factory=list)
-    parts: list[PartAttribution] = Field(default_factory=list)
-    summary: str = ""
-    _feature_row: dict[str, float] = PrivateAttr(default_factory=dict)
-
-
-class FeatureDelta(BaseModel):
-    """One feature's change between two configurations and the change of its signed contribution."""
-
-    name: str
-    base_value: float
-    changed_value: float
-    delta_log: float
-
-
-class GroupDelta(BaseModel):
-    """The change of one item between two attributions (log space and as a multiplier)."""
-
-    group: str
-    layer: str
-    factor: str
-    kind: str
-    base_log: float
-    changed_log: float
-    delta_log: float
-    multiplier: float
-    top_features: list[FeatureDelta] = Field(default_factory=list)
-
-
-class ChangeAttribution(BaseModel):
-    """A what-if: which groups moved the prediction, summing exactly to log(changed / base)."""
-
-    base: Attribution
-    changed: Attribution
-    changed_keys: dict[str, list[Any]] = Field(description="key -> [base value, changed value] (resolved)")
-    quantity: str
-    unit: str
-    log_ratio: float = Field(description="log(changed prediction / base prediction) = sum of deltas")
-    ratio: float
-    deltas: list[GroupDelta]
-    by_layer: list[GroupDelta]
-    by_factor: list[GroupDelta]
-    part_deltas: dict[str, float] = Field(description="target (or identity term) -> signed delta log")
-    summary: str = ""
+from estimator.catalog.catalog import ArchitectureSpec, Catalog, UnknownKeyError, load_catalog
+from estimator.explain.model import (
+    IDENTITIES,
+    LAYERS,
+    PHYSICS_ITEMS,
+    QUANTITIES,
+    Attribution,
+    ChangeAttribution,
+    FactorContribution,
+    FeatureDelta,
+    FeatureValue,
+    GroupDelta,
+    PartAttribution,
+)
+from estimator.explain.render import summarize, summarize_change
+from estimator.learn.family import family_of, feature_table
+from estimator.learn.features import featurize
+from estimator.learn.prediction import ConfigurationError, memory_reason, resolve_row
+from estimator.learn.predictor import PredictorBundle, load_predictor
+from estimator.learn.reference import offset_function, offset_names, reference_from_frames
 
 
 # --------------------------------------------------------------------------------------------------- offsets
-def offset_names(regressor) -> tuple[str, ...]:
-    """The physics offsets a target regressor adds: its ensemble members' offsets (``boosters_``), or the single
-    ``target.offset`` of a one-booster regressor."""
-    boosters = getattr(regressor, "boosters_", None)
-    if isinstance(boosters, dict) and boosters:
-        return tuple(boosters)
-    offsets = getattr(regressor.target, "offsets", None)
-    return tuple(offsets) if offsets else (regressor.target.offset,)
-
-
-def offset_function(names: tuple[str, ...]):
-    """The physics offset of a target as one function of the feature frame: the members' mean (log space)."""
-    def function(features: pd.DataFrame) -> np.ndarray:
-        return np.mean([OFFSETS[name](features) for name in names], axis=0)
-    return function
-
-
 def _physics_meta(names: tuple[str, ...]) -> tuple[str, str, str]:
     """(label, layer, factor) of a target's physics item."""
     informative = [n for n in names if n != "none"] or list(names)
@@ -223,43 +73,25 @@ def _physics_meta(names: tuple[str, ...]) -> tuple[str, str, str]:
 _REFERENCE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def reference_from_frames(regressors: dict, frames: dict[str, pd.DataFrame],
-                          features: dict[str, pd.DataFrame]) -> dict[str, float]:
-    """Training means (log space) of each target's physics offset and of the identity terms: the reference
-    point ("the average configuration") that attributions are measured from. Stored in the card by training."""
-    reference: dict[str, float] = {}
-    for name, regressor in regressors.items():
-        family = "diffusion" if regressor.target.family == "diffusion" else "llm"
-        if frames[family].empty:
-            continue
-        reference[name] = float(np.mean(offset_function(offset_names(regressor))(features[family])))
-    if not frames["llm"].empty:
-        reference["output_tokens"] = float(np.mean(np.log(frames["llm"]["avg_output_len"].to_numpy(float))))
-    if not frames["diffusion"].empty:
-        log_batch = float(np.mean(np.log(frames["diffusion"]["batch_size"].to_numpy(float))))
-        reference["per_item"], reference["batch_items"] = -log_batch, log_batch
-    return reference
-
-
 def attribution_reference(bundle: PredictorBundle, catalog: Catalog) -> tuple[dict[str, float], str]:
     """Training means of each physics offset and identity term (log space), and where they came from.
 
-    Read from ``card["attribution_reference"]`` when training stored it; otherwise computed once per bundle from
+    Read from the card's ``attribution_reference`` when training stored it; otherwise computed once per bundle from
     the runs in ``datasets/`` (the rows the predictor was trained on, if the data hash matches). Without data the
     reference is 0 and the baseline is ``exp(bias)`` relative to the raw physics prior.
     """
-    stored = bundle.card.get("attribution_reference")
+    stored = bundle.card.attribution_reference
     if stored:
         return dict(stored), "card"
     if bundle in _REFERENCE:
         return _REFERENCE[bundle]
     try:
-        from estimator.data import load_runs
-        from estimator.training import data_hash, split_by_family
+        from estimator.learn.data import load_runs
+        from estimator.learn.training import data_hash, split_by_family
 
         runs = load_runs(catalog=catalog)
         frames = split_by_family(runs)
-        source = "training runs" if data_hash(runs) == bundle.card.get("data_hash") else "current datasets/"
+        source = "training runs" if data_hash(runs) == bundle.card.data_hash else "current datasets/"
         features = {family: featurize(frame, catalog) for family, frame in frames.items() if not frame.empty}
         reference = reference_from_frames(bundle.regressors, frames, features)
         result = (reference, source)
@@ -270,16 +102,12 @@ def attribution_reference(bundle: PredictorBundle, catalog: Catalog) -> tuple[di
 
 
 # --------------------------------------------------------------------------------------------------- building
-def _family(arch: ArchitectureSpec) -> str:
-    return "diffusion" if arch.kind == "diffusion" else "llm"
-
-
 def _quantity_for(family: str, quantity: str | None) -> str:
     if quantity is None or quantity not in QUANTITIES[family]:
         if quantity is not None and not any(quantity in q for q in QUANTITIES.values()):
             known = sorted({q for table in QUANTITIES.values() for q in table})
             raise ValueError(f"unknown quantity {quantity!r}; known: {', '.join(known)}")
-        return DEFAULT_QUANTITY[family]
+        return family_of(family).energy_metric
     return quantity
 
 
@@ -465,8 +293,6 @@ def _plain(values: dict) -> dict[str, Any]:
 
 def _resolve_context(predictor, catalog):
     if predictor is None:
-        from estimator.api import load_predictor
-
         predictor = load_predictor()
     return predictor, catalog or load_catalog()
 
@@ -477,7 +303,7 @@ def explain_frame(configs: pd.DataFrame, *, predictor: PredictorBundle | None = 
     """Attribute the prediction of every configuration row to layers, latent factors and physics priors.
 
     Args:
-        configs: one row per configuration, the same columns as :func:`estimator.api.predict_frame` (aliases
+        configs: one row per configuration, the same columns as :func:`estimator.serve.api.predict_frame` (aliases
             allowed; blanks mean "as the engine would").
         predictor: a loaded bundle (default: ``models/predictors/default``).
         catalog: catalogs (default: ``models/catalog``).
@@ -504,7 +330,7 @@ def explain_frame(configs: pd.DataFrame, *, predictor: PredictorBundle | None = 
         except (ConfigurationError, UnknownKeyError) as exc:
             out[position] = Attribution(configuration=_plain(raw), status="error", reason=str(exc))
             continue
-        family = _family(row.arch)
+        family = family_of(row.arch.kind).name
         by_family[family].append((position, row.values))
         warnings[position] = list(row.warnings)
     for family, rows in by_family.items():
@@ -614,160 +440,3 @@ def _deltas(before: list[FactorContribution], after: list[FactorContribution],
                               changed_log=changed_log, delta_log=delta, multiplier=math.exp(delta),
                               top_features=features))
     return out
-
-
-# --------------------------------------------------------------------------------------------------- text
-def _fmt(value: float) -> str:
-    if value == 0 or not math.isfinite(value):
-        return f"{value:g}"
-    magnitude = abs(value)
-    if magnitude >= 1000:
-        return f"{value:,.0f}"
-    if magnitude >= 10:
-        return f"{value:.1f}"
-    return f"{value:.3g}"
-
-
-def _knobs(configuration: dict, factor: str) -> str:
-    parts = []
-    for key in FACTOR_KNOBS.get(factor, ()):
-        if key in configuration:
-            value = configuration[key]
-            if isinstance(value, float) and value.is_integer():
-                value = int(value)
-            elif isinstance(value, float):
-                value = _fmt(value)
-            parts.append(f"{key}={value}")
-    return ", ".join(parts[:3])
-
-
-def _label(item: FactorContribution, configuration: dict) -> str:
-    if item.kind != "learned":
-        return item.group
-    knobs = _knobs(configuration, item.factor)
-    return f"{item.group} ({knobs})" if knobs else item.group
-
-
-def _x(multiplier: float) -> str:
-    return f"x{multiplier:.2f}" if 0.01 <= multiplier < 100 else f"x{multiplier:.3g}"
-
-
-def summarize(attribution: Attribution, top: int = 5) -> str:
-    """One line: the largest items, e.g. ``software/batch (max_num_seqs=128): x0.61 through ...``."""
-    if attribution.status != "ok":
-        return f"error: {attribution.reason}"
-    items = sorted(attribution.items, key=lambda i: -abs(i.log_contribution))[:top]
-    pieces = []
-    for item in items:
-        through = ", ".join(f.name for f in item.top_features[:2]) if item.kind == "learned" else ""
-        pieces.append(f"{_label(item, attribution.configuration)}: {_x(item.multiplier)}"
-                      + (f" through {through}" if through else ""))
-    return (f"{attribution.quantity} {_fmt(attribution.prediction)} {attribution.unit} vs the average "
-            f"{_fmt(attribution.baseline)}: " + "; ".join(pieces))
-
-
-def summarize_change(change: ChangeAttribution, top: int = 5) -> str:
-    """One line: ``max_num_seqs 64 -> 256: x0.45 = software/batch x0.7; ...``."""
-    keys = ", ".join(f"{k} {_fmt_value(v[0])} -> {_fmt_value(v[1])}" for k, v in change.changed_keys.items())
-    items = sorted(change.deltas, key=lambda d: -abs(d.delta_log))[:top]
-    pieces = "; ".join(f"{d.group} {_x(d.multiplier)}" for d in items if abs(d.delta_log) > 1e-12)
-    return f"{keys or 'no change'}: {change.quantity} {_x(change.ratio)} = {pieces or 'no group moved'}"
-
-
-def _fmt_value(value: Any) -> str:
-    if value is None:
-        return "default"
-    if isinstance(value, float):
-        return str(int(value)) if value.is_integer() else _fmt(value)
-    return str(value)
-
-
-def _bar(log: float, scale: float, width: int = 20) -> str:
-    cells = 0 if scale <= 0 else round(abs(log) / scale * width)
-    return ("[red]" + "+" * cells + "[/red]") if log > 0 else ("[green]" + "-" * cells + "[/green]")
-
-
-def render_attribution(a: Attribution):
-    """A rich renderable: the waterfall of one attribution (baseline, each item's multiplier, prediction)."""
-    from rich.console import Group
-    from rich.table import Table
-    from rich.text import Text
-
-    if a.status != "ok":
-        return Text(f"cannot explain: {a.reason}", style="bold red")
-    config = a.configuration
-    title = " · ".join(str(config.get(k)) for k in ("model_id", "task", "gpu_model") if k in config)
-    title += f" · {_fmt_value(config.get('num_gpus'))} GPU(s)"
-    table = Table(title=f"{a.quantity} for {title}", show_lines=False)
-    for column, justify in (("item", "left"), ("x", "right"), ("running", "right"), ("", "left"),
-                            ("through (feature = value: log)", "left")):
-        table.add_column(column, justify=justify)
-    table.add_row("baseline (average configuration)", "", f"{_fmt(a.baseline)} {a.unit}", "", "")
-    running = a.baseline
-    scale = max((abs(i.log_contribution) for i in a.items), default=0.0)
-    for item in a.items:
-        running *= item.multiplier
-        through = "; ".join(f"{f.name} = {_fmt(f.value)}: {f.log_contribution:+.2f}" for f in item.top_features)
-        table.add_row(_label(item, config), _x(item.multiplier), _fmt(running), _bar(item.log_contribution, scale),
-                      through)
-    table.add_row("[bold]prediction[/bold]", _x(a.prediction / a.baseline), f"[bold]{_fmt(a.prediction)}[/bold] "
-                  f"{a.unit}", "", "")
-    layers = "  ".join(f"{i.group} {_x(i.multiplier)}" for i in a.by_layer)
-    parts = "  ".join(f"{'x' if p.sign > 0 else '/'} {p.target} {_fmt(p.prediction)} (avg {_fmt(p.baseline)})"
-                      for p in a.parts)
-    lines = [table, Text(f"by layer: {layers}"), Text(f"parts: {parts}")]
-    if a.warnings:
-        lines.append(Text("warnings: " + "; ".join(a.warnings), style="yellow"))
-    return Group(*lines)
-
-
-def render_change(c: ChangeAttribution):
-    """A rich renderable: which groups moved a what-if prediction, as multipliers that multiply to the ratio."""
-    from rich.console import Group
-    from rich.table import Table
-    from rich.text import Text
-
-    keys = ", ".join(f"{k} {_fmt_value(v[0])} -> {_fmt_value(v[1])}" for k, v in c.changed_keys.items())
-    table = Table(title=f"{c.quantity}: {_fmt(c.base.prediction)} -> {_fmt(c.changed.prediction)} {c.unit} "
-                        f"({_x(c.ratio)}) for {keys or 'no change'}")
-    for column, justify in (("group", "left"), ("x", "right"), ("", "left"), ("what moved (before -> after)", "left")):
-        table.add_column(column, justify=justify)
-    moved = [d for d in c.deltas if abs(d.delta_log) > 1e-9]
-    scale = max((abs(d.delta_log) for d in moved), default=0.0)
-    for d in sorted(moved, key=lambda d: -abs(d.delta_log)):
-        what = "; ".join(f"{f.name} {_fmt(f.base_value)} -> {_fmt(f.changed_value)}: {f.delta_log:+.2f}"
-                         for f in d.top_features)
-        table.add_row(d.group, _x(d.multiplier), _bar(d.delta_log, scale), what)
-    table.add_row("[bold]total[/bold]", f"[bold]{_x(c.ratio)}[/bold]", "", "")
-    layers = "  ".join(f"{d.group} {_x(d.multiplier)}" for d in c.by_layer)
-    parts = "  ".join(f"{target} {_x(math.exp(delta))}" for target, delta in c.part_deltas.items())
-    return Group(table, Text(f"by layer: {layers}"), Text(f"parts (signed): {parts}"))
-
-
-def plot_attribution(a: Attribution, path: str | Path) -> Path:
-    """Write a PNG waterfall of ``a`` (log scale) to ``path``; matplotlib is imported only here."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    if a.status != "ok":
-        raise ValueError(f"cannot plot an attribution with status {a.status}: {a.reason}")
-    labels = ["baseline", *(_label(i, a.configuration) for i in a.items), "prediction"]
-    fig, ax = plt.subplots(figsize=(10, 0.35 * len(labels) + 1.5))
-    running = math.log(a.baseline)
-    ax.barh(0, running, color="grey")
-    for row, item in enumerate(a.items, start=1):
-        start = running
-        running += item.log_contribution
-        ax.barh(row, item.log_contribution, left=start, color="tab:red" if item.log_contribution > 0 else "tab:green")
-    ax.barh(len(labels) - 1, running, color="tab:blue")
-    ax.set_yticks(range(len(labels)), labels, fontsize=7)
-    ax.invert_yaxis()
-    ax.set_xlabel(f"ln {a.quantity} ({a.unit})")
-    ax.set_title(a.summary[:110], fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path

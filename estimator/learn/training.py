@@ -17,16 +17,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from estimator import evaluate as ev
-from estimator.catalog import Catalog, load_catalog
-from estimator.data import load_runs
-from estimator.features import feature_table, featurize
+from estimator.catalog.catalog import Catalog, load_catalog
+from estimator.learn import evaluate as ev
+from estimator.learn.card import Card, Domain, FeatureCard
+from estimator.learn.data import load_runs
+from estimator.learn.family import FAMILIES, family_column, family_of
+from estimator.learn.features import featurize
+from estimator.learn.predictor import LGB_PARAMS, NUM_ROUNDS, TARGETS, PredictorBundle, fit_regressors, target_card
+from estimator.learn.reference import reference_from_frames
 from estimator.paths import predictors_dir
-from estimator.predictor import LGB_PARAMS, NUM_ROUNDS, TARGETS, PredictorBundle, fit_regressors
 from estimator.validation import TRAINED_INPUTS
 
 DEFAULT_PREDICTOR = "default"
-FAMILIES = ("llm", "diffusion")
 
 
 def data_hash(runs: pd.DataFrame) -> str:
@@ -38,27 +40,32 @@ def data_hash(runs: pd.DataFrame) -> str:
 
 def _versions() -> dict[str, str]:
     names = ("lightgbm", "numpy", "pandas", "scikit-learn", "pydantic")
-    versions = {name: metadata.version(name) for name in names}
+    versions = {}
+    for name in names:  # scikit-learn is optional (lightgbm's wrappers only): recorded when installed
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
     versions["python"] = platform.python_version()
     return versions
 
 
-def _domain(frame: pd.DataFrame, family: str) -> dict:
-    batch = "batch_size" if family == "diffusion" else "max_num_seqs"
-    return {"models": sorted(frame["model_id"].unique()), "gpus": sorted(frame["gpu_model"].unique()),
-            "engines": sorted(frame["engine"].unique()),
-            "gpu_engines": sorted(set(frame["gpu_model"] + "|" + frame["engine"])),
-            "tasks": sorted(frame["task"].unique()),
-            "precisions": sorted(frame["weight_precision"].unique()),
-            "num_gpus": sorted(int(v) for v in frame["num_gpus"].unique()),
-            "batch_min": int(frame[batch].min()), "batch_max": int(frame[batch].max()), "rows": len(frame),
-            "ranges": {column: [float(frame[column].min()), float(frame[column].max())]  # extrapolation warnings
-                       for column in TRAINED_INPUTS if column in frame and frame[column].notna().any()}}
+def _domain(frame: pd.DataFrame, family: str) -> Domain:
+    batch = family_of(family).batch_column
+    return Domain(models=sorted(frame["model_id"].unique()), gpus=sorted(frame["gpu_model"].unique()),
+                  engines=sorted(frame["engine"].unique()),
+                  gpu_engines=sorted(set(frame["gpu_model"] + "|" + frame["engine"])),
+                  tasks=sorted(frame["task"].unique()), precisions=sorted(frame["weight_precision"].unique()),
+                  num_gpus=sorted(int(v) for v in frame["num_gpus"].unique()),
+                  batch_min=int(frame[batch].min()), batch_max=int(frame[batch].max()), rows=len(frame),
+                  ranges={column: [float(frame[column].min()), float(frame[column].max())]  # extrapolation warnings
+                          for column in TRAINED_INPUTS if column in frame and frame[column].notna().any()})
 
 
 def split_by_family(runs: pd.DataFrame) -> dict[str, pd.DataFrame]:
-    key = ev.family_key(runs)
-    return {family: runs[key.eq(family)].reset_index(drop=True) for family in FAMILIES}
+    """The run frame split into the predictor families' rows ('mllm' rows go with 'llm')."""
+    key = family_column(runs["task_family"])
+    return {family.name: runs[key.eq(family.name)].reset_index(drop=True) for family in FAMILIES}
 
 
 def evaluate_all(frames: dict[str, pd.DataFrame], features: dict[str, pd.DataFrame], catalog: Catalog,
@@ -137,34 +144,27 @@ def train(*, root: Path | None = None, output: Path | None = None, evaluate: boo
     regressors = fit_regressors(features, frames)
     if progress:
         progress("fitted final predictors")
-    card: dict = {
-        "name": DEFAULT_PREDICTOR,
-        "targets": sorted(regressors),
-        "target_specs": {t.name: {"family": t.family, "column": t.column, "offsets": list(t.offsets),
-                                  "ceiling": t.ceiling, "floor": t.floor, "monotone": t.monotone} for t in TARGETS},
-        "features": {family: [{"name": f.name, "layer": f.layer, "factor": f.factor}
-                              for f in feature_table(family)] for family in FAMILIES},
-        "lightgbm_params": LGB_PARAMS, "num_rounds": NUM_ROUNDS,
-        "data_hash": data_hash(runs), "catalog_hash": catalog.content_hash,
-        "training_rows": {family: len(frame) for family, frame in frames.items()},
-        "sources": sorted(runs["source"].unique()),
-        "domain": {family: _domain(frame, family) for family, frame in frames.items() if not frame.empty},
-        "versions": _versions(),
-    }
-    from estimator.explain import reference_from_frames
-
-    card["attribution_reference"] = reference_from_frames(regressors, frames, features)
+    card = Card(
+        name=DEFAULT_PREDICTOR, targets=sorted(regressors),
+        target_specs={t.name: target_card(t) for t in TARGETS},
+        features={family.name: [FeatureCard(name=f.name, layer=f.layer, factor=f.factor) for f in family.features]
+                  for family in FAMILIES},
+        lightgbm_params=LGB_PARAMS, num_rounds=NUM_ROUNDS, data_hash=data_hash(runs),
+        catalog_hash=catalog.content_hash, training_rows={family: len(frame) for family, frame in frames.items()},
+        sources=sorted(runs["source"].unique()),
+        domain={family: _domain(frame, family) for family, frame in frames.items() if not frame.empty},
+        versions=_versions(), attribution_reference=reference_from_frames(regressors, frames, features))
     if evaluate:
         metrics, residuals = evaluate_all(frames, features, catalog, splits, progress)
-        card["metrics"] = metrics
-        card["baselines"] = {"llm": baseline_metrics(frames["llm"], catalog)}
-        card["intervals"] = {family: {quantity: ev.interval_quantiles(values, by_quantity["_tail"])
-                                      for quantity, values in by_quantity.items() if quantity != "_tail"}
-                             for family, by_quantity in residuals.items()}
-        card["interval_tails"] = {family: by_quantity["_tail"] for family, by_quantity in residuals.items()}
-        card["interval_source"] = (f"{ev.HEADLINE} out-of-fold log residuals; quantile tails chosen per family so "
-                                   f"that 80% of each held-out model's rows fall inside when calibrated on the "
-                                   f"other models (p10/p90 of the predictive distribution)")
+        card.metrics = metrics
+        card.baselines = {"llm": baseline_metrics(frames["llm"], catalog)}
+        card.intervals = {family: {quantity: ev.interval_quantiles(values, by_quantity["_tail"])
+                                   for quantity, values in by_quantity.items() if quantity != "_tail"}
+                          for family, by_quantity in residuals.items()}
+        card.interval_tails = {family: by_quantity["_tail"] for family, by_quantity in residuals.items()}
+        card.interval_source = (f"{ev.HEADLINE} out-of-fold log residuals; quantile tails chosen per family so "
+                                f"that 80% of each held-out model's rows fall inside when calibrated on the "
+                                f"other models (p10/p90 of the predictive distribution)")
     bundle = PredictorBundle(regressors, card)
     if output is not None:
         bundle.save(output)

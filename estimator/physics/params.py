@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from estimator.catalog import ArchitectureSpec
+from estimator.catalog.catalog import ArchitectureSpec
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from estimator.learn.card import Card
+from estimator.learn.family import family_of
+
 SPLIT_NOTES = {
     "leave-one-model-out": "every configuration of one model held out (headline)",
     "leave-family-out": "every model of the same architecture shape held out together",
@@ -19,7 +22,7 @@ QUANTITY_LABELS = {
     "avg_power_watts": "power", "output_throughput_tokens_per_sec": "throughput", "median_itl_ms": "median ITL",
     "energy_per_item_joules": "energy per image/video", "batch_latency_s": "batch latency",
 }
-COMMAND = "joules-estimate train  # then: joules-estimate evaluate (writes this file)"
+COMMAND = "joules-estimate train  # then: joules-estimate evaluate --write-report (writes this file)"
 
 
 def _metric_row(split: str, family: str, quantity: str, values: dict) -> str:
@@ -30,14 +33,14 @@ def _metric_row(split: str, family: str, quantity: str, values: dict) -> str:
             f"{values['within_2x_pct']:.0f}% | {coverage_text} |")
 
 
-def headline_table(card: dict) -> str:
+def headline_table(card: Card) -> str:
     """Markdown table of energy accuracy per split (the README's table)."""
     lines = ["| split | family | quantity | rows | median APE | MAPE | p90 APE | within 2x | p10-p90 coverage |",
              "|---|---|---|---|---|---|---|---|---|"]
-    metrics = card.get("metrics", {})
+    metrics = card.metrics
     for split in [name for name in SPLIT_NOTES if name in metrics]:
         for family, by_quantity in sorted(metrics[split].items(), reverse=True):  # llm first
-            quantity = "energy_per_item_joules" if family == "diffusion" else "energy_per_token_joules"
+            quantity = family_of(family).energy_metric
             lines.append(_metric_row(split, family, quantity, by_quantity[quantity]))
     return "\n".join(lines)
 
@@ -46,7 +49,7 @@ def _gpu_direction_lines(metrics: dict) -> list[str]:
     """Leave-GPU-out energy error per direction (train on the others, predict this GPU)."""
     lines = []
     for family, by_quantity in metrics.get("leave-gpu-out", {}).items():
-        quantity = "energy_per_item_joules" if family == "diffusion" else "energy_per_token_joules"
+        quantity = family_of(family).energy_metric
         folds = by_quantity.get(quantity, {}).get("by_fold", {})
         if folds:
             lines.append(f"Leave-GPU-out, {family} {QUANTITY_LABELS[quantity]}, per direction: " + "; ".join(
@@ -55,15 +58,15 @@ def _gpu_direction_lines(metrics: dict) -> list[str]:
     return [*lines, ""] if lines else []
 
 
-def accuracy_markdown(card: dict) -> str:
+def accuracy_markdown(card: Card) -> str:
     """The full accuracy report as markdown."""
-    metrics = card.get("metrics", {})
+    metrics = card.metrics
     parts = [
         "# Accuracy of the trained predictors",
         "",
-        f"Generated from `models/predictors/{card.get('name', 'default')}/card.json` by `{COMMAND}`.",
-        f"Training data hash `{card.get('data_hash')}`, catalog hash `{card.get('catalog_hash')}`, "
-        f"rows: {card.get('training_rows')}. Library versions: {card.get('versions')}.",
+        f"Generated from `models/predictors/{card.name}/card.json` by `{COMMAND}`.",
+        f"Training data hash `{card.data_hash}`, catalog hash `{card.catalog_hash}`, "
+        f"rows: {card.training_rows}. Library versions: {card.versions}.",
         "",
         "All numbers are **out-of-fold**: each row is predicted by predictors that never saw it, under the named "
         "split. LLM rows include multimodal (image/video chat) rows; the workload's mean output length is an "
@@ -98,7 +101,7 @@ def accuracy_markdown(card: dict) -> str:
                   f"{ranking['median_kendall_tau']:.2f}, mean {ranking['mean_kendall_tau']:.3f}; the predicted "
                   f"minimum-energy batch is within 5% of the true minimum energy in "
                   f"{ranking['min_energy_pick_within_5pct_pct']:.1f}% of groups."]
-    baselines = card.get("baselines", {}).get("llm", {})
+    baselines = card.baselines.get("llm", {})
     if baselines:
         parts += ["", "## Baselines on the same LLM rows (no training, so no split)",
                   "| baseline | median APE | p90 APE | within 2x | median predicted / measured |",
@@ -109,8 +112,8 @@ def accuracy_markdown(card: dict) -> str:
         parts += ["", "`naive-flops-tdp` is Fernandez et al.'s idealized estimate (FLOPs x TDP / peak FLOP/s); "
                   "`ecologits` is EcoLogits' fitted formula (a*exp(b*batch)*P_active + c Wh/token)."]
     parts += ["", "## Intervals",
-              f"p10-p90 intervals come from {card.get('interval_source', 'n/a')}; residual quantile tails used: "
-              f"{card.get('interval_tails', {})}. The coverage column above is cross-fitted (each model's rows "
+              f"p10-p90 intervals come from {card.interval_source or 'n/a'}; residual quantile tails used: "
+              f"{card.interval_tails}. The coverage column above is cross-fitted (each model's rows "
               "judged against quantiles from the other models' residuals only); the tail was chosen on the same "
               "residuals, so coverage on genuinely new models may be a little lower.",
               ""]
@@ -120,11 +123,11 @@ def accuracy_markdown(card: dict) -> str:
 README_START, README_END = "<!-- accuracy:start -->", "<!-- accuracy:end -->"
 
 
-def readme_accuracy_block(card: dict) -> str:
+def readme_accuracy_block(card: Card) -> str:
     """The README's accuracy section body: the headline table, generated from the card."""
     return "\n".join([
-        f"Out-of-fold accuracy of the committed predictor (`models/predictors/{card.get('name', 'default')}`, "
-        f"data hash `{card.get('data_hash')}`), regenerated by `joules-estimate evaluate`; details and every "
+        f"Out-of-fold accuracy of the committed predictor (`models/predictors/{card.name}`, "
+        f"data hash `{card.data_hash}`), regenerated by `joules-estimate evaluate`; details and every "
         "quantity in [benchmarks/accuracy.md](benchmarks/accuracy.md). The headline split is leave-one-model-out; "
         "random-5fold is shown only to expose how optimistic row-level splits are.",
         "",
@@ -132,7 +135,7 @@ def readme_accuracy_block(card: dict) -> str:
     ])
 
 
-def update_readme(card: dict, readme: Path) -> bool:
+def update_readme(card: Card, readme: Path) -> bool:
     """Replace the text between the accuracy markers of ``readme``; False when the markers are absent."""
     text = readme.read_text()
     if README_START not in text or README_END not in text:
@@ -143,7 +146,7 @@ def update_readme(card: dict, readme: Path) -> bool:
     return True
 
 
-def write_accuracy_report(card: dict, path: Path) -> Path:
+def write_accuracy_report(card: Card, path: Path) -> Path:
     """Write :func:`accuracy_markdown` to ``path`` (and refresh the README table next to ``benchmarks/``)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(accuracy_markdown(card))

@@ -1,4 +1,4 @@
-"""Tables and lines that ``joules-estimate`` prints (rich), kept apart from the command plumbing in cli.py.
+"""Tables and lines that ``joules-estimate`` prints (rich), kept apart from the command plumbing in main.py.
 
 Imported by the commands only after they have their results, so ``--help`` never pays for it; rich itself is
 imported inside the functions.
@@ -203,10 +203,11 @@ def print_plan(result) -> None:
     bullets(console, "Warnings:", result.warnings, style="yellow")
 
 
-def accuracy_summary(card: dict) -> dict:
-    """Per split: energy-per-token (LLM/MLLM) and energy-per-item (diffusion) median / p90 APE % and rows."""
+def accuracy_summary(card) -> dict:
+    """Per split: energy-per-token (LLM/MLLM) and energy-per-item (diffusion) median / p90 APE % and rows, from an
+    :class:`estimator.learn.card.Card`."""
     out = {}
-    for split, families in card.get("metrics", {}).items():
+    for split, families in card.metrics.items():
         row = {}
         for family, metric in (("llm", "energy_per_token_joules"), ("diffusion", "energy_per_item_joules")):
             values = families.get(family, {}).get(metric)

@@ -6,20 +6,23 @@ prediction is their mean in log space. Members hedge between "hardware scales as
 "hardware does not matter", which is what transfers to GPUs absent from training.
 Energy is never predicted directly: energy per token
 = power / throughput and energy per image = power x latency / batch, so the three always agree exactly.
-Artifacts are LightGBM text files plus ``card.json``; no pickles.
+Artifacts are LightGBM text files plus ``card.json`` (:mod:`estimator.learn.card`); no pickles.
 """
 
 from __future__ import annotations
 
-import json
 import math
+import sys
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from estimator.features import feature_names
+from estimator.learn.card import Card, TargetCard, read_card, write_card
+from estimator.learn.family import family_of, feature_names
+from estimator.paths import predictors_dir
 
 #: small trees: with ~40 models, deeper trees memorise model identity instead of physics (chosen on
 #: leave-one-model-out / leave-family-out / leave-GPU-out energy error; see benchmarks/accuracy.md)
@@ -108,8 +111,7 @@ TARGETS = (
 
 def targets_for(family: str) -> list[TargetSpec]:
     """Learned targets of a task family ('mllm' shares the LLM predictors)."""
-    family = "diffusion" if family == "diffusion" else "llm"
-    return [t for t in TARGETS if t.family == family]
+    return [t for t in TARGETS if t.family == family_of(family).name]
 
 
 class TargetRegressor:
@@ -183,40 +185,15 @@ class TargetRegressor:
         return regressor
 
 
-def derive_llm(log_power: np.ndarray, log_throughput: np.ndarray, output_tokens: np.ndarray) -> dict:
-    """Energy quantities implied by power (W, all GPUs) and throughput (tokens/s): exact identities."""
-    power = np.exp(log_power)
-    throughput = np.exp(log_throughput)
-    energy_per_token = power / throughput
-    return {"avg_power_watts": power, "output_throughput_tokens_per_sec": throughput,
-            "energy_per_token_joules": energy_per_token,
-            "energy_per_request_joules": energy_per_token * output_tokens,
-            "tokens_per_sec_per_watt": throughput / power}
-
-
-def derive_diffusion(log_power: np.ndarray, log_latency: np.ndarray, batch_size: np.ndarray) -> dict:
-    """Energy per image/video = power x batch latency / batch size."""
-    power, latency = np.exp(log_power), np.exp(log_latency)
-    return {"avg_power_watts": power, "batch_latency_s": latency,
-            "energy_per_item_joules": power * latency / batch_size, "items_per_sec": batch_size / latency}
-
-
 def predict_end_metrics(regressors: dict[str, TargetRegressor], features: pd.DataFrame, frame: pd.DataFrame,
                         family: str) -> dict[str, np.ndarray]:
-    """End metrics (natural units) for rows of one family: learned targets plus the exact identities.
+    """End metrics (natural units) for rows of one family: learned targets plus the family's exact identities.
 
     ``frame`` supplies the workload terms of the identities (``avg_output_len`` for LLMs, ``batch_size`` for
     diffusion).
     """
-    if family == "diffusion":
-        return derive_diffusion(regressors["diffusion_avg_power_watts"].predict_log(features),
-                                regressors["batch_latency_s"].predict_log(features),
-                                frame["batch_size"].to_numpy(float))
-    derived = derive_llm(regressors["avg_power_watts"].predict_log(features),
-                         regressors["output_throughput_tokens_per_sec"].predict_log(features),
-                         frame["avg_output_len"].to_numpy(float))
-    derived["median_itl_ms"] = np.exp(regressors["median_itl_ms"].predict_log(features))
-    return derived
+    spec = family_of(family)
+    return spec.end_metrics({name: regressors[name].predict_log(features) for name in spec.targets}, frame)
 
 
 class PredictorMismatchError(ValueError):
@@ -224,16 +201,17 @@ class PredictorMismatchError(ValueError):
 
 
 class PredictorBundle:
-    """All target regressors plus the interval calibration and the card (what was trained on what)."""
+    """All target regressors plus the card (what was trained on what, interval calibration, bounds)."""
 
-    def __init__(self, regressors: dict[str, TargetRegressor], card: dict):
+    def __init__(self, regressors: dict[str, TargetRegressor], card: Card):
         self.regressors = regressors
         self.card = card
 
     @property
-    def intervals(self) -> dict[str, list[float]]:
-        """Per derived quantity: [q10, q90] of log(measured / predicted) from leave-one-model-out residuals."""
-        return self.card.get("intervals", {})
+    def intervals(self) -> dict[str, dict[str, list[float]]]:
+        """Per family and derived quantity: [low, high] log(measured / predicted) quantiles of the calibrated
+        80%-coverage interval (see :func:`estimator.learn.evaluate.calibrate_tail`)."""
+        return self.card.intervals
 
     def predict_log(self, target: str, features: pd.DataFrame) -> np.ndarray:
         return self.regressors[target].predict_log(features)
@@ -246,28 +224,63 @@ class PredictorBundle:
         for name, regressor in self.regressors.items():
             for offset, text in regressor.to_texts().items():
                 (directory / f"{name}__{offset}.txt").write_text(text)
-        (directory / "card.json").write_text(json.dumps(self.card, indent=2, sort_keys=True) + "\n")
+        write_card(self.card, directory)
 
     @classmethod
     def load(cls, directory: Path) -> PredictorBundle:
-        """Load a bundle written by :meth:`save`; fails with the path when files are missing."""
-        card_path = directory / "card.json"
-        if not card_path.exists():
-            raise FileNotFoundError(f"no trained predictor at {directory} (card.json missing); "
-                                    f"run `joules-estimate train`")
-        card = json.loads(card_path.read_text())
-        for family, features in card.get("features", {}).items():
-            if [f["name"] for f in features] != feature_names(family):
+        """Load a bundle written by :meth:`save`; offsets and bounds come from its card."""
+        card = read_card(directory)
+        for family, features in card.features.items():
+            if [f.name for f in features] != feature_names(family):
                 raise PredictorMismatchError(
                     f"the predictor at {directory} was trained on other {family} features than this version "
                     f"computes; retrain it with `joules-estimate train`")
-        by_name = {t.name: t for t in TARGETS}
         regressors = {}
-        for name in card["targets"]:
-            offsets = card["target_specs"][name]["offsets"]
-            texts = {offset: (directory / f"{name}__{offset}.txt").read_text() for offset in offsets}
-            regressors[name] = TargetRegressor.from_texts(by_name[name], texts)
+        for name in card.targets:
+            spec = card.target_specs[name]
+            target = TargetSpec(name, spec.family, spec.column, tuple(spec.offsets), dict(spec.monotone),
+                                ceiling=spec.ceiling, floor=spec.floor)
+            texts = {offset: (directory / f"{name}__{offset}.txt").read_text() for offset in spec.offsets}
+            regressors[name] = TargetRegressor.from_texts(target, texts)
         return cls(regressors, card)
+
+
+def target_card(target: TargetSpec) -> TargetCard:
+    """How a target is recorded in the card (offsets and bounds travel with the artifact)."""
+    return TargetCard(family=target.family, column=target.column, offsets=list(target.offsets),
+                      ceiling=target.ceiling, floor=target.floor, monotone=dict(target.monotone))
+
+
+def _import_lightgbm_without_sklearn() -> None:
+    """Import lightgbm with its optional scikit-learn wrappers switched off.
+
+    ``import lightgbm`` imports scikit-learn (and through it scipy) when installed: ~0.7 s of a 1.5 s budget for
+    a cold CLI run. Prediction uses only ``lightgbm.Booster``, so the first import hides scikit-learn for the
+    duration of that import (lightgbm then skips its sklearn wrappers, which this project does not use: training
+    calls ``lightgbm.train``). scikit-learn itself stays importable afterwards.
+    """
+    if "lightgbm" in sys.modules or "sklearn" in sys.modules:
+        return
+    sys.modules["sklearn"] = None  # type: ignore[assignment]  # makes `import sklearn` raise ImportError
+    try:
+        import lightgbm  # noqa: F401
+    finally:
+        if sys.modules.get("sklearn", 0) is None:
+            del sys.modules["sklearn"]
+
+
+@cache
+def _load_cached(directory: str) -> PredictorBundle:
+    _import_lightgbm_without_sklearn()
+    return PredictorBundle.load(Path(directory))
+
+
+def load_predictor(name_or_path: str | Path = "default") -> PredictorBundle:
+    """Load a trained predictor bundle by name (under ``models/predictors/``) or path (cached per process)."""
+    path = Path(name_or_path)
+    if not path.exists():
+        path = predictors_dir() / str(name_or_path)
+    return _load_cached(str(path.resolve()))
 
 
 def fit_regressors(features: dict[str, pd.DataFrame], frames: dict[str, pd.DataFrame],

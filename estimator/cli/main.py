@@ -1,4 +1,4 @@
-"""``joules-estimate``: the command line, a thin layer over :mod:`estimator.api`.
+"""``joules-estimate``: the command line, a thin layer over :mod:`estimator.serve.api`.
 
 Only typer is imported at module import (``--help`` stays fast); pandas, LightGBM, pydantic models and matplotlib
 are imported inside the commands that need them. Every user error (unknown name, bad number, malformed CSV, a
@@ -8,15 +8,42 @@ configuration that cannot fit) ends in one ``error: ...`` line and exit status 2
 
 from __future__ import annotations
 
-import importlib
-import os
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from estimator import cli_render as render
+from estimator.cli import render
+from estimator.cli.catalog import catalog_app
+from estimator.cli.options import (
+    USER_ERROR,
+    Batch,
+    Frames,
+    InputTokens,
+    Json,
+    MaxItl,
+    MaxLatency,
+    MaxNumSeqs,
+    Model,
+    ModelConfig,
+    NumGpus,
+    OneBatch,
+    OneGpu,
+    OneMaxNumSeqs,
+    OneNumGpus,
+    OutputTokens,
+    Precision,
+    Resolution,
+    Ring,
+    Steps,
+    Task,
+    Ulysses,
+    extra_models_from,
+    fail,
+    one_configuration,
+    require,
+    user_errors,
+)
 
 EXAMPLES = """
 Examples:
@@ -40,112 +67,22 @@ app = typer.Typer(
     add_completion=False,
     rich_markup_mode=None,
 )
-catalog_app = typer.Typer(help="Browse the GPU, model and task catalogs (the names --gpu, --model, --task accept).",
-                          context_settings={"help_option_names": ["-h", "--help"]}, no_args_is_help=True)
 app.add_typer(catalog_app, name="catalog")
-
-USER_ERROR = 2
-
-# ------------------------------------------------------------------------------------------------ options
-Model = Annotated[str | None, typer.Option(help="Model: catalog key or alias, e.g. llama-70b, "
-                                           "Qwen/Qwen3-8B, flux-dev (see `catalog list models`).")]
-Task = Annotated[str | None, typer.Option(help="Task (workload): chat, reasoning, code, image, video, "
-                                          "text-to-image, text-to-video (see `catalog list tasks`).")]
-NumGpus = Annotated[list[int] | None, typer.Option("--num-gpus", min=1, help="GPUs per replica; repeat to "
-                                                   "compare (default 1, 2, 4, 8).")]
-MaxNumSeqs = Annotated[list[int] | None, typer.Option("--max-num-seqs", min=1, help="LLM batch cap (vLLM "
-                                                      "max_num_seqs); repeat to compare (default 8..4096).")]
-Batch = Annotated[list[int] | None, typer.Option("--batch", min=1, help="Batch size: diffusion images/videos per "
-                                                 "batch (default 1..32), or max_num_seqs for LLMs.")]
-Precision = Annotated[str | None, typer.Option(help="LLM weight precision: bfloat16, fp8, mxfp4, int8, int4 "
-                                               "(default: the model's native precision).")]
-OutputTokens = Annotated[float | None, typer.Option(min=1, help="Mean output tokens per request (default: the "
-                                                    "task profile, e.g. ~600 for chat).")]
-InputTokens = Annotated[float | None, typer.Option(min=1, help="Mean prompt tokens per request (default: the "
-                                                   "task profile).")]
-MaxItl = Annotated[float | None, typer.Option(min=0.001, help="Latency limit for LLMs: median inter-token "
-                                              "latency in ms, e.g. 50.")]
-MaxLatency = Annotated[float | None, typer.Option(min=0.001, help="Latency limit for diffusion: batch latency "
-                                                  "in seconds.")]
-Steps = Annotated[int | None, typer.Option(min=1, help="Diffusion denoising steps (default: the model's, e.g. 28 "
-                                           "for FLUX.1-dev).")]
-Resolution = Annotated[str | None, typer.Option(help="Diffusion output size HEIGHTxWIDTH in pixels, e.g. "
-                                                "1024x1024 (default: the model's).")]
-Frames = Annotated[int | None, typer.Option(min=1, help="Video frames (text-to-video; default: the model's).")]
-Ulysses = Annotated[int | None, typer.Option(min=1, help="Diffusion Ulysses sequence-parallel degree "
-                                             "(default: the GPU count).")]
-Ring = Annotated[int | None, typer.Option(min=1, help="Diffusion Ring sequence-parallel degree (default 1).")]
-ModelConfig = Annotated[Path | None, typer.Option(help="A model not in the catalog: its Hugging Face config.json "
-                                                  "or a TOML description; --model then names it (optional).",
-                                                  exists=True, dir_okay=False)]
-Json = Annotated[bool, typer.Option("--json", help="Print JSON (the estimator.schema models) instead of tables.")]
-
-
-# ------------------------------------------------------------------------------------------------ plumbing
-
-def _fail(message: str, code: int = USER_ERROR):
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(code)
-
-
-@contextmanager
-def _user_errors():
-    """Turn exceptions into one ``error:`` line: exit 2 for bad input, 1 for anything unexpected."""
-    try:
-        yield
-    except (typer.Exit, typer.Abort):
-        raise
-    except Exception as exc:  # the CLI boundary: nothing below may print a traceback
-        if os.environ.get("JOULES_ESTIMATE_DEBUG"):
-            raise
-        from estimator.catalog import CatalogError, UnknownKeyError
-
-        message = str(exc).strip() or type(exc).__name__
-        if isinstance(exc, UnknownKeyError | CatalogError | ValueError | OSError):
-            _fail(" ".join(message.split()) if "\n" not in message else message.splitlines()[0])
-        _fail(f"internal error ({type(exc).__name__}: {message}); JOULES_ESTIMATE_DEBUG=1 shows the traceback",
-              code=1)
-
-
-def _extra_models(model: str | None, model_config: Path | None) -> tuple[str | None, dict | None]:
-    if model_config is None:
-        return model, None
-    from estimator.hf_config import load_model_description
-
-    spec = load_model_description(model_config, model_id=model)
-    name = model or spec.display_name
-    return name, {name: spec}
-
-
-def _require(**values) -> None:
-    missing = [f"--{name.replace('_', '-')}" for name, value in values.items() if value is None]
-    if missing:
-        _fail(f"missing {', '.join(missing)} (see joules-estimate --help)")
-
 
 # ---------------------------------------------------------------------------------------- main: frontier
 
 
 def _explain_chosen(est, extra_models) -> None:
     console = render.make_console()
-    try:
-        explain_module = importlib.import_module("estimator.explain")
-
-        explain_frame, draw = explain_module.explain_frame, explain_module.render_attribution
-    except (ImportError, AttributeError):
-        console.print("[yellow]attribution not available: estimator.explain is not part of this installation "
-                      "yet (the predictions above are unaffected)[/yellow]")
-        return
     import pandas as pd
 
-    from estimator.api import load_predictor
-    from estimator.catalog import load_catalog
+    from estimator.explain.render import render_attribution as draw
+    from estimator.serve.api import explain as explain_frame
 
     chosen = list({id(p): p for p in (est.min_energy, est.min_energy_within_limit) if p}.values())
     frame = pd.DataFrame([p.configuration.as_row() for p in chosen])
     try:
-        attributions = explain_frame(frame, predictor=load_predictor(), catalog=load_catalog(),
-                                     extra_models=extra_models)
+        attributions = explain_frame(frame, extra_models=extra_models)
     except Exception as exc:  # attribution is an extra: the estimate above stands
         console.print(f"[yellow]attribution failed: {exc}[/yellow]")
         return
@@ -186,10 +123,10 @@ def main_command(
     if model is None and model_config is None and task is None and gpu is None:
         typer.echo(ctx.get_help())
         raise typer.Exit(0)
-    with _user_errors():
-        model, extra_models = _extra_models(model, model_config)
-        _require(model=model, task=task, gpu=gpu)
-        from estimator.api import estimate
+    with user_errors():
+        model, extra_models = extra_models_from(model, model_config)
+        require(model=model, task=task, gpu=gpu)
+        from estimator.serve.api import estimate
 
         est = estimate(model, task, gpu, num_gpus=num_gpus, max_num_seqs=max_num_seqs, batch=batch,
                        precision=precision, input_tokens=input_tokens, output_tokens=output_tokens,
@@ -204,11 +141,11 @@ def main_command(
                 by_reason.setdefault(p.reason, []).append(str(p.configuration.num_gpus))
             reasons = "; ".join(f"{', '.join(counts)} x {est.gpu_model}: {reason}"
                                 for reason, counts in by_reason.items())
-            _fail(f"no configuration of {est.model_id} fits on {est.gpu_model}: {reasons}")
+            fail(f"no configuration of {est.model_id} fits on {est.gpu_model}: {reasons}")
         if not json_output:
             render.print_estimate(est)
         if plot is not None:
-            from estimator.frontier_plot import plot_frontier
+            from estimator.cli.plot import plot_frontier
 
             plot_frontier(est, plot)
             typer.echo(f"wrote {plot}", err=True)
@@ -228,13 +165,13 @@ def _read_configs(path: Path):
         frame = pd.read_csv(path, skipinitialspace=True, dtype={"model_id": str, "task": str, "gpu_model": str,
                                                                "weight_precision": str})
     except pd.errors.EmptyDataError:
-        _fail(f"{path}: empty CSV (expected a header row with {', '.join(REQUIRED_COLUMNS)}, ...)")
+        fail(f"{path}: empty CSV (expected a header row with {', '.join(REQUIRED_COLUMNS)}, ...)")
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-        _fail(f"{path}: malformed CSV: {' '.join(str(exc).split())}")
+        fail(f"{path}: malformed CSV: {' '.join(str(exc).split())}")
     frame.columns = [str(c).strip() for c in frame.columns]
     missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
     if missing:
-        _fail(f"{path}: missing required column(s) {', '.join(missing)} (have: {', '.join(frame.columns)})")
+        fail(f"{path}: missing required column(s) {', '.join(missing)} (have: {', '.join(frame.columns)})")
     import difflib
 
     from estimator.schema import Configuration
@@ -246,50 +183,6 @@ def _read_configs(path: Path):
             hint = f" (did you mean {close[0]}?)" if close else ""
             typer.echo(f"warning: column {column!r} is not a configuration input; passed through{hint}", err=True)
     return frame
-
-
-def _csv_output(configs, predictions):
-    """Input rows + metrics of the families present (+ _p10/_p90), energy per item named per image/video."""
-    import numpy as np
-
-    from estimator.catalog import load_catalog
-    from estimator.prediction import DIFFUSION_OUTPUTS, LLM_OUTPUTS
-
-    catalog = load_catalog()
-    modality = []
-    for task in predictions["task"]:
-        try:
-            modality.append(catalog.tasks[catalog.resolve("task", str(task))].modality)
-        except Exception:  # unknown task: the row's reason already says so
-            modality.append("")
-    modality = np.array(modality, dtype=object)
-    out = configs.reset_index(drop=True).copy()
-    llm = not np.isin(modality, ["text-to-image", "text-to-video"]).all()
-    groups = []
-    if llm or (modality == "").all():
-        groups += [(m, m, None) for m in LLM_OUTPUTS]
-    if (modality == "text-to-image").any():
-        groups.append(("energy_per_item_joules", "energy_per_image_joules", "text-to-image"))
-    if (modality == "text-to-video").any():
-        groups.append(("energy_per_item_joules", "energy_per_video_joules", "text-to-video"))
-    if np.isin(modality, ["text-to-image", "text-to-video"]).any():
-        groups += [(m, m, None) for m in DIFFUSION_OUTPUTS if m not in ("energy_per_item_joules",)
-                   and m not in LLM_OUTPUTS]
-        if not llm:
-            groups.append(("avg_power_watts", "avg_power_watts", None))
-    for source, name, only in groups:
-        for suffix in ("", "_p10", "_p90"):
-            values = predictions[source + suffix].to_numpy(float).copy()
-            if only is not None:
-                values[modality != only] = np.nan
-            out[name + suffix] = values
-    for column in ("status", "reason", "warnings"):
-        out[column] = predictions[column].to_numpy()
-    for column in configs.columns:  # blanks make pandas read whole numbers as floats; give them back as written
-        values = out[column]
-        if values.dtype.kind == "f" and values.notna().any() and (values.dropna() % 1 == 0).all():
-            out[column] = values.astype("Int64")
-    return out
 
 
 @app.command()
@@ -307,13 +200,15 @@ def predict(
 ) -> None:
     """Batch prediction: every CSV row in, the same rows plus predictions (value, _p10, _p90), status, reason
     and warnings out. A row that cannot be predicted gets empty metrics and a reason; it never aborts the file."""
-    with _user_errors():
+    with user_errors():
         configs = _read_configs(input_path)
-        _, extra_models = _extra_models(None, model_config)
-        from estimator.api import predict_frame
+        _, extra_models = extra_models_from(None, model_config)
+        from estimator.catalog.catalog import load_catalog
+        from estimator.serve.api import predict_frame
+        from estimator.serve.inputs import output_frame
 
         predictions = predict_frame(configs, extra_models=extra_models)
-        out = _csv_output(configs, predictions)
+        out = output_frame(configs, predictions, load_catalog())
         if output_path is None:
             typer.echo(out.to_csv(index=False), nl=False)
         else:
@@ -336,19 +231,14 @@ def _parse_sets(items: list[str]) -> dict:
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key.strip() or not value.strip():
-            _fail(f"--set {item!r} is not KEY=VALUE, e.g. --set gpu=h100 --set num_gpus=4")
+            fail(f"--set {item!r} is not KEY=VALUE, e.g. --set gpu=h100 --set num_gpus=4")
         changes[key.strip().replace("-", "_")] = value.strip()
     return changes
 
 
 def _render_change(console, result, extra_models) -> None:
-    try:
-        explain_module = importlib.import_module("estimator.explain")
-
-        draw = explain_module.render_change
-    except (ImportError, AttributeError):
-        return  # attribution of the change not available in this installation
-    from estimator.api import explain_change
+    from estimator.explain.render import render_change as draw
+    from estimator.serve.api import explain_change
 
     try:
         attribution = explain_change(result, extra_models=extra_models)
@@ -357,22 +247,6 @@ def _render_change(console, result, extra_models) -> None:
         return
     if attribution is not None:
         console.print(draw(attribution))
-
-
-# one configuration (what-if base, explain): options shared by those commands
-OneGpu = Annotated[str | None, typer.Option(help="GPU type, e.g. b200 (the base side of a what-if).")]
-OneNumGpus = Annotated[int | None, typer.Option(min=1, help="GPUs per replica (default: the fewest of 1, 2, 4, 8 "
-                                                "that fit).")]
-OneMaxNumSeqs = Annotated[int | None, typer.Option(min=1, help="LLM batch cap, max_num_seqs (default 128).")]
-OneBatch = Annotated[int | None, typer.Option(min=1, help="Diffusion batch size (default 1).")]
-
-
-def _one_configuration(model, task, gpu, num_gpus, max_num_seqs, batch, precision, output_tokens, input_tokens,
-                       steps, resolution, frames) -> dict:
-    """Friendly-key configuration dict for estimator.api.what_if / explain_configuration."""
-    return {"model": model, "task": task, "gpu": gpu, "num_gpus": num_gpus, "max_num_seqs": max_num_seqs,
-            "batch_size": batch, "precision": precision, "output_tokens": output_tokens,
-            "input_tokens": input_tokens, "steps": steps, "resolution": resolution, "frames": frames}
 
 
 @app.command("what-if")
@@ -396,15 +270,15 @@ def what_if_command(
     json_output: Json = False,
 ) -> None:
     """A base configuration and changes to it, predicted side by side with the delta in every metric."""
-    with _user_errors():
-        model, extra_models = _extra_models(model, model_config)
-        _require(model=model, task=task, gpu=gpu)
+    with user_errors():
+        model, extra_models = extra_models_from(model, model_config)
+        require(model=model, task=task, gpu=gpu)
         changes = _parse_sets(set_ or [])
         if not changes:
             typer.echo("note: no --set given; both sides are the same configuration", err=True)
-        base = _one_configuration(model, task, gpu, num_gpus, max_num_seqs, batch, precision, output_tokens,
+        base = one_configuration(model, task, gpu, num_gpus, max_num_seqs, batch, precision, output_tokens,
                                   input_tokens, steps, resolution, frames)
-        from estimator.api import what_if
+        from estimator.serve.api import what_if
 
         result = what_if(base, extra_models=extra_models, **changes)
         if json_output:
@@ -441,23 +315,24 @@ def explain_command(
 ) -> None:
     """Why one configuration costs what it costs: a waterfall from the average configuration to this one,
     by layer (algorithm / software / hardware) and latent factor (memory, compute, batch, utilization...)."""
-    with _user_errors():
-        model, extra_models = _extra_models(model, model_config)
-        _require(model=model, task=task, gpu=gpu)
-        from estimator.api import explain_configuration
+    with user_errors():
+        model, extra_models = extra_models_from(model, model_config)
+        require(model=model, task=task, gpu=gpu)
+        from estimator.serve.api import explain_configuration
 
-        config = _one_configuration(model, task, gpu, num_gpus, max_num_seqs, batch, precision, output_tokens,
+        config = one_configuration(model, task, gpu, num_gpus, max_num_seqs, batch, precision, output_tokens,
                                     input_tokens, steps, resolution, frames)
         attribution = explain_configuration(config, quantity=quantity, extra_models=extra_models)
         if getattr(attribution, "status", "ok") != "ok":
-            _fail(getattr(attribution, "reason", "cannot be predicted"))
-        explain_module = importlib.import_module("estimator.explain")
+            fail(getattr(attribution, "reason", "cannot be predicted"))
+        from estimator.explain.render import plot_attribution, render_attribution
+
         if json_output:
             typer.echo(attribution.model_dump_json(indent=2))
         else:
-            render.make_console().print(explain_module.render_attribution(attribution))
+            render.make_console().print(render_attribution(attribution))
         if plot is not None:
-            explain_module.plot_attribution(attribution, plot)
+            plot_attribution(attribution, plot)
             typer.echo(f"wrote {plot}", err=True)
 
 
@@ -494,17 +369,17 @@ def plan(
 ) -> None:
     """Capacity planning: the lowest-energy deployment (GPU type and count, batch, replicas) for a demand under a
     latency limit and optional power/GPU budget, its power (kW), energy per day (kWh) and throughput per watt."""
-    with _user_errors():
-        model, extra_models = _extra_models(model, model_config)
-        _require(model=model, task=task)
+    with user_errors():
+        model, extra_models = extra_models_from(model, model_config)
+        require(model=model, task=task)
         if power_budget_kw is not None and power_budget_mw is not None:
-            _fail("give one power budget: --power-budget-kw or --power-budget-mw")
+            fail("give one power budget: --power-budget-kw or --power-budget-mw")
         if power_budget_mw is not None:
             power_budget_kw = power_budget_mw * 1e3
         if demand_rps is None and demand_tokens_per_sec is None and power_budget_kw is None and gpu_budget is None:
-            _fail("give a demand (--demand-rps or --demand-tokens-per-sec) or a budget (--power-budget-kw, "
+            fail("give a demand (--demand-rps or --demand-tokens-per-sec) or a budget (--power-budget-kw, "
                   "--gpu-budget)")
-        from estimator.api import plan as plan_api
+        from estimator.serve.api import plan as plan_api
 
         result = plan_api(model, task, demand_rps=demand_rps, demand_tokens_per_sec=demand_tokens_per_sec,
                           max_itl_ms=max_itl_ms, max_latency_s=max_latency_s, power_budget_kw=power_budget_kw,
@@ -519,111 +394,16 @@ def plan(
             raise typer.Exit(USER_ERROR)
 
 
-# ------------------------------------------------------------------------------------------------ catalog
-
-KINDS = {"gpus": "gpu", "gpu": "gpu", "models": "model", "model": "model", "tasks": "task", "task": "task"}
-KindArg = Annotated[str, typer.Argument(help="gpus, models or tasks.")]
-
-
-def _kind(kind: str) -> str:
-    if kind.lower() not in KINDS:
-        _fail(f"unknown catalog {kind!r}; use gpus, models or tasks")
-    return KINDS[kind.lower()]
-
-
-def _trained() -> dict:
-    """The predictor card's training domain (read as JSON: no boosters loaded)."""
-    import json
-
-    from estimator.paths import predictors_dir
-
-    try:
-        return json.loads((predictors_dir() / "default" / "card.json").read_text()).get("domain", {})
-    except (OSError, ValueError):
-        return {}
-
-
-@catalog_app.command("list")
-def catalog_list(kind: KindArg, json_output: Json = False) -> None:
-    """List a catalog: gpus, models or tasks (names usable with --gpu, --model, --task)."""
-    with _user_errors():
-        kind = _kind(kind)
-        from rich.table import Table
-
-        from estimator.catalog import catalog_as_json, load_catalog
-
-        catalog = load_catalog()
-        if json_output:
-            typer.echo(catalog_as_json(catalog, kind))
-            return
-        domain = _trained()
-        trained = {name for family in domain.values() for name in family.get(f"{kind}s", [])}
-        aliases: dict[str, list[str]] = {}
-        for alias, key in catalog.aliases.get(kind, {}).items():
-            aliases.setdefault(key, []).append(alias)
-        table = Table(title=f"{kind}s ({'*' } = in the training data)", title_justify="left")
-        if kind == "gpu":
-            columns = ("key", "name", "memory GB", "HBM TB/s", "BF16 TFLOP/s", "TDP W", "aliases")
-            rows = [(g.display_name, f"{g.memory_gb:g}", f"{g.hbm_bandwidth_tb_per_sec:g}",
-                     f"{g.peak_tflops_bf16:g}", f"{g.tdp_watts:g}") for g in catalog.gpus.values()]
-        elif kind == "model":
-            columns = ("key", "kind", "params B (active)", "precision", "aliases")
-            rows = [(m.kind, f"{m.total_params_billions:g} ({m.active_params_billions:g})", m.native_precision)
-                    for m in catalog.models.values()]
-        else:
-            columns = ("key", "kind", "dataset", "input tokens", "output tokens", "aliases")
-            rows = [(t.kind, t.dataset, f"{t.mean_input_tokens:.0f}", f"{t.mean_output_tokens:.0f}")
-                    for t in catalog.tasks.values()]
-        for column in columns:
-            table.add_column(column, overflow="fold")
-        table_keys = list(catalog._table(kind))
-        for key, row in zip(table_keys, rows, strict=True):
-            mark = "* " if key in trained else "  "
-            table.add_row(mark + key, *row, ", ".join(sorted(aliases.get(key, []))[:4]))
-        render.make_console().print(table)
-
-
-@catalog_app.command("show")
-def catalog_show(kind: KindArg, name: Annotated[str, typer.Argument(help="A key or alias, e.g. b200.")],
-                 json_output: Json = False) -> None:
-    """Show one catalog entry with its sources (e.g. `catalog show gpus b200`)."""
-    with _user_errors():
-        kind = _kind(kind)
-        import json
-
-        from estimator.catalog import load_catalog
-
-        catalog = load_catalog()
-        key = catalog.resolve(kind, name)
-        entry = catalog._table(kind)[key].model_dump()
-        if json_output:
-            typer.echo(json.dumps({key: entry}, indent=2))
-            return
-        from rich.table import Table
-
-        table = Table(title=f"{kind} {key}", title_justify="left", show_header=False)
-        table.add_column("field", style="bold")
-        table.add_column("value", overflow="fold")
-        for field, value in entry.items():
-            if value in (0, 0.0, "", [], None, False) and field not in ("sources",):
-                continue
-            table.add_row(field, "\n".join(value) if isinstance(value, list) else str(value))
-        aliases = sorted(a for a, k in catalog.aliases.get(kind, {}).items() if k == key)
-        if aliases:
-            table.add_row("aliases", ", ".join(aliases))
-        render.make_console().print(table)
-
-
 # ---------------------------------------------------------------------------------------- train / evaluate
 
 
 @app.command()
 def train() -> None:
     """Retrain the predictors on everything in datasets/ and write models/predictors/default (minutes)."""
-    with _user_errors():
+    with user_errors():
         from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-        from estimator import training
+        from estimator.learn import training
 
         with Progress(SpinnerColumn(), TextColumn("{task.description}"), TextColumn("{task.completed} steps"),
                       TimeElapsedColumn(), console=render.make_console()) as progress:
@@ -641,30 +421,26 @@ def train() -> None:
 def evaluate(
     predictor: Annotated[str, typer.Option(help="Predictor name under models/predictors/ or a folder.")] = "default",
     json_output: Json = False,
-    report: Annotated[bool, typer.Option(help="Also write benchmarks/accuracy.md (when estimator.report is "
-                                         "available).")] = True,
+    report: Annotated[bool, typer.Option("--write-report/--no-report", help="Also write benchmarks/accuracy.md "
+                                         "and the README's accuracy table from the card.")] = False,
 ) -> None:
     """Print the held-out accuracy stored in the predictor's card (no retraining)."""
-    with _user_errors():
+    with user_errors():
         import json
 
+        from estimator.learn.card import read_card
         from estimator.paths import predictors_dir, project_root
 
         folder = Path(predictor) if Path(predictor).is_dir() else predictors_dir() / predictor
-        card_path = folder / "card.json"
-        if not card_path.exists():
-            _fail(f"no predictor card at {card_path}; run `joules-estimate train`")
-        card = json.loads(card_path.read_text())
+        card = read_card(folder)
         summary = render.accuracy_summary(card)
         if json_output:
             typer.echo(json.dumps(summary, indent=2))
         else:
-            render.print_summary(summary, f"{card_path}")
+            render.print_summary(summary, f"{folder / 'card.json'}")
         if report:
-            try:
-                from estimator.report import write_accuracy_report
-            except (ImportError, AttributeError):
-                return
+            from estimator.learn.report import write_accuracy_report
+
             target = project_root() / "benchmarks" / "accuracy.md"
             write_accuracy_report(card, target)
             typer.echo(f"wrote {target}", err=True)
@@ -678,8 +454,8 @@ def measure(ctx: typer.Context) -> None:
     """Measure inference energy on this machine's GPU and import the runs (`joules-estimate measure --help`)."""
     try:
         from measure.cli import app as measure_app
-    except Exception as exc:  # optional extra: the rest of the CLI must keep working
-        _fail(f"measure is unavailable here ({type(exc).__name__}: {exc}); install with pip install -e '.[measure]'",
+    except ImportError as exc:  # optional extra (zeus, pynvml): the rest of the CLI must keep working
+        fail(f"measure is unavailable here ({type(exc).__name__}: {exc}); install with pip install -e '.[measure]'",
               code=1)
     measure_app(args=list(ctx.args), prog_name="joules-estimate measure")
 

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from estimator.catalog import Catalog, UnknownKeyError, load_catalog
+from estimator.catalog.catalog import Catalog, UnknownKeyError, load_catalog
+from estimator.learn.family import FAMILIES, family_column
 from estimator.paths import datasets_dir
 
 #: engine recorded by the published data, per task family (ML.ENERGY v3 setup, SOURCE.txt)
@@ -50,11 +51,7 @@ POSITIVE = ("avg_power_watts", "energy_per_token_joules", "energy_per_request_jo
             "output_throughput_tokens_per_sec", "batch_latency_s", "num_gpus", "avg_output_len")
 
 #: the target columns each family must have, never NaN
-TARGETS = {
-    "llm": ("energy_per_token_joules", "energy_per_request_joules", "avg_power_watts",
-            "output_throughput_tokens_per_sec", "median_itl_ms"),
-    "diffusion": ("energy_per_item_joules", "batch_latency_s", "avg_power_watts"),
-}
+TARGETS = {family.name: family.measured for family in FAMILIES}
 IDENTITY_RTOL = 1e-6
 
 
@@ -217,8 +214,7 @@ def load_runs(root: Path | None = None, *, catalog: Catalog | None = None,
     if not include_unstable:
         frame = frame[frame["is_stable"].astype(bool)].reset_index(drop=True)
     for family, targets in TARGETS.items():
-        mask = frame["task_family"].eq("diffusion") if family == "diffusion" else ~frame["task_family"].eq(
-            "diffusion")
+        mask = family_column(frame["task_family"]).eq(family)
         if not mask.any():
             continue
         bad = frame.loc[mask, list(targets)].isna().any(axis=1)

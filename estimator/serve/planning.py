@@ -4,13 +4,13 @@ Named steps, each returning one thing:
 
 1. :func:`resolve_target` - model, task and family from names (aliases allowed; close matches on a miss).
 2. :func:`sweep_frame` - the configurations an operator would try: GPU counts x batch sizes (ML.ENERGY's sweep
-   values) with the parallelism the engine picks (:func:`estimator.features.default_parallelism`).
+   values) with the parallelism the engine picks (:func:`estimator.learn.features.default_parallelism`).
 3. :func:`feasible_mask` - predicted, and the batch fits in memory (rows whose ``max_num_seqs`` exceeds the
    sequences whose KV cache fits are dropped: the engine would run them at a smaller batch).
 4. :func:`pareto_front` / :func:`min_energy` - the time-energy frontier and the chosen points.
 5. :func:`size_fleet` - replicas of one configuration for a demand, within an optional power/GPU budget.
 
-Everything here works on DataFrames; :mod:`estimator.api` turns the results into :mod:`estimator.schema` objects.
+Everything here works on DataFrames; :mod:`estimator.serve.api` turns the results into :mod:`estimator.schema` objects.
 """
 
 from __future__ import annotations
@@ -22,17 +22,16 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from estimator.catalog import ArchitectureSpec, Catalog, TaskSpec
-from estimator.features import default_parallelism, featurize
-from estimator.prediction import check_model_runs_task
+from estimator.catalog.catalog import ArchitectureSpec, Catalog, TaskSpec
+from estimator.learn.family import Family, family_of
+from estimator.learn.features import default_parallelism, default_sequence_parallel, featurize
+from estimator.learn.prediction import check_model_runs_task
 
 #: max_num_seqs values of the ML.ENERGY v3 LLM sweeps
 LLM_BATCHES = (8, 16, 32, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048, 3072, 4096)
 #: batch sizes of the ML.ENERGY v3 diffusion sweeps
 DIFFUSION_BATCHES = (1, 2, 4, 8, 16, 32)
 GPU_COUNTS = (1, 2, 4, 8)
-#: vLLM's default max_num_seqs, used when a single configuration names no batch
-DEFAULT_MAX_NUM_SEQS = 128
 
 
 @dataclass(frozen=True)
@@ -50,6 +49,11 @@ class Target:
         return self.task.kind
 
     @property
+    def predictor_family(self) -> Family:
+        """The predictor family (LLM for 'llm' and 'mllm' tasks, or diffusion)."""
+        return family_of(self.task.kind)
+
+    @property
     def is_diffusion(self) -> bool:
         return self.task.kind == "diffusion"
 
@@ -62,12 +66,7 @@ def resolve_target(model: str, task: str, catalog: Catalog,
         UnknownKeyError: an unknown name (the message lists close matches).
         ValueError: a diffusion model with a text task or the reverse, or a vision task with a text-only model.
     """
-    extra_models = extra_models or {}
-    if model in extra_models:
-        model_id, arch = model, extra_models[model]
-    else:
-        model_id = catalog.resolve("model", model)
-        arch = catalog.models[model_id]
+    model_id, arch = catalog.resolve_model(model, extra_models)
     task_key = catalog.resolve("task", task)
     spec = catalog.tasks[task_key]
     check_model_runs_task(model_id, arch, task_key, spec)
@@ -102,14 +101,7 @@ def diffusion_row(target: Target, gpu_model: str, num_gpus: int, batch_size: int
                   ulysses_degree: int | None = None, ring_degree: int | None = None) -> dict | None:
     """One diffusion configuration (xDiT); None when the Ulysses x Ring degrees cannot make ``num_gpus``."""
     arch = target.arch
-    if ulysses_degree is None and ring_degree is None:
-        ulysses, ring = num_gpus, 1
-    elif ulysses_degree is None:
-        ulysses, ring = num_gpus // ring_degree, ring_degree
-    elif ring_degree is None:
-        ulysses, ring = ulysses_degree, num_gpus // ulysses_degree
-    else:
-        ulysses, ring = ulysses_degree, ring_degree
+    ulysses, ring = default_sequence_parallel(num_gpus, ulysses_degree, ring_degree)
     if ulysses < 1 or ring < 1 or ulysses * ring != num_gpus:
         return None
     row = {"model_id": target.model_id, "task": target.task_key, "gpu_model": gpu_model, "num_gpus": num_gpus,

@@ -133,7 +133,7 @@ def _modalities(path: Path, header: list[str], catalog) -> set[str]:
 
 def output_groups(modalities: set[str]) -> list[tuple[str, str, str | None]]:
     """(prediction column, output name, only for this modality) for the families present."""
-    from estimator.prediction import DIFFUSION_OUTPUTS, LLM_OUTPUTS
+    from estimator.learn.prediction import DIFFUSION_OUTPUTS, LLM_OUTPUTS
 
     diffusion = {"text-to-image", "text-to-video"}
     llm = bool(modalities - diffusion) or not modalities

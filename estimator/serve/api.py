@@ -14,74 +14,43 @@
 from __future__ import annotations
 
 import difflib
-import importlib
-import sys
 from collections.abc import Sequence
-from functools import cache
-from pathlib import Path
 
 import pandas as pd
 
-from estimator import physics, planning
-from estimator.catalog import ArchitectureSpec, Catalog, load_catalog
-from estimator.features import is_blank
-from estimator.paths import predictors_dir
-from estimator.prediction import predict_frame as _predict_frame
-from estimator.predictor import PredictorBundle
+from estimator.catalog.catalog import ArchitectureSpec, Catalog, load_catalog
+from estimator.explain.attribution import ChangeAttribution, explain_frame
+from estimator.explain.attribution import explain_change as _explain_change
+from estimator.learn.family import family_of
+from estimator.learn.features import is_blank
+from estimator.learn.prediction import predict_frame as _predict_frame
+from estimator.learn.predictor import PredictorBundle, load_predictor
+from estimator.physics.memory import BYTES_PER_PARAM
 from estimator.schema import (
-    Configuration,
     Delta,
     Deployment,
     Estimate,
-    Metric,
+    OptionError,
     Plan,
     Prediction,
     WhatIf,
     Workload,
     metrics_for,
 )
+from estimator.serve import inputs, planning
+
+__all__ = ["estimate", "explain", "explain_change", "explain_configuration", "load_predictor", "plan",
+           "predict_frame", "what_if"]
 
 LLM_ENGINE = "vLLM 0.11.1"
 DIFFUSION_ENGINE = "xDiT (Ulysses/Ring sequence parallelism)"
 HOURS_PER_DAY = 24.0
 
 
-def _import_lightgbm_without_sklearn() -> None:
-    """Import lightgbm with its optional scikit-learn wrappers switched off.
-
-    ``import lightgbm`` imports scikit-learn (and through it scipy) when installed: ~0.7 s of a 1.5 s budget for
-    a cold CLI run. Prediction uses only ``lightgbm.Booster``, so the first import hides scikit-learn for the
-    duration of that import (lightgbm then skips its sklearn wrappers, which this project does not use: training
-    calls ``lightgbm.train``). scikit-learn itself stays importable afterwards.
-    """
-    if "lightgbm" in sys.modules or "sklearn" in sys.modules:
-        return
-    sys.modules["sklearn"] = None  # type: ignore[assignment]  # makes `import sklearn` raise ImportError
-    try:
-        import lightgbm  # noqa: F401
-    finally:
-        if sys.modules.get("sklearn", 0) is None:
-            del sys.modules["sklearn"]
-
-
-@cache
-def _load_cached(directory: str) -> PredictorBundle:
-    _import_lightgbm_without_sklearn()
-    return PredictorBundle.load(Path(directory))
-
-
-def load_predictor(name_or_path: str | Path = "default") -> PredictorBundle:
-    """Load a trained predictor bundle by name (under ``models/predictors/``) or path (cached per process)."""
-    path = Path(name_or_path)
-    if not path.exists():
-        path = predictors_dir() / str(name_or_path)
-    return _load_cached(str(path.resolve()))
-
-
 def predict_frame(configs: pd.DataFrame, *, predictor: PredictorBundle | None = None,
                   catalog: Catalog | None = None,
                   extra_models: dict[str, ArchitectureSpec] | None = None) -> pd.DataFrame:
-    """Predict time, power and energy for every configuration row (see :mod:`estimator.prediction`).
+    """Predict time, power and energy for every configuration row (see :mod:`estimator.learn.prediction`).
 
     Args:
         configs: one row per configuration, ML.ENERGY column names (``model_id, task, gpu_model, num_gpus,
@@ -97,61 +66,6 @@ def predict_frame(configs: pd.DataFrame, *, predictor: PredictorBundle | None = 
     return _predict_frame(configs, predictor or load_predictor(), catalog or load_catalog(), extra_models)
 
 
-# ----------------------------------------------------------------------------------------------- conversions
-
-def split_warnings(text) -> list[str]:
-    """``predict_frame``'s '; '-joined warnings back into a list (no single warning contains '; ')."""
-    if is_blank(text):
-        return []
-    return str(text).split("; ")
-
-
-_INT_FIELDS = {name for name, field in Configuration.model_fields.items() if "int" in str(field.annotation)}
-
-
-def _configuration(row: dict) -> Configuration:
-    values = {}
-    for name in Configuration.model_fields:
-        value = row.get(name)
-        if is_blank(value):
-            continue
-        values[name] = int(value) if name in _INT_FIELDS and isinstance(value, float) else value
-    return Configuration(**values)
-
-
-def prediction_from_row(row: dict, family: str) -> Prediction:
-    """One ``predict_frame`` output row -> :class:`Prediction` (metrics of the row's family)."""
-    metrics = {}
-    if row.get("status") == "ok":
-        for name in metrics_for(family):
-            value = row.get(name)
-            if not is_blank(value):
-                metrics[name] = Metric(value=float(value), p10=float(row[f"{name}_p10"]),
-                                       p90=float(row[f"{name}_p90"]))
-    return Prediction(configuration=_configuration(row), status=row.get("status", "error"),
-                      reason=str(row.get("reason") or ""), warnings=split_warnings(row.get("warnings")),
-                      metrics=metrics)
-
-
-def _unique(items) -> list[str]:
-    return list(dict.fromkeys(item for item in items if item))
-
-
-def _as_list(value) -> list[int] | None:
-    if value is None:
-        return None
-    values = list(value) if isinstance(value, Sequence) and not isinstance(value, str) else [value]
-    return [int(v) for v in values]
-
-
-def _check_positive(**numbers) -> None:
-    """Raise ``ValueError`` naming the first non-positive number (lists are checked element by element)."""
-    for name, value in numbers.items():
-        for item in value if isinstance(value, list | tuple) else [value]:
-            if item is not None and not item > 0:
-                raise ValueError(f"{name} must be positive, got {item}")
-
-
 def _workload(target: planning.Target, row: dict) -> Workload:
     if target.is_diffusion:
         return Workload(task=target.task_key, family=target.family, inference_steps=int(row["inference_steps"]),
@@ -164,7 +78,7 @@ def _workload(target: planning.Target, row: dict) -> Workload:
 
 def _assumptions(target: planning.Target, row: dict, *, user_precision: bool, user_tokens: bool,
                  bundle: PredictorBundle) -> list[str]:
-    interval = bundle.card.get("interval_source", "leave-one-model-out out-of-fold log residuals, p10/p90")
+    interval = bundle.card.interval_source or "leave-one-model-out out-of-fold log residuals, p10/p90"
     common = ["energy: GPU energy only (no CPU, network or cooling/PUE)", f"intervals: {interval}"]
     if target.is_diffusion:
         size = f"{row.get('video_height') or row['image_height']}x{row.get('video_width') or row['image_width']}"
@@ -187,16 +101,17 @@ def _assumptions(target: planning.Target, row: dict, *, user_precision: bool, us
 # ------------------------------------------------------------------------------------------------- estimate
 
 def _energy_latency(target: planning.Target) -> tuple[str, str]:
-    if target.is_diffusion:
-        return "energy_per_item_joules", "batch_latency_s"
-    return "energy_per_token_joules", "median_itl_ms"
+    family = family_of(target.family)
+    return family.energy_metric, family.latency_metric
 
 
 def _latency_limit(target: planning.Target, max_itl_ms: float | None, max_latency_s: float | None) -> float | None:
     if target.is_diffusion and max_itl_ms is not None:
-        raise ValueError("--max-itl-ms applies to LLM tasks; for diffusion give --max-latency-s (batch latency)")
+        raise OptionError("{max_itl_ms} applies to LLM tasks; for diffusion give {max_latency_s} (batch latency)",
+                          "max_itl_ms", "max_latency_s")
     if not target.is_diffusion and max_latency_s is not None:
-        raise ValueError("--max-latency-s applies to diffusion tasks; for LLMs give --max-itl-ms")
+        raise OptionError("{max_latency_s} applies to diffusion tasks; for LLMs give {max_itl_ms}",
+                          "max_latency_s", "max_itl_ms")
     return max_latency_s if target.is_diffusion else max_itl_ms
 
 
@@ -204,14 +119,14 @@ def _sweep(target: planning.Target, gpu_models: list[str], *, num_gpus, batches,
            output_tokens, steps, resolution, frames, ulysses_degree, ring_degree, catalog, extra_models,
            predictor):
     """Sweep, predict and mark feasibility: (configs, predictions, feasible mask)."""
-    _check_positive(num_gpus=num_gpus, batch=batches, input_tokens=input_tokens, output_tokens=output_tokens,
+    inputs.check_positive(num_gpus=num_gpus, batch=batches, input_tokens=input_tokens, output_tokens=output_tokens,
                     steps=steps, frames=frames, ulysses_degree=ulysses_degree, ring_degree=ring_degree)
     if precision is not None and target.is_diffusion:
-        raise ValueError("--precision applies to LLM tasks (diffusion runs in bfloat16)")
-    if precision is not None and precision not in physics.BYTES_PER_PARAM:
-        close = difflib.get_close_matches(precision, list(physics.BYTES_PER_PARAM), n=2, cutoff=0.5)
+        raise OptionError("{precision} applies to LLM tasks (diffusion runs in bfloat16)", "precision")
+    if precision is not None and precision not in BYTES_PER_PARAM:
+        close = difflib.get_close_matches(precision, list(BYTES_PER_PARAM), n=2, cutoff=0.5)
         hint = f" Did you mean: {', '.join(close)}?" if close else ""
-        raise ValueError(f"unknown precision {precision!r}.{hint} Known: {', '.join(physics.BYTES_PER_PARAM)}")
+        raise ValueError(f"unknown precision {precision!r}.{hint} Known: {', '.join(BYTES_PER_PARAM)}")
     height, width = planning.parse_resolution(resolution) if resolution else (None, None)
     configs = planning.sweep_frame(target, gpu_models, num_gpus=num_gpus, batches=batches, precision=precision,
                                    input_tokens=input_tokens, output_tokens=output_tokens, steps=steps,
@@ -234,8 +149,8 @@ def _infeasible(predictions: pd.DataFrame, feasible, family: str) -> list[Predic
         row = group.iloc[-1].to_dict()
         if row["status"] == "ok":  # predicted, but even the smallest batch does not fit in the KV cache
             first = group.iloc[0].to_dict()
-            row = {**first, "status": "error", "reason": "; ".join(split_warnings(first["warnings"])[-1:])}
-        out.append(prediction_from_row(row, family))
+            row = {**first, "status": "error", "reason": "; ".join(inputs.split_warnings(first["warnings"])[-1:])}
+        out.append(inputs.prediction_from_row(row, family))
     return out
 
 
@@ -260,7 +175,7 @@ def estimate(model: str, task: str, gpu: str, *, num_gpus: int | Sequence[int] |
         max_latency_s: diffusion latency limit on batch latency, s.
         steps, resolution (``HEIGHTxWIDTH`` px), frames: diffusion workload (default: the model's defaults).
         ulysses_degree, ring_degree: diffusion sequence parallelism (default Ulysses = GPU count).
-        extra_models: descriptions not in the catalog (``estimator.hf_config.load_model_description``).
+        extra_models: descriptions not in the catalog (``estimator.catalog.hf_config.load_model_description``).
         predictor, catalog: loaded once and reused when given.
 
     Returns:
@@ -275,16 +190,16 @@ def estimate(model: str, task: str, gpu: str, *, num_gpus: int | Sequence[int] |
     target = planning.resolve_target(model, task, catalog, extra_models)
     gpu_key = catalog.resolve("gpu", gpu)
     limit = _latency_limit(target, max_itl_ms, max_latency_s)
-    _check_positive(max_itl_ms=max_itl_ms, max_latency_s=max_latency_s)
-    batches = _as_list(batch if batch is not None else max_num_seqs)
+    inputs.check_positive(max_itl_ms=max_itl_ms, max_latency_s=max_latency_s)
+    batches = inputs.as_list(batch if batch is not None else max_num_seqs)
     configs, predictions, feasible = _sweep(
-        target, [gpu_key], num_gpus=_as_list(num_gpus), batches=batches, precision=precision,
+        target, [gpu_key], num_gpus=inputs.as_list(num_gpus), batches=batches, precision=precision,
         input_tokens=input_tokens, output_tokens=output_tokens, steps=steps, resolution=resolution, frames=frames,
         ulysses_degree=ulysses_degree, ring_degree=ring_degree, catalog=catalog, extra_models=extra_models,
         predictor=bundle)
     energy, latency = _energy_latency(target)
     ok = predictions[feasible]
-    rows = {label: prediction_from_row(ok.loc[label].to_dict(), target.family) for label in ok.index}
+    rows = {label: inputs.prediction_from_row(ok.loc[label].to_dict(), target.family) for label in ok.index}
     front = planning.pareto_front(ok, energy, latency) if not ok.empty else []
     best = planning.min_energy(ok, energy, latency) if not ok.empty else None
     best_within = planning.min_energy(ok, energy, latency, limit) if (limit is not None and not ok.empty) else None
@@ -297,93 +212,10 @@ def estimate(model: str, task: str, gpu: str, *, num_gpus: int | Sequence[int] |
         infeasible=_infeasible(predictions, feasible, target.family),
         assumptions=_assumptions(target, first, user_precision=precision is not None,
                                  user_tokens=input_tokens is not None or output_tokens is not None, bundle=bundle),
-        warnings=_unique(w for p in rows.values() for w in p.warnings))
+        warnings=inputs.unique(w for p in rows.values() for w in p.warnings))
 
 
 # -------------------------------------------------------------------------------------------------- what-if
-
-#: friendly names accepted by what_if / --set -> ML.ENERGY column names
-_KEY_NAMES = {"model": "model_id", "gpu": "gpu_model", "gpus": "num_gpus", "precision": "weight_precision",
-              "tp": "tensor_parallel", "ep": "expert_parallel", "dp": "data_parallel",
-              "input_tokens": "avg_input_len", "output_tokens": "avg_output_len", "steps": "inference_steps",
-              "frames": "num_frames", "ulysses": "ulysses_degree", "ring": "ring_degree"}
-_SPECIAL_KEYS = ("batch", "resolution", "height", "width")
-_NAME_KEYS = ("model_id", "task", "gpu_model", "weight_precision")
-
-
-def _normalize(config: dict) -> dict:
-    known = set(Configuration.model_fields) | set(_KEY_NAMES) | set(_SPECIAL_KEYS)
-    out = {}
-    for key, value in config.items():
-        if value is None:
-            continue
-        if key not in known:
-            close = difflib.get_close_matches(key, sorted(known), n=3, cutoff=0.5)
-            hint = f" Did you mean: {', '.join(close)}?" if close else ""
-            raise ValueError(f"unknown configuration key {key!r}.{hint} Known: {', '.join(sorted(known))}")
-        name = _KEY_NAMES.get(key, key)
-        if name not in _NAME_KEYS and name != "resolution":
-            try:
-                number = float(value)
-            except (TypeError, ValueError):
-                raise ValueError(f"{key}={value!r} is not a number") from None
-            if not number > 0:
-                raise ValueError(f"{key} must be positive, got {value}")
-            value = int(number) if number.is_integer() else number
-        out[name] = value
-    return out
-
-
-def _complete(raw: dict, catalog: Catalog, extra_models: dict | None) -> tuple[planning.Target, dict]:
-    """Resolve names and fill every default as the engine would (``num_gpus`` must be set)."""
-    missing = [k for k in ("model_id", "task", "gpu_model") if k not in raw]
-    if missing:
-        raise ValueError(f"the configuration lacks {', '.join(missing)} (give model, task and gpu)")
-    target = planning.resolve_target(str(raw["model_id"]), str(raw["task"]), catalog, extra_models)
-    gpu = catalog.resolve("gpu", str(raw["gpu_model"]))
-    values = dict(raw)
-    height, width = values.pop("height", None), values.pop("width", None)
-    if "resolution" in values:
-        height, width = planning.parse_resolution(str(values.pop("resolution")))
-    batch = values.pop("batch", None)
-    num_gpus = int(values["num_gpus"])
-    if target.is_diffusion:
-        video = target.arch.modality == "text-to-video"
-        height = height or values.get("video_height" if video else "image_height")
-        width = width or values.get("video_width" if video else "image_width")
-        row = planning.diffusion_row(target, gpu, num_gpus, int(batch or values.get("batch_size") or 1),
-                                     steps=values.get("inference_steps"), height=height, width=width,
-                                     frames=values.get("num_frames"), ulysses_degree=values.get("ulysses_degree"),
-                                     ring_degree=values.get("ring_degree"))
-        if row is None:
-            raise ValueError(f"ulysses_degree x ring_degree must equal num_gpus = {num_gpus}")
-    else:
-        row = planning.llm_row(target, gpu, num_gpus, int(batch or values.get("max_num_seqs")
-                                                          or planning.DEFAULT_MAX_NUM_SEQS),
-                               precision=values.get("weight_precision"), input_tokens=values.get("avg_input_len"),
-                               output_tokens=values.get("avg_output_len"))
-        row.update({k: values[k] for k in ("tensor_parallel", "expert_parallel", "data_parallel") if k in values})
-    return target, row
-
-
-def _with_gpu_count(raw: dict, bundle: PredictorBundle, catalog: Catalog, extra_models) -> dict:
-    """``raw`` with ``num_gpus`` set: as given, else the fewest of 1, 2, 4, 8 that fit (1 when none does: the
-    prediction's reason then says why)."""
-    if "num_gpus" in raw:
-        return raw
-    candidates = []
-    for count in planning.GPU_COUNTS:
-        try:
-            candidates.append(_complete({**raw, "num_gpus": count}, catalog, extra_models)[1])
-        except ValueError:  # e.g. a Ulysses x Ring layout that cannot make this count
-            continue
-    if candidates:
-        predicted = _predict_frame(pd.DataFrame(candidates), bundle, catalog, extra_models)
-        for row, status in zip(candidates, predicted["status"], strict=True):
-            if status == "ok":
-                return {**raw, "num_gpus": row["num_gpus"]}
-    return {**raw, "num_gpus": 1}
-
 
 def what_if(base: dict, *, predictor: PredictorBundle | None = None, catalog: Catalog | None = None,
             extra_models: dict[str, ArchitectureSpec] | None = None, **changes) -> WhatIf:
@@ -403,21 +235,21 @@ def what_if(base: dict, *, predictor: PredictorBundle | None = None, catalog: Ca
     """
     catalog = catalog or load_catalog()
     bundle = predictor or load_predictor()
-    base_raw = _with_gpu_count(_normalize(base), bundle, catalog, extra_models)
-    change_raw = _normalize(changes)
+    base_raw = inputs.with_gpu_count(inputs.normalize(base), bundle, catalog, extra_models)
+    change_raw = inputs.normalize(changes)
     changed_raw = {**base_raw, **change_raw}
     layout = ("tensor_parallel", "expert_parallel", "data_parallel")
     if "num_gpus" in change_raw and not any(k in change_raw for k in layout):
         for key in layout:
             changed_raw.pop(key, None)
-    target, base_row = _complete(base_raw, catalog, extra_models)
-    changed_target, changed_row = _complete(changed_raw, catalog, extra_models)
+    target, base_row = inputs.complete(base_raw, catalog, extra_models)
+    changed_target, changed_row = inputs.complete(changed_raw, catalog, extra_models)
     if target.is_diffusion != changed_target.is_diffusion:
         raise ValueError("a what-if cannot change between LLM and diffusion tasks")
     predicted = predict_frame(pd.DataFrame([base_row, changed_row]), predictor=bundle, catalog=catalog,
                               extra_models=extra_models).to_dict("records")
-    before = prediction_from_row(predicted[0], target.family)
-    after = prediction_from_row(predicted[1], changed_target.family)
+    before = inputs.prediction_from_row(predicted[0], target.family)
+    after = inputs.prediction_from_row(predicted[1], changed_target.family)
     deltas = {}
     for name in metrics_for(target.family):
         a = before.metrics[name].value if name in before.metrics else None
@@ -432,32 +264,21 @@ def what_if(base: dict, *, predictor: PredictorBundle | None = None, catalog: Ca
 
 
 def explain_change(whatif: WhatIf, *, predictor: PredictorBundle | None = None, catalog: Catalog | None = None,
-                   extra_models: dict[str, ArchitectureSpec] | None = None):
-    """What moved between the two sides of a what-if (``estimator.explain.explain_change``); None when that
-    module is not available or either side was not predicted."""
-    try:
-        explain_module = importlib.import_module("estimator.explain")
-        function = explain_module.explain_change
-    except (ImportError, AttributeError):
-        return None
+                   extra_models: dict[str, ArchitectureSpec] | None = None) -> ChangeAttribution | None:
+    """What moved between the two sides of a what-if (:func:`estimator.explain.attribution.explain_change`); None
+    when either side was not predicted."""
     if whatif.base.status != "ok" or whatif.changed.status != "ok":
         return None
-    return function(whatif.base.configuration.as_row(), whatif.changed.configuration.as_row(),
-                    predictor=predictor or load_predictor(), catalog=catalog or load_catalog(),
-                    extra_models=extra_models)
+    return _explain_change(whatif.base.configuration.as_row(), whatif.changed.configuration.as_row(),
+                           predictor=predictor or load_predictor(), catalog=catalog or load_catalog(),
+                           extra_models=extra_models)
 
 
 def explain(configs: pd.DataFrame, *, predictor: PredictorBundle | None = None, catalog: Catalog | None = None,
             extra_models: dict[str, ArchitectureSpec] | None = None) -> list:
-    """Attributions of each configuration's prediction (``estimator.explain.explain_frame``).
-
-    Raises:
-        ImportError: ``estimator.explain`` is not available in this installation.
-    """
-    explain_module = importlib.import_module("estimator.explain")
-
-    return explain_module.explain_frame(configs, predictor=predictor or load_predictor(),
-                                        catalog=catalog or load_catalog(), extra_models=extra_models)
+    """Attributions of each configuration's prediction (:func:`estimator.explain.attribution.explain_frame`)."""
+    return explain_frame(configs, predictor=predictor or load_predictor(), catalog=catalog or load_catalog(),
+                         extra_models=extra_models)
 
 
 def explain_configuration(config: dict, *, quantity: str | None = None, predictor: PredictorBundle | None = None,
@@ -470,15 +291,14 @@ def explain_configuration(config: dict, *, quantity: str | None = None, predicto
         quantity: what to attribute (default energy per token, or per image/video for diffusion).
 
     Returns:
-        ``estimator.explain.Attribution``: baseline x product of group multipliers = the prediction.
+        :class:`estimator.explain.model.Attribution`: baseline x product of group multipliers = the prediction.
     """
     catalog = catalog or load_catalog()
     bundle = predictor or load_predictor()
-    raw = _with_gpu_count(_normalize(config), bundle, catalog, extra_models)
-    _, row = _complete(raw, catalog, extra_models)
-    explain_module = importlib.import_module("estimator.explain")
-    return explain_module.explain_frame(pd.DataFrame([row]), predictor=bundle, catalog=catalog,
-                                        extra_models=extra_models, quantity=quantity)[0]
+    raw = inputs.with_gpu_count(inputs.normalize(config), bundle, catalog, extra_models)
+    _, row = inputs.complete(raw, catalog, extra_models)
+    return explain_frame(pd.DataFrame([row]), predictor=bundle, catalog=catalog, extra_models=extra_models,
+                         quantity=quantity)[0]
 
 
 # ----------------------------------------------------------------------------------------------------- plan
@@ -510,25 +330,27 @@ def plan(model: str, task: str, *, demand_rps: float | None = None, demand_token
     bundle = predictor or load_predictor()
     target = planning.resolve_target(model, task, catalog, extra_models)
     limit = _latency_limit(target, max_itl_ms, max_latency_s)
-    _check_positive(demand_rps=demand_rps, demand_tokens_per_sec=demand_tokens_per_sec, max_itl_ms=max_itl_ms,
+    inputs.check_positive(demand_rps=demand_rps, demand_tokens_per_sec=demand_tokens_per_sec, max_itl_ms=max_itl_ms,
                     max_latency_s=max_latency_s, power_budget_kw=power_budget_kw, gpu_budget=gpu_budget)
     if demand_rps is not None and demand_tokens_per_sec is not None:
-        raise ValueError("give one demand: --demand-rps or --demand-tokens-per-sec, not both")
+        raise OptionError("give one demand: {demand_rps} or {demand_tokens_per_sec}, not both", "demand_rps",
+                          "demand_tokens_per_sec")
     if target.is_diffusion and demand_tokens_per_sec is not None:
-        raise ValueError("diffusion demand is in requests (items) per second: use --demand-rps")
-    family_key = "diffusion" if target.is_diffusion else "llm"
+        raise OptionError("diffusion demand is in requests (items) per second: use {demand_rps}", "demand_rps")
+    family = family_of(target.family)
     if gpus:
-        gpu_keys = _unique(catalog.resolve("gpu", g) for g in gpus)
+        gpu_keys = inputs.unique(catalog.resolve("gpu", g) for g in gpus)
     else:
-        gpu_keys = bundle.card.get("domain", {}).get(family_key, {}).get("gpus") or sorted(catalog.gpus)
-    batches = _as_list(batch if batch is not None else max_num_seqs)
+        domain = bundle.card.domain_of(family.name)
+        gpu_keys = (domain.gpus if domain is not None else None) or sorted(catalog.gpus)
+    batches = inputs.as_list(batch if batch is not None else max_num_seqs)
     configs, predictions, feasible = _sweep(
-        target, gpu_keys, num_gpus=_as_list(num_gpus), batches=batches, precision=precision,
+        target, gpu_keys, num_gpus=inputs.as_list(num_gpus), batches=batches, precision=precision,
         input_tokens=input_tokens, output_tokens=output_tokens, steps=steps, resolution=resolution, frames=frames,
         ulysses_degree=None, ring_degree=None, catalog=catalog, extra_models=extra_models, predictor=bundle)
     first = configs.iloc[0].to_dict()
     energy, latency = _energy_latency(target)
-    throughput = "items_per_sec" if target.is_diffusion else "output_throughput_tokens_per_sec"
+    throughput = family.throughput_metric
     demand = demand_tokens_per_sec
     if demand_rps is not None:
         demand = demand_rps if target.is_diffusion else demand_rps * float(first["avg_output_len"])
@@ -544,7 +366,7 @@ def plan(model: str, task: str, *, demand_rps: float | None = None, demand_token
         alternatives.append(_deployment(fleets.loc[label].to_dict(), target, throughput))
     alternatives.sort(key=lambda d: (-d.demand_served, d.power_kw) if demand is None else (d.power_kw,))
     chosen = _deployment(fleets.loc[chosen_label].to_dict(), target, throughput) if chosen_label is not None else None
-    unit = "items/s" if target.is_diffusion else "tokens/s"
+    unit = family.demand_unit
     reason = "" if chosen else _plan_reason(ok, within, latency, limit, unit, demand, power_budget_kw, gpu_budget,
                                             throughput)
     assumptions = _assumptions(target, first, user_precision=precision is not None,
@@ -553,7 +375,7 @@ def plan(model: str, task: str, *, demand_rps: float | None = None, demand_token
                           "ceil(demand / per-replica throughput at the chosen batch); fleet power = replicas x "
                           "predicted power (each replica at its predicted load; idle power not modelled); energy "
                           "per day = fleet power x 24 h")
-    warnings = _unique(w for d in ([chosen] if chosen else []) + alternatives for w in d.prediction.warnings)
+    warnings = inputs.unique(w for d in ([chosen] if chosen else []) + alternatives for w in d.prediction.warnings)
     return Plan(model_id=target.model_id, task=target.task_key, family=target.family,
                 workload=_workload(target, first), demand_unit=unit, demand=demand,
                 demand_requests_per_sec=demand_rps, latency_metric=latency, latency_limit=limit,
@@ -563,7 +385,7 @@ def plan(model: str, task: str, *, demand_rps: float | None = None, demand_token
 
 def _deployment(row: dict, target: planning.Target, throughput: str) -> Deployment:
     power_kw = row["fleet_power_watts"] / 1e3
-    return Deployment(prediction=prediction_from_row(row, target.family), replicas=int(row["replicas"]),
+    return Deployment(prediction=inputs.prediction_from_row(row, target.family), replicas=int(row["replicas"]),
                       total_gpus=int(row["total_gpus"]), capacity_per_replica=float(row[throughput]),
                       capacity_total=float(row["capacity_total"]), demand_served=float(row["demand_served"]),
                       power_kw=power_kw, power_kw_p10=row["fleet_power_watts_p10"] / 1e3,

@@ -17,19 +17,15 @@ from collections.abc import Callable, Iterator
 import numpy as np
 import pandas as pd
 
-from estimator import physics
-from estimator.catalog import Catalog
-from estimator.predictor import fit_regressors, predict_end_metrics, targets_for
+from estimator.catalog.catalog import Catalog
+from estimator.learn.family import family_of
+from estimator.learn.predictor import fit_regressors, predict_end_metrics, targets_for
+from estimator.physics import step
 
 SPLITS = ("random-5fold", "leave-one-model-out", "leave-family-out", "leave-gpu-out", "leave-task-out")
 HEADLINE = "leave-one-model-out"
 #: EcoLogits' published fit (Wh per output token = a * exp(b * batch) * active_params_B + c)
 ECOLOGITS_A, ECOLOGITS_B, ECOLOGITS_C = 1.1665e-6, -0.011206, 4.0529e-5
-
-
-def family_key(frame: pd.DataFrame) -> pd.Series:
-    """'llm' for LLM and MLLM rows (they share predictors), 'diffusion' otherwise."""
-    return frame["task_family"].where(frame["task_family"].eq("diffusion"), "llm")
 
 
 def split_folds(frame: pd.DataFrame, split: str, catalog: Catalog, seed: int = 0
@@ -78,14 +74,8 @@ def out_of_fold(frame: pd.DataFrame, features: pd.DataFrame, family: str, split:
 
 
 def measured_columns(family: str) -> dict[str, str]:
-    """Derived metric -> measured column in the run frame."""
-    if family == "diffusion":
-        return {"energy_per_item_joules": "energy_per_item_joules", "batch_latency_s": "batch_latency_s",
-                "avg_power_watts": "avg_power_watts"}
-    return {"energy_per_token_joules": "energy_per_token_joules",
-            "energy_per_request_joules": "energy_per_request_joules", "avg_power_watts": "avg_power_watts",
-            "output_throughput_tokens_per_sec": "output_throughput_tokens_per_sec",
-            "median_itl_ms": "median_itl_ms"}
+    """Derived metric -> measured column in the run frame (the same name)."""
+    return {name: name for name in family_of(family).measured}
 
 
 def ape_metrics(measured: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
@@ -160,8 +150,8 @@ def baseline_predictions(frame: pd.DataFrame, catalog: Catalog) -> dict[str, np.
     for _, row in frame.iterrows():
         arch = catalog.models[row["model_id"]]
         gpu = catalog.gpus[row["gpu_model"]]
-        flops = physics.decode_flops_per_token(arch, 0.0)
-        naive.append(flops * gpu.tdp_watts / physics.peak_flops(gpu, row["weight_precision"]))
+        flops = step.decode_flops_per_token(arch, 0.0)
+        naive.append(flops * gpu.tdp_watts / step.peak_flops(gpu, row["weight_precision"]))
         wh = ECOLOGITS_A * math.exp(ECOLOGITS_B * row["max_num_seqs"]) * arch.active_params_billions + ECOLOGITS_C
         ecologits.append(wh * 3600.0)
     return {"naive-flops-tdp": np.array(naive), "ecologits": np.array(ecologits)}

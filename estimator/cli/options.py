@@ -1,0 +1,115 @@
+"""Options and error plumbing shared by the ``joules-estimate`` commands (typer only; nothing heavy imported).
+
+Every user error ends in one ``error: ...`` line and exit status 2; no traceback reaches the user (set
+``JOULES_ESTIMATE_DEBUG=1`` to see one). The library names its inputs by their Python names; :func:`flag` turns
+them into this CLI's flags.
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+USER_ERROR = 2
+
+# ------------------------------------------------------------------------------------------------ options
+Model = Annotated[str | None, typer.Option(help="Model: catalog key or alias, e.g. llama-70b, "
+                                           "Qwen/Qwen3-8B, flux-dev (see `catalog list models`).")]
+Task = Annotated[str | None, typer.Option(help="Task (workload): chat, reasoning, code, image, video, "
+                                          "text-to-image, text-to-video (see `catalog list tasks`).")]
+NumGpus = Annotated[list[int] | None, typer.Option("--num-gpus", min=1, help="GPUs per replica; repeat to "
+                                                   "compare (default 1, 2, 4, 8).")]
+MaxNumSeqs = Annotated[list[int] | None, typer.Option("--max-num-seqs", min=1, help="LLM batch cap (vLLM "
+                                                      "max_num_seqs); repeat to compare (default 8..4096).")]
+Batch = Annotated[list[int] | None, typer.Option("--batch", min=1, help="Batch size: diffusion images/videos per "
+                                                 "batch (default 1..32), or max_num_seqs for LLMs.")]
+Precision = Annotated[str | None, typer.Option(help="LLM weight precision: bfloat16, fp8, mxfp4, int8, int4 "
+                                               "(default: the model's native precision).")]
+OutputTokens = Annotated[float | None, typer.Option(min=1, help="Mean output tokens per request (default: the "
+                                                    "task profile, e.g. ~600 for chat).")]
+InputTokens = Annotated[float | None, typer.Option(min=1, help="Mean prompt tokens per request (default: the "
+                                                   "task profile).")]
+MaxItl = Annotated[float | None, typer.Option(min=0.001, help="Latency limit for LLMs: median inter-token "
+                                              "latency in ms, e.g. 50.")]
+MaxLatency = Annotated[float | None, typer.Option(min=0.001, help="Latency limit for diffusion: batch latency "
+                                                  "in seconds.")]
+Steps = Annotated[int | None, typer.Option(min=1, help="Diffusion denoising steps (default: the model's, e.g. 28 "
+                                           "for FLUX.1-dev).")]
+Resolution = Annotated[str | None, typer.Option(help="Diffusion output size HEIGHTxWIDTH in pixels, e.g. "
+                                                "1024x1024 (default: the model's).")]
+Frames = Annotated[int | None, typer.Option(min=1, help="Video frames (text-to-video; default: the model's).")]
+Ulysses = Annotated[int | None, typer.Option(min=1, help="Diffusion Ulysses sequence-parallel degree "
+                                             "(default: the GPU count).")]
+Ring = Annotated[int | None, typer.Option(min=1, help="Diffusion Ring sequence-parallel degree (default 1).")]
+ModelConfig = Annotated[Path | None, typer.Option(help="A model not in the catalog: its Hugging Face config.json "
+                                                  "or a TOML description; --model then names it (optional).",
+                                                  exists=True, dir_okay=False)]
+Json = Annotated[bool, typer.Option("--json", help="Print JSON (the estimator.schema models) instead of tables.")]
+
+
+# ------------------------------------------------------------------------------------------------ plumbing
+
+def flag(field: str) -> str:
+    """The CLI flag of a library input name: ``max_itl_ms`` -> ``--max-itl-ms``."""
+    return "--" + field.replace("_", "-")
+
+
+def fail(message: str, code: int = USER_ERROR):
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+@contextmanager
+def user_errors():
+    """Turn exceptions into one ``error:`` line: exit 2 for bad input, 1 for anything unexpected."""
+    try:
+        yield
+    except (typer.Exit, typer.Abort):
+        raise
+    except Exception as exc:  # the CLI boundary: nothing below may print a traceback
+        if os.environ.get("JOULES_ESTIMATE_DEBUG"):
+            raise
+        from estimator.catalog.catalog import CatalogError, UnknownKeyError
+        from estimator.schema import OptionError
+
+        message = exc.render(flag) if isinstance(exc, OptionError) else (str(exc).strip() or type(exc).__name__)
+        if isinstance(exc, UnknownKeyError | CatalogError | ValueError | OSError):
+            fail(" ".join(message.split()) if "\n" not in message else message.splitlines()[0])
+        fail(f"internal error ({type(exc).__name__}: {message}); JOULES_ESTIMATE_DEBUG=1 shows the traceback",
+              code=1)
+
+
+def extra_models_from(model: str | None, model_config: Path | None) -> tuple[str | None, dict | None]:
+    if model_config is None:
+        return model, None
+    from estimator.catalog.hf_config import load_model_description
+
+    spec = load_model_description(model_config, model_id=model)
+    name = model or spec.display_name
+    return name, {name: spec}
+
+
+def require(**values) -> None:
+    missing = [f"--{name.replace('_', '-')}" for name, value in values.items() if value is None]
+    if missing:
+        fail(f"missing {', '.join(missing)} (see joules-estimate --help)")
+
+
+# one configuration (what-if base, explain): options shared by those commands
+OneGpu = Annotated[str | None, typer.Option(help="GPU type, e.g. b200 (the base side of a what-if).")]
+OneNumGpus = Annotated[int | None, typer.Option(min=1, help="GPUs per replica (default: the fewest of 1, 2, 4, 8 "
+                                                "that fit).")]
+OneMaxNumSeqs = Annotated[int | None, typer.Option(min=1, help="LLM batch cap, max_num_seqs (default 128).")]
+OneBatch = Annotated[int | None, typer.Option(min=1, help="Diffusion batch size (default 1).")]
+
+
+def one_configuration(model, task, gpu, num_gpus, max_num_seqs, batch, precision, output_tokens, input_tokens,
+                       steps, resolution, frames) -> dict:
+    """Friendly-key configuration dict for estimator.serve.api.what_if / explain_configuration."""
+    return {"model": model, "task": task, "gpu": gpu, "num_gpus": num_gpus, "max_num_seqs": max_num_seqs,
+            "batch_size": batch, "precision": precision, "output_tokens": output_tokens,
+            "input_tokens": input_tokens, "steps": steps, "resolution": resolution, "frames": frames}

@@ -1,0 +1,1 @@
+"""Learning layer: families, features, data, predictors and their card, training, evaluation, batch prediction."""

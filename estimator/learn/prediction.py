@@ -1,0 +1,229 @@
+"""Batch prediction: a frame of configurations -> the same rows plus end metrics, intervals and warnings.
+
+A row that cannot be predicted (unknown name, impossible configuration, memory does not fit) gets empty
+targets, ``status`` != "ok" and a ``reason``; it never aborts the frame.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from estimator.catalog.catalog import ArchitectureSpec, Catalog, TaskSpec, UnknownKeyError
+from estimator.learn.card import Domain
+from estimator.learn.family import DIFFUSION, FAMILIES, LLM, family_of
+from estimator.learn.features import (
+    DEFAULT_MAX_NUM_SEQS,
+    default_parallelism,
+    default_sequence_parallel,
+    featurize,
+    is_blank,
+)
+from estimator.learn.predictor import PredictorBundle, predict_end_metrics
+from estimator.physics import memory
+
+LLM_OUTPUTS = LLM.outputs
+DIFFUSION_OUTPUTS = DIFFUSION.outputs
+#: interval of a derived quantity -> which calibrated residual it uses
+INTERVAL_OF = {"tokens_per_sec_per_watt": "energy_per_token_joules", "items_per_sec": "batch_latency_s"}
+POSITIVE_INPUTS = ("num_gpus", "max_num_seqs", "batch_size", "avg_output_len", "avg_input_len",
+                   "inference_steps", "image_height", "image_width", "video_height", "video_width", "num_frames",
+                   "tensor_parallel", "expert_parallel", "data_parallel", "ulysses_degree", "ring_degree")
+
+
+class ConfigurationError(ValueError):
+    """A configuration that cannot run; the message carries the arithmetic."""
+
+
+@dataclass
+class ResolvedRow:
+    """One input row after name resolution and defaults, ready for the featurizer."""
+
+    values: dict
+    arch: ArchitectureSpec
+    warnings: list[str]
+
+
+def check_model_runs_task(model_id: str, arch: ArchitectureSpec, task_key: str, task: TaskSpec) -> None:
+    """Raise :class:`ConfigurationError` when the model cannot serve the task (diffusion vs text, vision input)."""
+    if (arch.kind == "diffusion") != (task.kind == "diffusion"):
+        raise ConfigurationError(f"model {model_id} ({arch.kind}) cannot run task {task_key} ({task.kind}); "
+                                 f"see `joules-estimate catalog list tasks`")
+    if task.kind == "mllm" and arch.kind != "mllm":
+        raise ConfigurationError(f"task {task_key} needs a multimodal model; {model_id} is text-only")
+
+
+def _positive_numbers(values: dict) -> None:
+    """Turn every numeric input present into a positive float (in place); raise on anything else."""
+    for name in POSITIVE_INPUTS:
+        if name in values:
+            try:
+                number = float(values[name])
+            except (TypeError, ValueError) as exc:
+                raise ConfigurationError(f"{name}={values[name]!r} is not a number") from exc
+            if not number > 0:
+                raise ConfigurationError(f"{name} must be positive, got {values[name]}")
+            values[name] = number
+
+
+def _domain_warnings(domain: Domain | None, model_id: str, gpu_key: str, engine: str) -> list[str]:
+    """Warnings for a model, GPU or GPU x engine absent from the family's training domain."""
+    if domain is None:
+        return []
+    warnings = []
+    if model_id not in domain.models:
+        warnings.append("model absent from training data (extrapolating from its architecture)")
+    if gpu_key not in domain.gpus:
+        warnings.append(f"GPU {gpu_key} absent from training data (extrapolating from its datasheet)")
+    elif f"{gpu_key}|{engine}" not in domain.gpu_engines:
+        warnings.append(f"GPU {gpu_key} measured only with other engines than {engine} (extrapolating)")
+    return warnings
+
+
+def _fill_diffusion_defaults(values: dict, num_gpus: int) -> None:
+    values.setdefault("batch_size", 1)
+    ulysses, ring = default_sequence_parallel(num_gpus, values.get("ulysses_degree"), values.get("ring_degree"))
+    values.setdefault("ulysses_degree", ulysses)
+    values.setdefault("ring_degree", ring)
+    if int(values["ulysses_degree"]) * int(values["ring_degree"]) != num_gpus:
+        raise ConfigurationError(f"ulysses_degree x ring_degree = {int(values['ulysses_degree'])} x "
+                                 f"{int(values['ring_degree'])} must equal num_gpus = {num_gpus}")
+
+
+def _fill_llm_defaults(values: dict, arch: ArchitectureSpec, task: TaskSpec, num_gpus: int) -> None:
+    values.setdefault("max_num_seqs", DEFAULT_MAX_NUM_SEQS)
+    values.setdefault("weight_precision", arch.native_precision)
+    tp, ep, dp = default_parallelism(arch, num_gpus)
+    values.setdefault("tensor_parallel", tp)
+    values.setdefault("expert_parallel", ep)
+    values.setdefault("data_parallel", dp)
+    values.setdefault("avg_output_len", task.mean_output_tokens)
+    values.setdefault("avg_input_len", task.mean_input_tokens)
+    if values["weight_precision"] not in memory.BYTES_PER_PARAM:
+        raise ConfigurationError(f"unknown precision {values['weight_precision']!r}; known: "
+                                 f"{', '.join(memory.BYTES_PER_PARAM)}")
+
+
+def resolve_row(raw: dict, catalog: Catalog, extra_models: dict[str, ArchitectureSpec],
+                bundle: PredictorBundle) -> ResolvedRow:
+    """Resolve names, fill defaults the way the engine would, check feasibility; raise on impossibility."""
+    values = {k: v for k, v in raw.items() if not is_blank(v)}
+    for name in ("model_id", "task", "gpu_model", "num_gpus"):
+        if name not in values:
+            raise ConfigurationError(f"missing {name}")
+    model_id, arch = catalog.resolve_model(str(values["model_id"]), extra_models)
+    task_key = catalog.resolve("task", str(values["task"]))
+    task = catalog.tasks[task_key]
+    gpu_key = catalog.resolve("gpu", str(values["gpu_model"]))
+    values.update(model_id=model_id, task=task_key, gpu_model=gpu_key)
+    _positive_numbers(values)
+    check_model_runs_task(model_id, arch, task_key, task)
+    num_gpus = int(values["num_gpus"])
+    family = family_of(arch.kind)
+    domain = bundle.card.domain_of(family.name)
+    engine = str(values.get("engine", family.default_engine))
+    warnings = _domain_warnings(domain, model_id, gpu_key, engine)
+    if family is DIFFUSION:
+        _fill_diffusion_defaults(values, num_gpus)
+    else:
+        _fill_llm_defaults(values, arch, task, num_gpus)
+        if domain is not None and values["weight_precision"] not in domain.precisions:
+            warnings.append(f"precision {values['weight_precision']} absent from training data")
+    batch = values[family.batch_column]
+    if domain is not None and not domain.batch_min <= batch <= domain.batch_max:
+        warnings.append(f"batch {int(batch)} outside the measured range {domain.batch_min}-{domain.batch_max}")
+    return ResolvedRow(values, arch, warnings)
+
+
+def memory_reason(arch: ArchitectureSpec, values: dict, catalog: Catalog) -> str | None:
+    """None when the configuration fits (memory rule 2 of ``estimator/physics/memory.py``); otherwise the
+    arithmetic of why it does not."""
+    gpu = catalog.gpus[values["gpu_model"]]
+    num_gpus = int(values["num_gpus"])
+    utilization = f"{memory.GPU_MEMORY_UTILIZATION:g} x {gpu.memory_gb:g} GB"
+    if arch.kind == "diffusion":
+        fit = memory.diffusion_fit(arch, gpu)
+        if not fit.fits:
+            return (f"does not fit: {fit.weights_gb:.1f} GB of weights per GPU (sequence parallel replicates the "
+                    f"pipeline) > {utilization} = {fit.usable_gb:.1f} GB")
+        return None
+    precision = values["weight_precision"]
+    fit = memory.llm_fit_full_context(arch, gpu, precision, num_gpus, int(values["data_parallel"]),
+                                      values["avg_input_len"], values["avg_output_len"])
+    if not fit.fits:
+        return (f"does not fit: {num_gpus} x {gpu_short(gpu)} gives {utilization} - "
+                f"{memory.ACTIVATION_RESERVE_GB:g} GB reserve = "
+                f"{memory.GPU_MEMORY_UTILIZATION * gpu.memory_gb - memory.ACTIVATION_RESERVE_GB:.1f} GB per GPU, "
+                f"but the {precision} weights take {fit.weight_bytes_per_gpu / memory.BILLION:.1f} GB per GPU, "
+                f"leaving {max(fit.headroom_per_gpu_gb, 0):.1f} GB for the KV cache, less than one "
+                f"{fit.context_tokens:.0f}-token sequence ({fit.sequence_gb:.2f} GB); use more GPUs or a smaller "
+                f"precision")
+    return None
+
+
+def gpu_short(gpu) -> str:
+    return gpu.display_name.replace("NVIDIA ", "")
+
+
+def predict_frame(configs: pd.DataFrame, bundle: PredictorBundle, catalog: Catalog,
+                  extra_models: dict[str, ArchitectureSpec] | None = None) -> pd.DataFrame:
+    """Predict every row of ``configs`` (ML.ENERGY column names; blanks mean 'as the engine would').
+
+    Returns the input rows in order plus predictions (``<metric>``, ``<metric>_p10``, ``<metric>_p90``),
+    ``status`` ('ok' or 'error'), ``reason`` and ``warnings`` ('; '-joined). ``_p10``/``_p90`` bound an
+    80%-coverage interval: quantiles of leave-one-model-out log residuals whose tails were widened per family until
+    80% of each held-out model's rows fall inside (``card.interval_tails``), not the plain p10/p90 of residuals.
+    """
+    extra_models = extra_models or {}
+    resolved: dict[int, ResolvedRow] = {}
+    status = ["ok"] * len(configs)
+    reasons = [""] * len(configs)
+    records = configs.to_dict("records")
+    for position, raw in enumerate(records):
+        try:
+            row = resolve_row(raw, catalog, extra_models, bundle)
+            why = memory_reason(row.arch, row.values, catalog)
+            if why:
+                raise ConfigurationError(why)
+            resolved[position] = row
+        except (ConfigurationError, UnknownKeyError) as exc:
+            status[position], reasons[position] = "error", str(exc)
+    out = configs.reset_index(drop=True).copy()
+    for column in (*LLM.outputs, *DIFFUSION.outputs):
+        for suffix in ("", "_p10", "_p90"):
+            out[column + suffix] = np.nan
+    warnings = [""] * len(configs)
+    for position, row in resolved.items():
+        warnings[position] = "; ".join(row.warnings)
+    for family in FAMILIES:
+        positions = [p for p, r in resolved.items() if family_of(r.arch.kind) is family]
+        if not positions:
+            continue
+        frame = pd.DataFrame([resolved[p].values for p in positions], index=positions)
+        features = featurize(frame, catalog, extra_models)
+        _fill(out, positions, frame, features, bundle, family.name)
+        if family is LLM:
+            for p, feasible, batch in zip(positions, features["max_feasible_batch"], frame["max_num_seqs"],
+                                          strict=True):
+                if batch > feasible:
+                    note = (f"max_num_seqs {int(batch)} exceeds the ~{int(feasible)} sequences whose KV cache "
+                            f"fits, so predicted at the batch that fits")
+                    warnings[p] = "; ".join(filter(None, [warnings[p], note]))
+    out["status"], out["reason"], out["warnings"] = status, reasons, warnings
+    return out
+
+
+def _fill(out: pd.DataFrame, positions: list[int], frame: pd.DataFrame, features: pd.DataFrame,
+          bundle: PredictorBundle, family: str) -> None:
+    derived = predict_end_metrics(bundle.regressors, features, frame, family)
+    intervals = bundle.intervals.get(family, {})
+    for name, values in derived.items():
+        out.loc[positions, name] = values
+        q10, q90 = intervals.get(INTERVAL_OF.get(name, name), (0.0, 0.0))
+        if name in INTERVAL_OF:  # a reciprocal quantity: the interval flips
+            q10, q90 = -q90, -q10
+        out.loc[positions, name + "_p10"] = values * math.exp(q10)
+        out.loc[positions, name + "_p90"] = values * math.exp(q90)
