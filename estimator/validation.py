@@ -32,9 +32,16 @@ class InputError(ValueError):
 
 
 class ImpossibleConfigurationError(ValueError):
-    """A well-formed configuration that cannot run (exit 3); the message carries the arithmetic or the rule."""
+    """A well-formed configuration that cannot run (exit 3); the message carries the arithmetic or the rule.
+
+    ``result`` holds what was computed anyway (an ``Estimate`` or ``WhatIf`` with the reasons), when there is one.
+    """
 
     exit_code = EXIT_IMPOSSIBLE
+
+    def __init__(self, message: str, result: Any = None):
+        super().__init__(message)
+        self.result = result
 
 
 class MissingExtraError(ImportError):
@@ -59,8 +66,7 @@ class Bound:
 
 _GPUS = "1-64 GPUs per replica (eight 8-GPU nodes; ML.ENERGY measured 1-8)"
 _DEGREE = "a parallel degree is at most the 64 GPUs a replica may have"
-_PIXELS = ("64-8,192 px: below 64 px is less than one latent patch (8x VAE x 2x2 patches = 16 px, times 4 "
-           "tokens); 8,192 px is 8K, past every catalog model's trained size")
+_PIXELS = "64-8,192 px per side (8,192 px is 8K; the catalog's models default to at most 1,360 px)"
 _TOKENS = "1-10,000,000 tokens per request (10M is the longest context window of any published model)"
 
 #: every numeric input, stated once (CLI and API names map onto these columns in :data:`ALIASES`)
@@ -103,6 +109,8 @@ BOUNDS: dict[str, Bound] = {
 
 #: friendly names (CLI options, API arguments, --set keys) -> the column whose bound applies
 ALIASES = {"batch": "max_num_seqs", "input_tokens": "avg_input_len", "output_tokens": "avg_output_len",
+           "gpus": "num_gpus", "tp": "tensor_parallel", "ep": "expert_parallel", "dp": "data_parallel",
+           "ulysses": "ulysses_degree", "ring": "ring_degree",
            "steps": "inference_steps", "frames": "num_frames", "height": "image_height", "width": "image_width",
            "n_layer": "num_hidden_layers", "num_kv_heads": "num_key_value_heads",
            "num_local_experts": "num_experts", "n_routed_experts": "num_experts"}
@@ -309,6 +317,6 @@ def out_of_training_range(values: dict[str, Any], domain: Any) -> list[str]:
         except (TypeError, ValueError):
             continue
         if math.isfinite(number) and not lo <= number <= hi:
-            warnings.append(f"{column} {_short(number)} outside the trained range {_short(lo)}-{_short(hi)} "
+            warnings.append(f"{column} {_short(number)} outside the measured range {_short(lo)}-{_short(hi)} "
                             f"(extrapolating)")
     return warnings

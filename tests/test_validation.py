@@ -133,11 +133,11 @@ def test_hf_config_good_passes_and_json_constants_refused():
 
 
 def test_out_of_training_range_names_input_and_range():
-    """A value outside the trained range gets a warning naming the input and the range; inside gets none."""
+    """A value outside the measured range gets a warning naming the input and the range; inside gets none."""
     domain = {"batch_min": 8, "batch_max": 4096, "num_gpus": [1, 2, 4, 8],
               "ranges": {"avg_output_len": [200, 12000]}}
     assert set(trained_ranges(domain)) == {"max_num_seqs", "batch_size", "num_gpus", "avg_output_len"}
     warnings = out_of_training_range({"num_gpus": 64, "max_num_seqs": 128, "avg_output_len": 1e6}, domain)
-    assert sorted(warnings) == ["avg_output_len 1000000 outside the trained range 200-12000 (extrapolating)",
-                                "num_gpus 64 outside the trained range 1-8 (extrapolating)"]
+    assert sorted(warnings) == ["avg_output_len 1000000 outside the measured range 200-12000 (extrapolating)",
+                                "num_gpus 64 outside the measured range 1-8 (extrapolating)"]
     assert out_of_training_range({"num_gpus": 8, "max_num_seqs": 8}, domain) == []

@@ -1,8 +1,8 @@
 """Options and error plumbing shared by the ``joules-estimate`` commands (typer only; nothing heavy imported).
 
-Every user error ends in one ``error: ...`` line and exit status 2; no traceback reaches the user (set
-``JOULES_ESTIMATE_DEBUG=1`` to see one). The library names its inputs by their Python names; :func:`flag` turns
-them into this CLI's flags.
+Every user error ends in one ``error: ...`` line and exit status 2 (3 when the configuration cannot run); no
+traceback reaches the user (set ``JOULES_ESTIMATE_DEBUG=1`` to see one). The library names its inputs by their
+Python names; :func:`flag` turns them into this CLI's flags.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-USER_ERROR = 2
+USER_ERROR = 2  # estimator.validation.EXIT_BAD_INPUT; 3 (EXIT_IMPOSSIBLE) for configurations that cannot run
 
 # ------------------------------------------------------------------------------------------------ options
 Model = Annotated[str | None, typer.Option(help="Model: catalog key or alias, e.g. llama-70b, "
@@ -65,7 +65,9 @@ def fail(message: str, code: int = USER_ERROR):
 
 @contextmanager
 def user_errors():
-    """Turn exceptions into one ``error:`` line: exit 2 for bad input, 1 for anything unexpected."""
+    """Turn exceptions into one ``error:`` line with the exit codes of :mod:`estimator.validation`: 2 for bad
+    input (unknown or ambiguous name, malformed number or file, missing package), 3 for a configuration that
+    cannot run, 1 for anything unexpected."""
     try:
         yield
     except (typer.Exit, typer.Abort):
@@ -75,12 +77,16 @@ def user_errors():
             raise
         from estimator.catalog.catalog import CatalogError, UnknownKeyError
         from estimator.schema import OptionError
+        from estimator.validation import EXIT_INTERNAL
 
         message = exc.render(flag) if isinstance(exc, OptionError) else (str(exc).strip() or type(exc).__name__)
-        if isinstance(exc, UnknownKeyError | CatalogError | ValueError | OSError):
-            fail(" ".join(message.split()) if "\n" not in message else message.splitlines()[0])
+        code = getattr(exc, "exit_code", None)
+        if code is None and isinstance(exc, UnknownKeyError | CatalogError | ValueError | OSError):
+            code = USER_ERROR
+        if code is not None and code != EXIT_INTERNAL:
+            fail(" ".join(message.split()) if "\n" not in message else message.splitlines()[0], code)
         fail(f"internal error ({type(exc).__name__}: {message}); JOULES_ESTIMATE_DEBUG=1 shows the traceback",
-              code=1)
+             code=1)
 
 
 def extra_models_from(model: str | None, model_config: Path | None) -> tuple[str | None, dict | None]:

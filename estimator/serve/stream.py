@@ -80,6 +80,22 @@ def read_header(path: Path) -> list[str]:
     return header
 
 
+def unknown_columns(header: list[str]) -> list[tuple[str, str]]:
+    """(column, ' (did you mean X?)' or '') for header columns that are not configuration inputs: they are passed
+    through, but a misspelt knob would silently fall back to its default."""
+    import difflib
+
+    from estimator.schema import Configuration
+
+    known = [*Configuration.model_fields, "engine"]
+    out = []
+    for column in header:
+        if column not in known:
+            close = difflib.get_close_matches(column, known, n=1, cutoff=0.75)
+            out.append((column, f" (did you mean {close[0]}?)" if close else ""))
+    return out
+
+
 def _parse_chunk(header: list[str], records: list[tuple[int, list[str]]]) -> tuple[pd.DataFrame, dict[int, str]]:
     """Text cells -> a frame (numeric columns as floats, blanks NaN) and {position: reason} for bad rows."""
     width = len(header)
