@@ -339,15 +339,15 @@ def explain_command(
 def plan(
     model: Model = None,
     task: Task = None,
-    demand_rps: Annotated[float | None, typer.Option(min=0.0001, help="Demand in requests/s (LLM: x output tokens "
+    demand_rps: Annotated[float | None, typer.Option(help="Demand in requests/s (LLM: x output tokens "
                                                      "per request; diffusion: images/videos per second).")] = None,
-    demand_tokens_per_sec: Annotated[float | None, typer.Option(min=0.0001, help="Demand in output tokens/s "
+    demand_tokens_per_sec: Annotated[float | None, typer.Option(help="Demand in output tokens/s "
                                                                 "(LLM/MLLM).")] = None,
     max_itl_ms: MaxItl = None,
     max_latency_s: MaxLatency = None,
-    power_budget_kw: Annotated[float | None, typer.Option(min=0.0001, help="Fleet GPU power budget in kW; "
+    power_budget_kw: Annotated[float | None, typer.Option(help="Fleet GPU power budget in kW; "
                                                           "without a demand: how much demand it serves.")] = None,
-    power_budget_mw: Annotated[float | None, typer.Option(min=0.0000001, help="The same in MW.")] = None,
+    power_budget_mw: Annotated[float | None, typer.Option(help="The same in MW.")] = None,
     gpu_budget: Annotated[int | None, typer.Option(min=1, help="Fleet GPU count budget.")] = None,
     gpu: Annotated[list[str] | None, typer.Option(help="GPU types to consider, repeatable: --gpu h100 --gpu b200 "
                                                   "(default: those in the training data).")] = None,

@@ -29,13 +29,13 @@ Batch = Annotated[list[int] | None, typer.Option("--batch", min=1, help="Batch s
                                                  "batch (default 1..32), or max_num_seqs for LLMs.")]
 Precision = Annotated[str | None, typer.Option(help="LLM weight precision: bfloat16, fp8, mxfp4, int8, int4 "
                                                "(default: the model's native precision).")]
-OutputTokens = Annotated[float | None, typer.Option(min=1, help="Mean output tokens per request (default: the "
+OutputTokens = Annotated[float | None, typer.Option(help="Mean output tokens per request (default: the "
                                                     "task profile, e.g. ~600 for chat).")]
-InputTokens = Annotated[float | None, typer.Option(min=1, help="Mean prompt tokens per request (default: the "
+InputTokens = Annotated[float | None, typer.Option(help="Mean prompt tokens per request (default: the "
                                                    "task profile).")]
-MaxItl = Annotated[float | None, typer.Option(min=0.001, help="Latency limit for LLMs: median inter-token "
+MaxItl = Annotated[float | None, typer.Option(help="Latency limit for LLMs: median inter-token "
                                               "latency in ms, e.g. 50.")]
-MaxLatency = Annotated[float | None, typer.Option(min=0.001, help="Latency limit for diffusion: batch latency "
+MaxLatency = Annotated[float | None, typer.Option(help="Latency limit for diffusion: batch latency "
                                                   "in seconds.")]
 Steps = Annotated[int | None, typer.Option(min=1, help="Diffusion denoising steps (default: the model's, e.g. 28 "
                                            "for FLUX.1-dev).")]

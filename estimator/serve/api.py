@@ -184,7 +184,8 @@ def estimate(model: str, task: str, gpu: str, *, num_gpus: int | Sequence[int] |
         UnknownKeyError: an unknown model/task/GPU (with close matches).
         ValueError: non-positive numbers, a malformed resolution, options of the other task family.
     """
-    inputs.check_text(model=model, task=task, gpu=gpu, precision=precision, resolution=resolution)
+    inputs.require_text(model=model, task=task, gpu=gpu)
+    inputs.check_text(precision=precision, resolution=resolution)
     n = inputs.checked_numbers(input_tokens=input_tokens, output_tokens=output_tokens, max_itl_ms=max_itl_ms,
                                max_latency_s=max_latency_s, steps=steps, frames=frames, ulysses_degree=ulysses_degree,
                                ring_degree=ring_degree)
@@ -364,7 +365,8 @@ def plan(model: str, task: str, *, demand_rps: float | None = None, demand_token
     Returns:
         A :class:`Plan`; ``chosen`` is None and ``reason`` says why when nothing qualifies.
     """
-    inputs.check_text(model=model, task=task, precision=precision, resolution=resolution)
+    inputs.require_text(model=model, task=task)
+    inputs.check_text(precision=precision, resolution=resolution)
     if gpus is not None and (isinstance(gpus, str) or not isinstance(gpus, Sequence)):
         raise InputError(f"gpus must be a list of GPU names, got {type(gpus).__name__} {gpus!r}")
     inputs.check_text(**{f"gpus[{i}]": g for i, g in enumerate(gpus or [])})

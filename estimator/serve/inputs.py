@@ -20,6 +20,7 @@ from estimator.learn.family import DIFFUSION, LLM
 from estimator.learn.features import DEFAULT_MAX_NUM_SEQS, is_blank
 from estimator.learn.prediction import predict_frame as _predict_frame
 from estimator.learn.predictor import PredictorBundle
+from estimator.physics.memory import BYTES_PER_PARAM
 from estimator.schema import Configuration, Metric, Prediction, metrics_for
 from estimator.serve import planning
 from estimator.validation import InputError, check_number
@@ -93,6 +94,14 @@ def checked_numbers(**numbers) -> dict:
     return out
 
 
+def require_text(**values) -> None:
+    """Required names (model, task, gpu): present and text."""
+    for name, value in values.items():
+        if value is None:
+            raise InputError(f"{name} is required (a catalog name or alias)")
+    check_text(**values)
+
+
 def check_text(**values) -> None:
     """Names (model, task, gpu, precision, resolution) must be text; None is allowed for optional ones."""
     for name, value in values.items():
@@ -136,6 +145,8 @@ def normalize(config: Mapping, what: str = "configuration") -> dict:
         given[slot] = key
         if name in _NAME_KEYS or name == "resolution":
             check_text(**{key: value})
+            if name == "weight_precision" and value not in BYTES_PER_PARAM:
+                raise InputError(f"unknown precision {value!r}; known: {', '.join(BYTES_PER_PARAM)}")
         else:
             value = check_number(key, value)
         out[name] = value
