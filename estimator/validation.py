@@ -167,6 +167,10 @@ def check_number(field: str, value: Any, *, bound: Bound | None = None) -> int |
             (the message names the field, the value, the range and its reason).
     """
     bound = bound or bound_of(field)
+    kind = type(value)
+    if bound is not None and (kind is float or kind is int) and bound.minimum <= value <= bound.maximum and (
+            not bound.integral or kind is int or value.is_integer()):  # fast path: a plain number in range
+        return int(value) if bound.integral else float(value)
     number = _number(field, value)
     if isinstance(number, float) and not math.isfinite(number):
         raise InputError(f"{field}={_short(value)} is not a finite number")
@@ -294,8 +298,19 @@ def trained_ranges(domain: Any) -> dict[str, tuple[float, float]]:
     Uses ``domain["ranges"]`` (written by training since this module exists) and, for older cards, the batch and
     GPU-count ranges every card has.
     """
-    if hasattr(domain, "model_dump"):  # estimator.learn.card.Domain
-        domain = domain.model_dump()
+    cached = _RANGES.get(id(domain))
+    if cached is not None and cached[0] is domain:
+        return cached[1]
+    ranges = _trained_ranges(domain.model_dump() if hasattr(domain, "model_dump") else domain)
+    _RANGES[id(domain)] = (domain, ranges)
+    return ranges
+
+
+#: id(domain) -> (domain, ranges); cards are read once per process, so this stays tiny
+_RANGES: dict[int, tuple[Any, dict[str, tuple[float, float]]]] = {}
+
+
+def _trained_ranges(domain: dict[str, Any]) -> dict[str, tuple[float, float]]:
     ranges = {k: (float(lo), float(hi)) for k, (lo, hi) in (domain.get("ranges") or {}).items()}
     if "batch_min" in domain and "batch_max" in domain:
         for column in ("max_num_seqs", "batch_size"):

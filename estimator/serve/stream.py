@@ -5,8 +5,9 @@ own, and the output written atomically.
 - Every cell of a numeric column goes through :mod:`estimator.validation` (finite, whole where it must be,
   inside the table's bounds); a bad cell, or a row with more fields than the header, makes that row's
   ``status``/``reason`` and the rest of the file is still predicted.
-- Input cells are written back as the user wrote them; text cells a spreadsheet would run as formulas
-  (``=``, ``+``, ``-``, ``@`` leading) are prefixed with ``'`` (OWASP CSV injection guidance).
+- Input cells are written back as the user wrote them, predictions with 6 significant digits; text cells a
+  spreadsheet would run as formulas (``=``, ``+``, ``-``, ``@`` leading) are prefixed with ``'`` (OWASP CSV
+  injection guidance).
 - The output goes to a temporary file beside the target and is renamed over it at the end, so two runs with
   the same ``--output`` never interleave lines and a crash never leaves half a file.
 """
@@ -28,6 +29,8 @@ from estimator.validation import BOUNDS, InputError, check_number
 
 REQUIRED_COLUMNS = ("model_id", "task", "gpu_model", "num_gpus")
 DEFAULT_CHUNK_ROWS = 50_000
+#: predictions are written with 6 significant digits (their p10-p90 intervals span tens of percent)
+SIGNIFICANT_DIGITS = 6
 #: first line of data is line 2 (line 1 is the header)
 FIRST_DATA_LINE = 2
 
@@ -167,6 +170,14 @@ def output_groups(modalities: set[str]) -> list[tuple[str, str, str | None]]:
     return groups
 
 
+def significant(values: np.ndarray, digits: int = SIGNIFICANT_DIGITS) -> np.ndarray:
+    """``values`` rounded to ``digits`` significant digits (NaN and 0 unchanged), so they print short."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        scale = 10.0 ** (digits - 1 - np.floor(np.log10(np.abs(values))))
+        rounded = np.round(values * scale) / scale
+    return np.where(np.isfinite(rounded), rounded, values)
+
+
 def _escape_column(column: pd.Series) -> pd.Series:
     """Vectorised :func:`estimator.safe_io.escape_formula` for one text column."""
     text = column.fillna("").astype(str)
@@ -193,7 +204,7 @@ def _chunk_output(text: pd.DataFrame, predictions: pd.DataFrame | None, errors: 
             values[failed] = np.nan
             if only is not None:
                 values[modality != only] = np.nan
-            out[name + suffix] = values
+            out[name + suffix] = significant(values)
     status = predictions.get("status", pd.Series("error", index=range(rows))).fillna("error").to_numpy(object)
     reason = predictions.get("reason", pd.Series("", index=range(rows))).fillna("").to_numpy(object)
     warnings = predictions.get("warnings", pd.Series("", index=range(rows))).fillna("").to_numpy(object)
