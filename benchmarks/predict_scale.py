@@ -38,8 +38,8 @@ def write_configurations(path: Path, rows: int, seed: int = 0) -> None:
     import numpy as np
 
     sys.path.insert(0, str(ROOT))
-    from estimator.catalog import load_catalog
-    from estimator.planning import DIFFUSION_BATCHES, GPU_COUNTS, LLM_BATCHES
+    from estimator.catalog.catalog import load_catalog
+    from estimator.serve.planning import DIFFUSION_BATCHES, GPU_COUNTS, LLM_BATCHES
 
     catalog = load_catalog()
     rng = np.random.default_rng(seed)

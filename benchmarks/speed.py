@@ -114,9 +114,10 @@ def main() -> None:
         f"predict_frame input: 9,000 LLM rows (every catalog LLM on H100/B200/H200, 1-8 GPUs, sweep batches) and "
         f"1,000 text-to-image rows; statuses {statuses}. Loading the predictor and catalog once beforehand took "
         f"{load_s:.2f} s (not included).", "",
-        "How the cold path stays fast: `estimator/cli.py` imports only typer at import time; pandas, the predictor "
-        "and rich tables load inside the command. `import lightgbm` would import scikit-learn and scipy (~0.7 s); "
-        "`estimator.serve.api.load_predictor` imports it with scikit-learn hidden, since prediction only needs "
+        "How the cold path stays fast: `estimator/cli/main.py` imports only typer at import time; pandas, the "
+        "predictor and rich tables load inside the command. `import lightgbm` would import scikit-learn and scipy "
+        "(~0.7 s) where installed; `estimator.learn.predictor.load_predictor` imports it with scikit-learn hidden, "
+        "since prediction only needs "
         "`lightgbm.Booster`.", "",
     ]
     args.output.write_text("\n".join(lines))

@@ -57,6 +57,11 @@ def _summary(records: list[RunRecord], skipped: dict[str, str]) -> Table:
 def run_cmd(
     spec_path: Annotated[Path, typer.Argument(metavar="SPEC.toml", help="sweep spec (TOML)")],
     out: Annotated[Path | None, typer.Option("--out", help="run directory (default runs/<stamp>/)")] = None,
+    more: Annotated[list[str] | None, typer.Argument(metavar="[SPEC2.toml ...] [ADDRESS]", help="more specs, "
+                    "and the Ray address: local (default), auto, HOST:PORT or ray://HOST:PORT")] = None,
+    ray: Annotated[bool, typer.Option("--ray", help="run each configuration as a Ray task on any host")] = False,
+    resume: Annotated[bool, typer.Option("--resume", help="with --ray: skip configurations OUT already has")] = False,
+    gpu_type: Annotated[str | None, typer.Option(help="with --ray: Ray accelerator type to ask for, e.g. H100")] = None,
     idle_s: Annotated[float, typer.Option(help="seconds of idle power to measure first (0: skip)")] = 5.0,
     overhead_check_s: Annotated[
         float, typer.Option(help="seconds per arm of the sampler on/off check")
@@ -69,6 +74,11 @@ def run_cmd(
     Exit codes: 0 done, 2 bad spec/option or missing package, 3 impossible on this machine, 1 internal error.
     """
     with user_errors(debug):
+        if ray or more or resume:
+            from measure.ray_sweep import run_from_cli
+
+            raise typer.Exit(run_from_cli([str(spec_path), *(more or [])], out, ray=ray, resume=resume,
+                                          gpu_type=gpu_type, idle_s=idle_s, as_json=as_json, console=console))
         _run(spec_path, out, idle_s, overhead_check_s, as_json)
 
 

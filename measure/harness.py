@@ -216,6 +216,12 @@ class Measured:
     source: str
 
 
+#: the meter's window counts as the steady window when their edges differ by at most this much: 50 ms (half the
+#: ~100 ms update period of NVML's energy counter, see measure/meter.py) or 0.5% of the window, whichever is larger
+WINDOW_EDGE_TOLERANCE_S = 0.05
+WINDOW_EDGE_TOLERANCE_SHARE = 0.005
+
+
 def steady_energy(
     window: SteadyWindow, meter_window: WindowResult, sampler: PowerSampler | None, tolerance_s: float
 ) -> Measured:
@@ -250,7 +256,7 @@ def build_record(
     window = steady_state_window(trace, run.max_num_seqs)
     if window is None:
         window = SteadyWindow(meter_window.start_s, meter_window.end_s, run.max_num_seqs)
-    tolerance_s = max(0.05, 0.005 * meter_window.seconds)
+    tolerance_s = max(WINDOW_EDGE_TOLERANCE_S, WINDOW_EDGE_TOLERANCE_SHARE * meter_window.seconds)
     measured = steady_energy(window, meter_window, sampler, tolerance_s)
     stats = window_stats(trace, window.start_s, window.end_s)
     lo, hi = meter_window.start_s, meter_window.end_s

@@ -8,8 +8,9 @@
   power samples for a GPU without the counter.
 * :class:`PowerSampler` polls power, GPU utilisation, memory and SM clock on a thread for timelines.
 
-Measured on the project's H100 (device-notes): the counter updates every ~100 ms and a read costs 3-4 ms,
-so it is read at window edges only and windows should last >= 10 s for < 1% quantisation error.
+Measured on the project's H100 while building this (raw numbers not kept in the repo; the resulting window error
+is checked in benchmarks/measure_selfcheck.md): the counter updates every ~100 ms and a read costs 3-4 ms, so it
+is read at window edges only and windows should last >= 10 s for < 1% quantisation error.
 """
 
 from __future__ import annotations
@@ -108,7 +109,7 @@ class NvmlReader:
         """Total energy since driver load (J), or None when the GPU has no energy counter."""
         try:
             return self.nvml.nvmlDeviceGetTotalEnergyConsumption(self._handle(gpu_index)) / 1000.0
-        except Exception:  # pynvml raises NVMLError_NotSupported on pre-Volta GPUs
+        except self.nvml.NVMLError:  # NVMLError_NotSupported on pre-Volta GPUs (no counter)
             return None
 
     def power_watts(self, gpu_index: int) -> float:
@@ -119,7 +120,7 @@ class NvmlReader:
                 (value,) = self.nvml.nvmlDeviceGetFieldValues(handle, [_NVML_FI_DEV_POWER_INSTANT])
                 if getattr(value, "nvmlReturn", 0) == 0:
                     return _field_value(value) / 1000.0
-            except Exception:
+            except self.nvml.NVMLError:  # NotSupported / FunctionNotFound: the driver lacks the instant field
                 pass
             self._instant_power_ok[gpu_index] = False
         return self.nvml.nvmlDeviceGetPowerUsage(handle) / 1000.0
@@ -158,7 +159,8 @@ class Sample:
 class PowerSampler:
     """Polls each GPU every ``period_s`` on a daemon thread; integrates and averages the timeline.
 
-    Power reads cost microseconds (device-notes), so a 100 ms period costs well under 0.1% of a core.
+    Power reads cost microseconds (measured on the project's H100; the sampler's effect on ITL is measured in
+    benchmarks/measure_selfcheck.md), so a 100 ms period costs well under 0.1% of a core.
     """
 
     reader: Any

@@ -248,6 +248,7 @@ class Provenance(_Strict):
     cuda_version: str = ""
     git_sha: str = ""
     spec_hash: str
+    config_key: str = Field(default="", description="measure.config_key of this configuration ('' before keys)")
     started_at: str = Field(description="ISO 8601 time the run started")
     hostname: str = ""
     meter: Literal["zeus", "nvml", "fake"]

@@ -3,8 +3,8 @@
 A run directory (``runs/<stamp>/``) holds ``records.jsonl`` (one RunRecord per line, stable or not),
 ``timelines.jsonl`` (the power/utilisation samples behind each record) and ``sweep.json`` (spec, idle
 power, self-checks). ``import_run_dir`` validates every record (as a RunRecord and with the rules
-``estimator.data.load_runs()`` applies) and adds the stable ones to ``datasets/local/<name>.jsonl`` atomically:
-never shrinking a dataset unless asked, never importing one run twice.
+``estimator.learn.data.load_runs()`` applies) and adds the stable ones to ``datasets/local/<name>.jsonl``
+atomically: never shrinking a dataset unless asked, never importing one run twice.
 """
 
 from __future__ import annotations

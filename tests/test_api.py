@@ -84,7 +84,7 @@ def test_more_gpus_lower_the_latency_of_the_fastest_row():
 
 
 def test_what_if_without_changes_has_zero_deltas():
-    """A what-if that changes nothing must say nothing changed (DESIGN section 7)."""
+    """A what-if that changes nothing must say nothing changed (a what-if reports changes, never noise)."""
     result = what_if({"model": "llama-70b", "task": "chat", "gpu": "b200", "num_gpus": 2})
     assert isinstance(result, WhatIf) and result.base == result.changed
     for delta in result.deltas.values():

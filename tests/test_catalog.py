@@ -6,10 +6,10 @@ import tomllib
 import pytest
 
 from estimator.catalog.catalog import CatalogError, UnknownKeyError, load_catalog
+from estimator.catalog.params import param_breakdown
 from estimator.paths import catalog_dir
-from estimator.physics.params import param_breakdown
 
-#: the 46 models of the ML.ENERGY v3 study (paper-notes section 2)
+#: the 46 models of the ML.ENERGY v3 study ("Where Do the Joules Go?", arXiv 2601.22076, section 2)
 STUDY_MODELS = [
     "Qwen/Qwen3-8B", "Qwen/Qwen3-VL-8B-Instruct", "meta-llama/Llama-3.1-8B-Instruct", "google/gemma-3-12b-it",
     "Qwen/Qwen3-14B", "google/gemma-3-27b-it", "Qwen/Qwen3-32B", "Qwen/Qwen3-VL-32B-Instruct",

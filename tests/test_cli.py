@@ -277,3 +277,27 @@ def test_explain_command_refuses_an_impossible_configuration_with_the_arithmetic
     result = _run("explain", "--model", "llama-405b", "--task", "chat", "--gpu", "l4", "--num-gpus", "1")
     assert result.exit_code == 3
     assert "does not fit" in result.stderr and "GB" in result.stderr
+
+
+def test_evaluate_writes_the_report_only_when_asked(tmp_path, monkeypatch):
+    """`evaluate` prints the card; it may touch benchmarks/accuracy.md and the README only under --write-report."""
+    home = tmp_path / "home"
+    shutil.copytree(ROOT / "models" / "predictors" / "default", home / "models" / "predictors" / "default")
+    (home / "benchmarks").mkdir()
+    monkeypatch.setenv("JOULES_ESTIMATE_HOME", str(home))
+    report = home / "benchmarks" / "accuracy.md"
+    assert _run("evaluate").exit_code == 0 and not report.exists()
+    result = _run("evaluate", "--write-report")
+    assert result.exit_code == 0, result.output
+    assert "leave-one-model-out" in report.read_text()
+
+
+def test_option_conflicts_are_named_as_flags_by_the_cli():
+    """The library names inputs by their Python names; the CLI must show its own flags instead."""
+    result = _run("--model", "llama-70b", "--task", "chat", "--gpu", "b200", "--max-latency-s", "3")
+    assert result.exit_code == 2
+    assert "--max-latency-s applies to diffusion tasks; for LLMs give --max-itl-ms" in result.output
+    from estimator.serve.api import estimate
+
+    with pytest.raises(ValueError, match="max_latency_s applies to diffusion tasks; for LLMs give max_itl_ms"):
+        estimate("llama-70b", "chat", "b200", max_latency_s=3)

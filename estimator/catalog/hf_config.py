@@ -3,9 +3,9 @@
 A user with a model that is not in ``models/catalog`` should not have to edit the catalog: this module
 maps the standard ``config.json`` fields of decoder LLMs (Llama, Mistral/Mixtral, Qwen2/Qwen3/Qwen3-MoE,
 Gemma 2/3 with a nested ``text_config``, DeepSeek V2/V3 with MLA, Phi-3/Phi-MoE, gpt-oss, OLMoE, Granite, ...)
-onto :class:`~estimator.catalog.ArchitectureSpec`. Unknown ``model_type`` values work as long as the standard
+onto :class:`~estimator.catalog.catalog.ArchitectureSpec`. Unknown ``model_type`` values work as long as the standard
 fields are present. Total and active parameter counts are never read from the config: they are derived with
-:mod:`estimator.physics.params` from the fields, exactly as catalog entries are checked.
+:mod:`estimator.catalog.params` from the fields, exactly as catalog entries are checked.
 
 Nothing here does I/O at import time.
 """
@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from estimator.catalog.catalog import ArchitectureSpec, Precision
-from estimator.physics.params import active_params_billions_derived, param_breakdown
+from estimator.catalog.params import active_params_billions_derived, param_breakdown
 from estimator.safe_io import read_text_checked
 from estimator.validation import InputError, check_hf_config, refuse_json_constant
 
@@ -58,8 +58,8 @@ def architecture_from_hf_config(config: dict[str, Any], *, model_id: str, source
     """Build an :class:`ArchitectureSpec` from a Hugging Face ``config.json`` mapping.
 
     The spec is built in two steps: first with placeholder parameter totals, then with the totals derived by
-    :func:`estimator.physics.params.param_breakdown` and
-    :func:`estimator.physics.params.active_params_billions_derived`.
+    :func:`estimator.catalog.params.param_breakdown` and
+    :func:`estimator.catalog.params.active_params_billions_derived`.
 
     Args:
         config: the parsed ``config.json`` (a multimodal config may nest its language model under

@@ -14,7 +14,7 @@ and the identity reference is the training mean of log(output tokens) (energy pe
 (diffusion energy per item). It is approximately the geometric mean prediction over the training runs: "the
 average configuration". Each **item** is then one of
 
-- a feature group ``layer/factor`` (from :func:`estimator.learn.features.feature_table`, never hard-coded here): the
+- a feature group ``layer/factor`` (from :func:`estimator.learn.family.feature_table`, never hard-coded here): the
   sum of its features' TreeSHAP contributions over the quantity's parts (signed);
 - a **physics prior** ``offset_t(config) - mean_offset_t`` (e.g. roofline throughput on the reference GPU),
   named explicitly, under the layer/factor of :data:`PHYSICS_ITEMS`;

@@ -1,2 +1,2 @@
-"""Physics layer: parameter counts (``params.py``), memory and the fit rules (``memory.py``), one inference step's
+"""Physics layer: memory and the two fit rules (``memory.py``), one inference step's
 FLOPs, bytes, roofline and communication (``step.py``). Pure functions of catalog entries; nothing is fitted."""

@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from estimator.catalog.catalog import ArchitectureSpec, GPUSpec
-from estimator.physics.params import mlp_params, moe_layer_count, param_breakdown
+from estimator.catalog.params import mlp_params, moe_layer_count, param_breakdown
 
 BILLION = 1e9
 #: bytes of one bfloat16 value (16 bits; https://en.wikipedia.org/wiki/Bfloat16_floating-point_format)

@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass
 
 from estimator.catalog.catalog import ArchitectureSpec, GPUSpec
+from estimator.catalog.params import moe_layer_count, param_breakdown
 from estimator.physics.memory import (
     BF16_BYTES,
     BILLION,
@@ -22,7 +23,6 @@ from estimator.physics.memory import (
     max_concurrent_sequences,
     weight_bytes_total,
 )
-from estimator.physics.params import moe_layer_count, param_breakdown
 
 #: collective activations travel in bf16 (the models' dtype)
 ACTIVATION_BYTES = BF16_BYTES

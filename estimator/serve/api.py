@@ -46,6 +46,10 @@ __all__ = ["estimate", "explain", "explain_change", "explain_configuration", "lo
 LLM_ENGINE = "vLLM 0.11.1"
 DIFFUSION_ENGINE = "xDiT (Ulysses/Ring sequence parallelism)"
 HOURS_PER_DAY = 24.0
+SCALING_ASSUMPTION = ("scaling: identical replicas of one deployment behind a load balancer; replicas = "
+                      "ceil(demand / per-replica throughput at the chosen batch); fleet power = replicas x "
+                      "predicted power (each replica at its predicted load; idle power not modelled); energy "
+                      "per day = fleet power x 24 h")
 
 
 def predict_frame(configs: pd.DataFrame, *, predictor: PredictorBundle | None = None,
@@ -409,28 +413,33 @@ def plan(model: str, task: str, *, demand_rps: float | None = None, demand_token
     fleets = planning.size_fleet(within, throughput=throughput, demand=demand,
                                  power_budget_watts=None if power_budget_kw is None else power_budget_kw * 1e3,
                                  gpu_budget=gpu_budget)
-    chosen_label = planning.best_deployment(fleets, demand_given=demand is not None)
-    alternatives = []
-    for _, group in fleets.groupby("gpu_model", sort=False):
-        label = planning.best_deployment(group, demand_given=demand is not None)
-        alternatives.append(_deployment(fleets.loc[label].to_dict(), target, throughput))
-    alternatives.sort(key=lambda d: (-d.demand_served, d.power_kw) if demand is None else (d.power_kw,))
-    chosen = _deployment(fleets.loc[chosen_label].to_dict(), target, throughput) if chosen_label is not None else None
+    chosen, alternatives = _chosen_and_alternatives(fleets, target, throughput, demand_given=demand is not None)
     unit = family.demand_unit
     reason = "" if chosen else _plan_reason(ok, within, latency, limit, unit, demand, power_budget_kw, gpu_budget,
                                             throughput)
     assumptions = _assumptions(target, first, user_precision=precision is not None,
                                user_tokens=input_tokens is not None or output_tokens is not None, bundle=bundle)
-    assumptions.insert(0, "scaling: identical replicas of one deployment behind a load balancer; replicas = "
-                          "ceil(demand / per-replica throughput at the chosen batch); fleet power = replicas x "
-                          "predicted power (each replica at its predicted load; idle power not modelled); energy "
-                          "per day = fleet power x 24 h")
+    assumptions.insert(0, SCALING_ASSUMPTION)
     warnings = inputs.unique(w for d in ([chosen] if chosen else []) + alternatives for w in d.prediction.warnings)
     return Plan(model_id=target.model_id, task=target.task_key, family=target.family,
                 workload=_workload(target, first), demand_unit=unit, demand=demand,
                 demand_requests_per_sec=demand_rps, latency_metric=latency, latency_limit=limit,
                 power_budget_kw=power_budget_kw, gpu_budget=gpu_budget, gpus_considered=gpu_keys, chosen=chosen,
                 alternatives=alternatives, reason=reason, assumptions=assumptions, warnings=warnings)
+
+
+def _chosen_and_alternatives(fleets: pd.DataFrame, target: planning.Target, throughput: str, *,
+                             demand_given: bool) -> tuple[Deployment | None, list[Deployment]]:
+    """The chosen fleet and the best fleet per GPU type (least power first; most demand served first when only
+    a budget was given)."""
+    chosen_label = planning.best_deployment(fleets, demand_given=demand_given)
+    alternatives = []
+    for _, group in fleets.groupby("gpu_model", sort=False):
+        label = planning.best_deployment(group, demand_given=demand_given)
+        alternatives.append(_deployment(fleets.loc[label].to_dict(), target, throughput))
+    alternatives.sort(key=lambda d: (d.power_kw,) if demand_given else (-d.demand_served, d.power_kw))
+    chosen = _deployment(fleets.loc[chosen_label].to_dict(), target, throughput) if chosen_label is not None else None
+    return chosen, alternatives
 
 
 def _deployment(row: dict, target: planning.Target, throughput: str) -> Deployment:
@@ -445,7 +454,8 @@ def _deployment(row: dict, target: planning.Target, throughput: str) -> Deployme
 
 def _plan_reason(ok, within, latency, limit, unit, demand, power_budget_kw, gpu_budget, throughput) -> str:
     if ok.empty:
-        return "no configuration fits in memory on the GPUs considered (see `joules-estimate` for the arithmetic)"
+        return ("no configuration fits in memory on the GPUs considered (an estimate on one GPU type gives the "
+                "arithmetic)")
     if within.empty:
         fastest = ok.sort_values(latency).iloc[0]
         unit = "ms" if latency == "median_itl_ms" else "s"
