@@ -7,7 +7,8 @@ in ``benchmarks/predict_scale.md``.
 The input: every catalog LLM on H100/B200/H200 x 1-8 GPUs x sweep batches x output lengths 100-4,000 tokens, 10%
 text-to-image rows, and 1% hostile rows (inf, 2.5 GPUs, a 10^12 batch, unknown models, extra fields) that must come
 back as that row's error while the rest is predicted. The command runs in a fresh process (imports, catalog and
-predictor loading included); peak memory is that process's maximum resident set size (``getrusage`` of children).
+predictor loading included; files over 8 MB are predicted by two spawned worker processes); peak memory is the
+largest sum of resident memory over the command's process tree, sampled every 0.2 s.
 """
 
 from __future__ import annotations
@@ -71,29 +72,55 @@ def run(rows: int) -> dict:
         load = os.getloadavg()[0]
         command = [sys.executable, "-m", "estimator.cli", "predict", "--input", str(source), "--output", str(target)]
         start = time.perf_counter()
-        done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True,
-                              env={**os.environ, "PYTHONPATH": str(ROOT)})
-        wall = time.perf_counter() - start
+        with open(Path(scratch) / "stderr.txt", "w+") as stderr:
+            proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=stderr,
+                                    env={**os.environ, "PYTHONPATH": str(ROOT)})
+            total_mb = 0.0
+            while proc.poll() is None:
+                total_mb = max(total_mb, tree_rss_mb(proc.pid))
+                time.sleep(0.2)
+            wall = time.perf_counter() - start
+            stderr.seek(0)
+            err = stderr.read()
         peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-        if done.returncode != 0:
-            raise SystemExit(f"predict failed ({done.returncode}): {done.stderr[-2000:]}")
+        if proc.returncode != 0:
+            raise SystemExit(f"predict failed ({proc.returncode}): {err[-2000:]}")
         with open(target, newline="") as handle:
             reader = csv.DictReader(handle)
             statuses = {}
             for row in reader:
                 statuses[row["status"]] = statuses.get(row["status"], 0) + 1
-    return {"rows": rows, "wall_s": wall, "peak_mb": peak_mb, "statuses": statuses, "load": load,
-            "summary": done.stderr.strip().splitlines()[0]}
+    return {"rows": rows, "wall_s": wall, "peak_mb": peak_mb, "total_mb": total_mb, "statuses": statuses,
+            "load": load, "summary": err.strip().splitlines()[0]}
+
+
+def tree_rss_mb(pid: int) -> float:
+    """Resident memory (MB) of a process and all its descendants now, from /proc (Linux)."""
+    total, stack = 0.0, [pid]
+    while stack:
+        current = stack.pop()
+        try:
+            status = Path(f"/proc/{current}/status").read_text()
+            total += next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")) / 1024
+            for task in Path(f"/proc/{current}/task").iterdir():
+                stack += [int(c) for c in (task / "children").read_text().split()]
+        except (OSError, StopIteration, ValueError):
+            continue
+    return total
 
 
 def report(result: dict) -> str:
-    verdict = "meets" if result["wall_s"] <= TARGET_S and result["peak_mb"] <= TARGET_MB else "MISSES"
+    verdict = "meets" if result["wall_s"] <= TARGET_S and result["total_mb"] <= TARGET_MB else "MISSES"
     return (f"# predict at scale\n\nMeasured by `benchmarks/predict_scale.py` on "
             f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} CPU cores ({platform.machine()}), Python "
             f"{platform.python_version()}, load average {result['load']:.1f} at the start.\n\n"
-            f"| rows | wall s | rows/s | peak RSS MB | target | |\n|---|---|---|---|---|---|\n"
+            f"| rows | wall s | rows/s | peak RSS MB, all processes | largest process MB | target | |\n"
+            f"|---|---|---|---|---|---|---|\n"
             f"| {result['rows']:,} | {result['wall_s']:.1f} | {result['rows'] / result['wall_s']:,.0f} | "
-            f"{result['peak_mb']:.0f} | <= {TARGET_S:.0f} s, <= {TARGET_MB:.0f} MB | {verdict} |\n\n"
+            f"{result['total_mb']:.0f} | {result['peak_mb']:.0f} | <= {TARGET_S:.0f} s, <= {TARGET_MB:.0f} MB | "
+            f"{verdict} |\n\n"
+            f"Peak memory of all processes is the largest sum of VmRSS over the command and its two worker processes, "
+            f"sampled every 0.2 s (shared pages counted once per process, so this over-counts).\n\n"
             f"Output statuses: {result['statuses']}; the command said: `{result['summary']}`.\n")
 
 

@@ -9,6 +9,7 @@ configuration that cannot fit) ends in one ``error: ...`` line; no traceback rea
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -46,6 +47,8 @@ from estimator.cli.options import (
 )
 
 EXIT_IMPOSSIBLE = 3  # estimator.validation.EXIT_IMPOSSIBLE (not imported: --help stays light)
+#: inputs larger than this (about 100,000 rows) are predicted by two worker processes (chunks in parallel)
+PARALLEL_INPUT_BYTES = 8_000_000
 
 EXAMPLES = """
 Examples:
@@ -200,7 +203,10 @@ def predict(
         def predict_chunk(frame):
             return api_predict_frame(frame, predictor=bundle, catalog=catalog, extra_models=extra_models)
 
-        summary = predict_csv(input_path, output_path, predict=predict_chunk, catalog=catalog)
+        big = input_path.stat().st_size > PARALLEL_INPUT_BYTES
+        workers = min(2, os.cpu_count() or 1) if big else 1
+        summary = predict_csv(input_path, output_path, predict=predict_chunk, catalog=catalog, workers=workers,
+                              extra_models=extra_models)
         note = f"predicted {summary.predicted} of {summary.rows} rows"
         if output_path is not None:
             note += f" -> {output_path}"

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from estimator.safe_io import UnsafeFileError, atomic_writer, check_input_file
+from estimator.safe_io import UnsafeFileError, atomic_writer, check_input_file, escape_formula
 from estimator.validation import BOUNDS, InputError, check_number
 
 REQUIRED_COLUMNS = ("model_id", "task", "gpu_model", "num_gpus")
@@ -216,19 +216,17 @@ def _chunk_output(text: pd.DataFrame, predictions: pd.DataFrame | None, errors: 
     return out
 
 
-def predict_csv(input_path: Path, output_path: Path | None, *, predict: Callable[[pd.DataFrame], pd.DataFrame],
-                catalog, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> PredictSummary:
-    """Predict every row of a configurations CSV, chunk by chunk, into ``output_path`` (stdout when None).
+@dataclass
+class ChunkResult:
+    """One chunk's output rows as CSV text (no header) and what the summary needs."""
 
-    Args:
-        predict: configurations frame -> ``predict_frame`` output (same rows, same order).
-        chunk_rows: rows held in memory at once.
+    text: str
+    rows: int
+    predicted: int
+    errors: list[tuple[int, str]]
 
-    Raises:
-        InputError / UnsafeFileError: the file cannot be read as a configurations CSV (nothing is written).
-    """
-    header = read_header(input_path)
-    groups = output_groups(_modalities(input_path, header, catalog))
+
+def _modality_lookup(catalog) -> Callable[[str], str]:
     cache: dict[str, str] = {}
 
     def modality_of(task: str) -> str:
@@ -239,38 +237,97 @@ def predict_csv(input_path: Path, output_path: Path | None, *, predict: Callable
                 cache[task] = ""
         return cache[task]
 
+    return modality_of
+
+
+def predict_chunk(header: list[str], chunk: list[tuple[int, list[str]]], groups, predict, modality_of) -> ChunkResult:
+    """Parse, check, predict and format one chunk of CSV records."""
+    frame, errors = _parse_chunk(header, chunk)
+    valid = [p for p in range(len(chunk)) if p not in errors]
+    predictions = None
+    if valid:
+        predicted = predict(frame.iloc[valid].reset_index(drop=True))
+        predictions = predicted.set_axis(valid).reindex(range(len(chunk)))
+    width = len(header)
+    text = pd.DataFrame([(fields + [""] * width)[:width] for _, fields in chunk], columns=header, dtype=object)
+    out = _chunk_output(text, predictions, errors, groups, modality_of)
+    ok = out["status"].to_numpy(object) == "ok"
+    first_errors = [(chunk[p][0], str(out["reason"].iat[p])) for p in np.flatnonzero(~ok)[:10]]
+    return ChunkResult(out.to_csv(header=False, index=False, lineterminator="\n"), len(chunk), int(ok.sum()),
+                       first_errors)
+
+
+_WORKER: dict = {}
+
+
+def _init_worker(extra_models) -> None:
+    """A worker process loads the catalog and predictor once (spawned: nothing inherited)."""
+    from estimator.catalog.catalog import load_catalog
+    from estimator.serve.api import load_predictor, predict_frame
+
+    catalog, bundle = load_catalog(), load_predictor()
+    _WORKER.update(modality_of=_modality_lookup(catalog), predict=lambda frame: predict_frame(
+        frame, predictor=bundle, catalog=catalog, extra_models=extra_models))
+
+
+def _worker_chunk(header: list[str], chunk: list[tuple[int, list[str]]], groups) -> ChunkResult:
+    return predict_chunk(header, chunk, groups, _WORKER["predict"], _WORKER["modality_of"])
+
+
+def _chunks(input_path: Path, chunk_rows: int) -> Iterator[list[tuple[int, list[str]]]]:
+    records = _rows(input_path)
+    next(records)  # the header
+    while chunk := [r for _, r in zip(range(chunk_rows), records, strict=False)]:
+        yield chunk
+
+
+def _results(input_path: Path, header, groups, chunk_rows: int, workers: int, predict, catalog, extra_models):
+    """ChunkResults in file order: in this process, or in ``workers`` spawned processes (at most two chunks per
+    worker in flight, so memory stays bounded)."""
+    if workers <= 1:
+        modality_of = _modality_lookup(catalog)
+        for chunk in _chunks(input_path, chunk_rows):
+            yield predict_chunk(header, chunk, groups, predict, modality_of)
+        return
+    import collections
+    import multiprocessing
+
+    with multiprocessing.get_context("spawn").Pool(workers, _init_worker, (extra_models,)) as pool:
+        pending: collections.deque = collections.deque()
+        for chunk in _chunks(input_path, chunk_rows):
+            pending.append(pool.apply_async(_worker_chunk, (header, chunk, groups)))
+            if len(pending) >= 2 * workers:
+                yield pending.popleft().get()
+        while pending:
+            yield pending.popleft().get()
+
+
+def predict_csv(input_path: Path, output_path: Path | None, *, predict: Callable[[pd.DataFrame], pd.DataFrame],
+                catalog, chunk_rows: int = DEFAULT_CHUNK_ROWS, workers: int = 1,
+                extra_models: dict | None = None) -> PredictSummary:
+    """Predict every row of a configurations CSV, chunk by chunk, into ``output_path`` (stdout when None).
+
+    Args:
+        predict: configurations frame -> ``predict_frame`` output (same rows, same order); used in this process.
+        chunk_rows: rows per chunk (memory is bounded by a few chunks, not the file).
+        workers: processes predicting chunks in parallel (> 1: spawned workers load the default predictor and
+            ``extra_models`` themselves, and ``predict`` is not used).
+
+    Raises:
+        InputError / UnsafeFileError: the file cannot be read as a configurations CSV (nothing is written).
+    """
+    header = read_header(input_path)
+    groups = output_groups(_modalities(input_path, header, catalog))
+    names = [escape_formula(n) for n in header] + [name + s for _, name, _ in groups for s in ("", "_p10", "_p90")]
+    names += ["status", "reason", "warnings"]
     summary = PredictSummary()
     target = contextlib.nullcontext(sys.stdout) if output_path is None else atomic_writer(output_path)
     with target as handle:
-        records = _rows(input_path)
-        next(records)  # the header
-        first = True
-        while True:
-            chunk = [r for _, r in zip(range(chunk_rows), records, strict=False)]
-            if not chunk and not first:
-                break
-            frame, errors = _parse_chunk(header, chunk)
-            valid = [p for p in range(len(chunk)) if p not in errors]
-            predictions = None
-            if valid:
-                predicted = predict(frame.iloc[valid].reset_index(drop=True))
-                predictions = predicted.set_axis(valid).reindex(range(len(chunk)))
-            width = len(header)
-            text = pd.DataFrame([(fields + [""] * width)[:width] for _, fields in chunk], columns=header,
-                                dtype=object)
-            out = _chunk_output(text, predictions, errors, groups, modality_of)
-            out.to_csv(handle, header=first, index=False, lineterminator="\n")
-            first = False
-            _tally(summary, chunk, out)
-            if not chunk:
-                break
+        csv.writer(handle, lineterminator="\n").writerow(names)
+        for result in _results(input_path, header, groups, chunk_rows, workers, predict, catalog, extra_models):
+            handle.write(result.text)
+            summary.rows += result.rows
+            summary.predicted += result.predicted
+            summary.error_count += result.rows - result.predicted
+            summary.errors += result.errors[: max(0, 10 - len(summary.errors))]
     return summary
-
-
-def _tally(summary: PredictSummary, chunk: list[tuple[int, list[str]]], out: pd.DataFrame) -> None:
-    ok = out["status"].to_numpy(object) == "ok"
-    summary.rows += len(chunk)
-    summary.predicted += int(ok.sum())
-    summary.error_count += int((~ok).sum())
-    for position in np.flatnonzero(~ok)[: max(0, 10 - len(summary.errors))]:
-        summary.errors.append((chunk[position][0], str(out["reason"].iat[position])))
