@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from estimator.safe_io import atomic_writer
 from estimator.schema import Estimate
 
 _LABELS = {"energy_per_token_joules": "energy per output token (J)", "energy_per_item_joules": "energy per item (J)",
@@ -65,6 +66,7 @@ def plot_frontier(est: Estimate, path: Path | str) -> Path:
     axes.legend(fontsize=8)
     figure.tight_layout()
     path = Path(path)
-    figure.savefig(path, dpi=150)
+    with atomic_writer(path, "wb") as handle:  # a crash or a concurrent run never leaves half a PNG
+        figure.savefig(handle, dpi=150, format=Path(path).suffix.lstrip(".") or "png")
     plt.close(figure)
     return path

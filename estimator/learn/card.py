@@ -14,6 +14,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from estimator.safe_io import write_text_atomic
+
 CARD_FILE = "card.json"
 SCHEMA_VERSION = 1
 
@@ -111,5 +113,5 @@ def write_card(card: Card, directory: Path) -> Path:
     """Write ``card`` as sorted, indented JSON (version 1 files omit ``schema_version``, as they always did)."""
     data = card.model_dump(exclude={"schema_version"} if card.schema_version == 1 else None)
     path = Path(directory) / CARD_FILE
-    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
     return path
