@@ -287,9 +287,24 @@ def refuse_json_constant(name: str) -> None:
     raise InputError(f"{name} is not a valid JSON number (NaN and Infinity are refused)")
 
 
-#: input column -> the key of its trained range in a predictor card's ``domain[family]["ranges"]``
+#: inputs whose trained range a predictor card records (``domain[family].ranges``) for extrapolation warnings
 TRAINED_INPUTS = ("num_gpus", "max_num_seqs", "batch_size", "avg_input_len", "avg_output_len", "inference_steps",
                   "image_height", "image_width", "video_height", "video_width", "num_frames")
+#: of those, the ones only some rows of a family have (images vs videos); the others count only when every
+#: training row has them (the published LLM data has no avg_input_len, so no range is claimed for it)
+PARTIAL_INPUTS = ("image_height", "image_width", "video_height", "video_width", "num_frames")
+
+
+def trained_input_ranges(frame: Any) -> dict[str, list[float]]:
+    """Input column -> [min, max] over a family's training rows (a pandas frame), per the rules above."""
+    ranges = {}
+    for column in TRAINED_INPUTS:
+        if column not in frame:
+            continue
+        present = frame[column].notna()
+        if present.all() or (column in PARTIAL_INPUTS and present.any()):
+            ranges[column] = [float(frame[column].min()), float(frame[column].max())]
+    return ranges
 
 
 def trained_ranges(domain: Any) -> dict[str, tuple[float, float]]:

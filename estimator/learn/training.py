@@ -26,7 +26,7 @@ from estimator.learn.features import featurize
 from estimator.learn.predictor import LGB_PARAMS, NUM_ROUNDS, TARGETS, PredictorBundle, fit_regressors, target_card
 from estimator.learn.reference import reference_from_frames
 from estimator.paths import predictors_dir
-from estimator.validation import TRAINED_INPUTS
+from estimator.validation import trained_input_ranges
 
 DEFAULT_PREDICTOR = "default"
 
@@ -58,8 +58,7 @@ def _domain(frame: pd.DataFrame, family: str) -> Domain:
                   tasks=sorted(frame["task"].unique()), precisions=sorted(frame["weight_precision"].unique()),
                   num_gpus=sorted(int(v) for v in frame["num_gpus"].unique()),
                   batch_min=int(frame[batch].min()), batch_max=int(frame[batch].max()), rows=len(frame),
-                  ranges={column: [float(frame[column].min()), float(frame[column].max())]  # extrapolation warnings
-                          for column in TRAINED_INPUTS if column in frame and frame[column].notna().any()})
+                  ranges=trained_input_ranges(frame))
 
 
 def split_by_family(runs: pd.DataFrame) -> dict[str, pd.DataFrame]:
