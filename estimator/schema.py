@@ -163,6 +163,36 @@ class WhatIf(_Model):
     assumptions: list[str] = Field(default_factory=list)
 
 
+class CostCarbon(_Model):
+    """Energy, cost and carbon of one deployment over a day and a month (:mod:`estimator.serve.costs`);
+    intervals are p10-p90, facility energy = (GPU at the load profile + host) x PUE."""
+
+    average_load_share_of_peak: float
+    gpu_power_kw: Metric = Field(description="GPUs, averaged over the day at the load profile")
+    host_power_kw: float = Field(description="CPUs, DRAM, NICs beside the GPUs (constant)")
+    facility_power_kw: Metric = Field(description="(GPU + host) x PUE, averaged over the day")
+    energy_per_day_kwh: Metric
+    energy_per_month_kwh: Metric
+    energy_per_response_joules: Metric = Field(description="facility energy per response (or image/video), "
+                                                           "idle time included")
+    responses_per_day: float
+    electricity_usd_per_day: Metric | None = None
+    electricity_usd_per_month: Metric | None = None
+    gpu_usd_per_day: float | None = None
+    total_usd_per_day: Metric | None = Field(default=None, description="electricity + GPU hours")
+    usd_per_million_tokens: Metric | None = None
+    carbon_kg_per_day: Metric | None = None
+    carbon_kg_per_month: Metric | None = None
+    carbon_g_per_response: Metric | None = None
+    pue: float
+    host_watts_per_gpu: float
+    idle_watts_per_gpu: float
+    electricity_usd_per_kwh: float | None = None
+    grid_gco2_per_kwh: float | None = None
+    grid_source: str = ""
+    assumptions: list[str] = Field(default_factory=list)
+
+
 class Deployment(_Model):
     """Replicas of one configuration serving a demand; GPU energy only."""
 
@@ -177,6 +207,19 @@ class Deployment(_Model):
     power_kw_p90: float
     energy_per_day_kwh: float = Field(description="power_kw x 24 h")
     throughput_per_watt: float = Field(description="demand_served / fleet power: tokens/s/W or items/s/W")
+    extrapolated: bool = Field(default=False, description="the GPU has no training data for this engine")
+    latency_checked: float | None = Field(default=None, description="the latency the limit was checked on "
+                                                                     "(its p90 at confidence p90)")
+    capacity_checked_per_replica: float | None = Field(default=None, description="the capacity replicas were "
+                                                                                  "sized on (its p10 at p90)")
+    latency_margin_pct: float | None = Field(default=None, description="100 x (limit - checked latency) / limit")
+    capacity_margin_pct: float | None = Field(default=None, description="100 x (fleet capacity - demand) / demand")
+    risk_latency: float | None = Field(default=None, description="chance the latency exceeds the limit (0..1)")
+    risk_capacity: float | None = Field(default=None, description="chance the fleet falls short of demand (0..1)")
+    risk: float | None = Field(default=None, description="chance of either miss (independent), 0..1")
+    distinguishable_from_next: bool | None = Field(default=None, description="False when this deployment's "
+                                                   "power lies inside the next one's p10-p90 interval (or back)")
+    costs: CostCarbon | None = None
 
 
 class Plan(_Model):
@@ -195,7 +238,13 @@ class Plan(_Model):
     gpu_budget: int | None = None
     gpus_considered: list[str]
     chosen: Deployment | None = None
-    alternatives: list[Deployment] = Field(default_factory=list, description="best per GPU type, best first")
+    alternatives: list[Deployment] = Field(default_factory=list, description="distinct from the chosen: the best "
+                                           "per GPU type and the chosen type's runner-up, best first")
+    confidence: str = Field(default="p90", description="'p90': limit checked on the latency's p90 and replicas "
+                                                       "sized on capacity's p10; 'median': point values")
+    excluded_gpus: list[str] = Field(default_factory=list, description="left out: no training data for the engine")
+    closest_latency: float | None = Field(default=None, description="when no configuration meets the limit: the "
+                                                                    "lowest checked latency, in the limit's unit")
     reason: str = Field(default="", description="why nothing was chosen, when nothing was")
     assumptions: list[str] = Field(default_factory=list)
     warnings: list[str] = Field(default_factory=list)

@@ -89,6 +89,7 @@ BOUNDS: dict[str, Bound] = {
     "num_frames": Bound(True, 1, 1_024, "1-1,024 frames per video (catalog models generate 49-129)"),
     "max_itl_ms": Bound(False, 1e-3, 3.6e6, "a latency limit of 1 us to 1 hour per token"),
     "max_latency_s": Bound(False, 1e-3, 86_400, "a batch latency limit of 1 ms to 1 day"),
+    "max_p90_itl_ms": Bound(False, 1e-3, 3.6e6, "a tail latency limit of 1 us to 1 hour per token"),
     "demand_rps": Bound(False, 1e-6, 1e9, "1e-6 to 1e9 requests per second"),
     "demand_tokens_per_sec": Bound(False, 1e-6, 1e12, "1e-6 to 1e12 output tokens per second"),
     "power_budget_kw": Bound(False, 1e-3, 1e7, "1 W to 10 GW of GPU power"),

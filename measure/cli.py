@@ -26,6 +26,8 @@ app = typer.Typer(
     help="Measure inference energy on this machine's GPU and import the runs into datasets/local/.",
     context_settings={"help_option_names": ["-h", "--help"]},
     no_args_is_help=True,
+    add_completion=False,  # one help style across joules-estimate's commands (estimator/cli/main.py)
+    rich_markup_mode=None,
 )
 console = Console()
 Debug = Annotated[bool, typer.Option("--debug", help="show the traceback of an error")]

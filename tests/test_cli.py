@@ -38,7 +38,7 @@ def test_main_command_prints_a_frontier_with_the_minimum_energy_row():
     """The headline command must work exactly as written in the issue, and mark the min-energy choice."""
     result = _run("--model", "llama-70b", "--task", "chat", "--gpu", "b200", "--max-itl-ms", "30")
     assert result.exit_code == 0, result.output
-    assert "Time-energy frontier" in result.stdout and "J/token" in result.stdout
+    assert "Time-energy frontier" in result.stdout and "energy/token" in result.stdout
     assert "<- min energy" in result.stdout and "min energy with ITL <= 30 ms" in result.stdout
     assert "Assumptions:" in result.stdout and "vLLM 0.11.1" in result.stdout
 

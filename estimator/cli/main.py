@@ -15,7 +15,9 @@ from typing import Annotated
 
 import typer
 
-from estimator.cli import render
+from estimator.cli import cost_options as costs
+from estimator.cli import frontier, render
+from estimator.cli import web as web_cli
 from estimator.cli.catalog import catalog_app
 from estimator.cli.options import (
     Batch,
@@ -33,20 +35,23 @@ from estimator.cli.options import (
     OneMaxNumSeqs,
     OneNumGpus,
     OutputTokens,
+    Plot,
     Precision,
     Resolution,
     Ring,
+    Seconds,
     Steps,
     Task,
     Ulysses,
     extra_models_from,
     fail,
+    frames_from_seconds,
     one_configuration,
     require,
     user_errors,
 )
+from estimator.cli.plan import plan_command
 
-EXIT_IMPOSSIBLE = 3  # estimator.validation.EXIT_IMPOSSIBLE (not imported: --help stays light)
 #: inputs larger than this (about 100,000 rows) are predicted by two worker processes (chunks in parallel)
 PARALLEL_INPUT_BYTES = 8_000_000
 
@@ -73,6 +78,8 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 app.add_typer(catalog_app, name="catalog")
+app.command("plan")(plan_command)
+app.command("serve")(web_cli.serve)
 
 # ---------------------------------------------------------------------------------------- main: frontier
 
@@ -100,8 +107,9 @@ def main_command(
     ctx: typer.Context,
     model: Model = None,
     task: Task = None,
-    gpu: Annotated[str | None, typer.Option(help="GPU type: b200, h100, h200, a100, l40s, mi300x... "
-                                           "(see `catalog list gpus`).")] = None,
+    gpu: Annotated[list[str] | None, typer.Option(
+        metavar="GPU", help="GPU type: b200, h100, h200, a100, l40s, mi300x... (see `catalog list gpus`); repeat to "
+        "compare GPUs in one table and figure.")] = None,
     num_gpus: NumGpus = None,
     max_num_seqs: MaxNumSeqs = None,
     batch: Batch = None,
@@ -113,67 +121,85 @@ def main_command(
     steps: Steps = None,
     resolution: Resolution = None,
     frames: Frames = None,
+    seconds: Seconds = None,
     ulysses_degree: Ulysses = None,
     ring_degree: Ring = None,
+    electricity_usd_per_kwh: costs.ElectricityPrice = None,
+    grid_gco2_per_kwh: costs.GridIntensity = None,
+    grid_region: costs.GridRegion = None,
+    pue: costs.Pue = 1.0,
+    host_watts_per_gpu: costs.HostWatts = None,
+    gpu_usd_per_hour: costs.GpuPrice = None,
+    average_load: costs.AverageLoad = None,
     model_config: ModelConfig = None,
     json_output: Json = False,
-    plot: Annotated[Path | None, typer.Option(help="Also write a PNG: J/token against latency, the frontier and "
-                                              "the chosen point (needs matplotlib).", dir_okay=False)] = None,
+    plot: Annotated[Path | None, typer.Option(
+        metavar="FILE", dir_okay=False, help="Also draw energy against latency (.png or .svg): every GPU's "
+        "frontier, points labelled GPUs x batch, the limit, p10-p90 bars.")] = None,
+    plot_batch: Annotated[Path | None, typer.Option(
+        metavar="FILE", dir_okay=False, help="Also draw energy, power and throughput against batch size (.png or "
+        ".svg).")] = None,
     explain: Annotated[bool, typer.Option("--explain", help="Attribute the chosen configurations' energy to "
                                           "model, workload, batch, parallelism, GPU... (estimator.explain).")] = False,
+    version: Annotated[bool, typer.Option("--version", is_eager=True, callback=frontier.print_version,
+                                          help="Print the version and exit.")] = False,
+    html: web_cli.Html = None,
 ) -> None:
-    """Time-energy frontier of a model and task on one GPU type, over GPU counts and batch sizes."""
+    """Time-energy frontier of a model and task on one or more GPU types, over GPU counts and batch sizes."""
     if ctx.invoked_subcommand is not None:
         return
-    if model is None and model_config is None and task is None and gpu is None:
+    if model is None and model_config is None and task is None and not gpu:
         typer.echo(ctx.get_help())
         raise typer.Exit(0)
     with user_errors():
+        costs.check_plot(plot)
+        costs.check_plot(plot_batch)
+        web_cli.check_html(html)
         model, extra_models = extra_models_from(model, model_config)
-        require(model=model, task=task, gpu=gpu)
-        if plot is not None:
-            from estimator.safe_io import check_output_path
-
-            check_output_path(plot)
+        require(model=model, task=task, gpu=gpu or None)
+        frames = frames_from_seconds(model, frames, seconds, extra_models)
+        cost_options = dict(electricity_usd_per_kwh=electricity_usd_per_kwh, grid_gco2_per_kwh=grid_gco2_per_kwh,
+                            grid_region=grid_region, pue=pue, host_watts_per_gpu=host_watts_per_gpu,
+                            gpu_usd_per_hour=gpu_usd_per_hour, average_load=average_load, demand_curve=None)
+        wants_costs = costs.any_cost_option(cost_options)
+        if wants_costs:
+            costs.cost_inputs(**cost_options)  # validate before the sweep
         from estimator.serve.api import estimate
         from estimator.validation import ImpossibleConfigurationError
 
         try:
-            est = estimate(model, task, gpu, num_gpus=num_gpus, max_num_seqs=max_num_seqs, batch=batch,
-                           precision=precision, input_tokens=input_tokens, output_tokens=output_tokens,
-                           max_itl_ms=max_itl_ms, max_latency_s=max_latency_s, steps=steps, resolution=resolution,
-                           frames=frames, ulysses_degree=ulysses_degree, ring_degree=ring_degree,
-                           extra_models=extra_models)
-        except ImpossibleConfigurationError as exc:
+            estimates = [estimate(model, task, g, num_gpus=num_gpus, max_num_seqs=max_num_seqs, batch=batch,
+                                  precision=precision, input_tokens=input_tokens, output_tokens=output_tokens,
+                                  max_itl_ms=max_itl_ms, max_latency_s=max_latency_s, steps=steps,
+                                  resolution=resolution, frames=frames, ulysses_degree=ulysses_degree,
+                                  ring_degree=ring_degree, extra_models=extra_models) for g in dict.fromkeys(gpu)]
+        except ImpossibleConfigurationError as exc:  # exit 3 with the arithmetic; --json still gets the result
             if json_output and exc.result is not None:
                 typer.echo(exc.result.model_dump_json(indent=2))
             raise
-        if json_output:
-            typer.echo(est.model_dump_json(indent=2))
-        else:
-            render.print_estimate(est)
-        if plot is not None:
-            from estimator.cli.plot import plot_frontier
-
-            plot_frontier(est, plot)
-            typer.echo(f"wrote {plot}", err=True)
+        frontier.show(estimates, json_output=json_output, plot=plot, plot_batch=plot_batch,
+                      cost_options=cost_options if wants_costs else None)
+        web_cli.write_html("frontier", lambda web: web.frontier_payload(estimates, []), html)
         if explain:
-            _explain_chosen(est, extra_models)
+            for est in estimates:
+                _explain_chosen(est, extra_models)
+        frontier.exit_if_limit_unreachable(estimates)
 
 
 # ------------------------------------------------------------------------------------------------ predict
 
 @app.command()
 def predict(
-    input_path: Annotated[Path, typer.Option("--input", "-i", help="CSV of configurations, ML.ENERGY column names: "
-                                             "model_id, task, gpu_model, num_gpus (required), weight_precision, "
+    input_path: Annotated[Path, typer.Option("--input", "-i", metavar="CSV", help="CSV of configurations, "
+                                             "ML.ENERGY column names: model_id, task, gpu_model, num_gpus (required), "
+                                             "weight_precision, "
                                              "max_num_seqs, tensor_parallel, expert_parallel, data_parallel, "
                                              "avg_output_len (LLM) or batch_size, inference_steps, image_height, "
                                              "image_width, video_height, video_width, num_frames, ulysses_degree, "
                                              "ring_degree (diffusion). Empty cells: as the engine would.")],
-    output_path: Annotated[Path | None, typer.Option("--output", "-o", help="Where to write the predictions CSV "
-                                                     "(default: standard output); written whole or not at all.")
-                           ] = None,
+    output_path: Annotated[Path | None, typer.Option("--output", "-o", metavar="CSV", help="Where to write the "
+                                                     "predictions CSV (default: standard output); written whole "
+                                                     "or not at all.")] = None,
     model_config: ModelConfig = None,
 ) -> None:
     """Batch prediction: every CSV row in, the same rows plus predictions (value, _p10, _p90), status, reason
@@ -227,10 +253,10 @@ def _parse_sets(items: list[str]) -> dict:
         key, sep, value = item.partition("=")
         if not sep or not key.strip() or not value.strip():
             fail(f"--set {item!r} is not KEY=VALUE, e.g. --set gpu=h100 --set num_gpus=4")
-        key = key.strip().replace("-", "_")
-        if key in changes:
-            fail(f"--set {key} given more than once ({key}={changes[key]} and {key}={value.strip()})")
-        changes[key] = value.strip()
+        name = key.strip().replace("-", "_")
+        if name in changes:
+            fail(f"--set {name} given twice ({changes[name]!r} and {value.strip()!r}); give each key once")
+        changes[name] = value.strip()
     return changes
 
 
@@ -263,12 +289,25 @@ def what_if_command(
     frames: Frames = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="A change KEY=VALUE, repeatable: gpu=h100, "
                                                    "num_gpus=4, batch=256, precision=fp8, output_tokens=1000, "
-                                                   "model=..., steps=..., resolution=768x768.")] = None,
+                                                   "model=..., steps=..., resolution=768x768.",
+                                                   metavar="KEY=VALUE")] = None,
+    electricity_usd_per_kwh: costs.ElectricityPrice = None,
+    grid_gco2_per_kwh: costs.GridIntensity = None,
+    grid_region: costs.GridRegion = None,
+    pue: costs.Pue = 1.0,
+    host_watts_per_gpu: costs.HostWatts = None,
+    gpu_usd_per_hour: costs.GpuPrice = None,
+    average_load: costs.AverageLoad = None,
     model_config: ModelConfig = None,
     json_output: Json = False,
+    plot: Plot = None,
+    html: web_cli.Html = None,
 ) -> None:
-    """A base configuration and changes to it, predicted side by side with the delta in every metric."""
+    """A base configuration and changes to it, predicted side by side with the delta in every metric (with cost
+    flags: energy, $ and CO2e per response and per day for each side; --plot: before/after bars)."""
     with user_errors():
+        costs.check_plot(plot)
+        web_cli.check_html(html)
         model, extra_models = extra_models_from(model, model_config)
         require(model=model, task=task, gpu=gpu)
         changes = _parse_sets(set_ or [])
@@ -279,17 +318,46 @@ def what_if_command(
         from estimator.serve.api import what_if
         from estimator.validation import ImpossibleConfigurationError
 
+        cost_options = dict(electricity_usd_per_kwh=electricity_usd_per_kwh, grid_gco2_per_kwh=grid_gco2_per_kwh,
+                            grid_region=grid_region, pue=pue, host_watts_per_gpu=host_watts_per_gpu,
+                            gpu_usd_per_hour=gpu_usd_per_hour, average_load=average_load, demand_curve=None)
+        wants_costs = costs.any_cost_option(cost_options)
+        if wants_costs:
+            costs.cost_inputs(**cost_options)  # validate before predicting
+
         try:
             result = what_if(base, extra_models=extra_models, **changes)
-        except ImpossibleConfigurationError as exc:
+        except ImpossibleConfigurationError as exc:  # neither side can run: exit 3, both reasons shown
             if exc.result is not None:
                 typer.echo(exc.result.model_dump_json(indent=2)) if json_output else render.print_what_if(exc.result)
             raise
-        if json_output:
-            typer.echo(result.model_dump_json(indent=2))
-        else:
-            render.print_what_if(result)
-            _render_change(render.make_console(), result, extra_models)
+        _what_if_outputs(result, json_output=json_output, plot=plot, extra_models=extra_models,
+                         cost_options=cost_options if wants_costs else None)
+        web_cli.write_html("what-if", lambda web: web.what_if_payload(result, *web.explain_what_if(result,
+                                                                                                  extra_models)), html)
+
+
+def _what_if_outputs(result, *, json_output: bool, plot, extra_models, cost_options: dict | None) -> None:
+    sides = [("base", result.base), ("changed", result.changed)]
+    side_costs = [frontier.single_costs(p, result.family, cost_options) if cost_options and p.status == "ok"
+                  else None for _, p in sides]
+    if json_output:
+        import json
+
+        payload = result.model_dump(mode="json")
+        if cost_options:
+            payload["costs"] = {name: None if c is None else c.model_dump(mode="json")
+                                for (name, _), c in zip(sides, side_costs, strict=True)}
+        typer.echo(json.dumps(payload, indent=2))
+    else:
+        render.print_what_if(result)
+        if cost_options:
+            render.print_costs([name for name, _ in sides], side_costs)
+        _render_change(render.make_console(), result, extra_models)
+    if plot is not None and result.base.status == "ok" and result.changed.status == "ok":
+        from estimator.cli.figures.compare import plot_what_if
+
+        typer.echo(f"wrote {plot_what_if(result, plot)}", err=True)
 
 
 @app.command("explain")
@@ -306,18 +374,19 @@ def explain_command(
     steps: Steps = None,
     resolution: Resolution = None,
     frames: Frames = None,
-    quantity: Annotated[str | None, typer.Option(help="What to attribute: energy_per_token_joules (default), "
-                                                 "energy_per_request_joules, avg_power_watts, "
+    quantity: Annotated[str | None, typer.Option(metavar="METRIC", help="What to attribute: "
+                                                 "energy_per_token_joules (default), energy_per_request_joules, "
+                                                 "avg_power_watts, "
                                                  "output_throughput_tokens_per_sec, median_itl_ms; diffusion: "
                                                  "energy_per_item_joules (default), batch_latency_s.")] = None,
     model_config: ModelConfig = None,
     json_output: Json = False,
-    plot: Annotated[Path | None, typer.Option(help="Also write the waterfall as a PNG (needs matplotlib).",
-                                              dir_okay=False)] = None,
+    plot: Plot = None,
 ) -> None:
     """Why one configuration costs what it costs: a waterfall from the average configuration to this one,
     by layer (algorithm / software / hardware) and latent factor (memory, compute, batch, utilization...)."""
     with user_errors():
+        costs.check_plot(plot)
         model, extra_models = extra_models_from(model, model_config)
         require(model=model, task=task, gpu=gpu)
         from estimator.serve.api import explain_configuration
@@ -327,73 +396,16 @@ def explain_command(
         attribution = explain_configuration(config, quantity=quantity, extra_models=extra_models)
         if getattr(attribution, "status", "ok") != "ok":
             fail(getattr(attribution, "reason", "cannot be predicted"))
-        from estimator.explain.render import plot_attribution, render_attribution
+        from estimator.explain.render import render_attribution
 
         if json_output:
             typer.echo(attribution.model_dump_json(indent=2))
         else:
             render.make_console().print(render_attribution(attribution))
         if plot is not None:
-            plot_attribution(attribution, plot)
-            typer.echo(f"wrote {plot}", err=True)
+            from estimator.cli.figures.waterfall import plot_waterfall
 
-
-# --------------------------------------------------------------------------------------------------- plan
-
-
-@app.command()
-def plan(
-    model: Model = None,
-    task: Task = None,
-    demand_rps: Annotated[float | None, typer.Option(help="Demand in requests/s (LLM: x output tokens "
-                                                     "per request; diffusion: images/videos per second).")] = None,
-    demand_tokens_per_sec: Annotated[float | None, typer.Option(help="Demand in output tokens/s "
-                                                                "(LLM/MLLM).")] = None,
-    max_itl_ms: MaxItl = None,
-    max_latency_s: MaxLatency = None,
-    power_budget_kw: Annotated[float | None, typer.Option(help="Fleet GPU power budget in kW; "
-                                                          "without a demand: how much demand it serves.")] = None,
-    power_budget_mw: Annotated[float | None, typer.Option(help="The same in MW.")] = None,
-    gpu_budget: Annotated[int | None, typer.Option(min=1, help="Fleet GPU count budget.")] = None,
-    gpu: Annotated[list[str] | None, typer.Option(help="GPU types to consider, repeatable: --gpu h100 --gpu b200 "
-                                                  "(default: those in the training data).")] = None,
-    num_gpus: NumGpus = None,
-    max_num_seqs: MaxNumSeqs = None,
-    batch: Batch = None,
-    precision: Precision = None,
-    output_tokens: OutputTokens = None,
-    input_tokens: InputTokens = None,
-    steps: Steps = None,
-    resolution: Resolution = None,
-    frames: Frames = None,
-    model_config: ModelConfig = None,
-    json_output: Json = False,
-) -> None:
-    """Capacity planning: the lowest-energy deployment (GPU type and count, batch, replicas) for a demand under a
-    latency limit and optional power/GPU budget, its power (kW), energy per day (kWh) and throughput per watt."""
-    with user_errors():
-        model, extra_models = extra_models_from(model, model_config)
-        require(model=model, task=task)
-        if power_budget_kw is not None and power_budget_mw is not None:
-            fail("give one power budget: --power-budget-kw or --power-budget-mw")
-        if power_budget_mw is not None:
-            power_budget_kw = power_budget_mw * 1e3
-        if demand_rps is None and demand_tokens_per_sec is None and power_budget_kw is None and gpu_budget is None:
-            fail("give a demand (--demand-rps or --demand-tokens-per-sec) or a budget (--power-budget-kw, "
-                  "--gpu-budget)")
-        from estimator.serve.api import plan as plan_api
-
-        result = plan_api(model, task, demand_rps=demand_rps, demand_tokens_per_sec=demand_tokens_per_sec,
-                          max_itl_ms=max_itl_ms, max_latency_s=max_latency_s, power_budget_kw=power_budget_kw,
-                          gpu_budget=gpu_budget, gpus=gpu, num_gpus=num_gpus, max_num_seqs=max_num_seqs,
-                          batch=batch, precision=precision, input_tokens=input_tokens, output_tokens=output_tokens,
-                          steps=steps, resolution=resolution, frames=frames, extra_models=extra_models)
-        if json_output:
-            typer.echo(result.model_dump_json(indent=2))
-        else:
-            render.print_plan(result)
-        if result.chosen is None:
-            fail(result.reason or "no deployment qualifies", EXIT_IMPOSSIBLE)
+            typer.echo(f"wrote {plot_waterfall(attribution, plot)}", err=True)
 
 
 # ---------------------------------------------------------------------------------------- train / evaluate
@@ -421,7 +433,8 @@ def train() -> None:
 
 @app.command()
 def evaluate(
-    predictor: Annotated[str, typer.Option(help="Predictor name under models/predictors/ or a folder.")] = "default",
+    predictor: Annotated[str, typer.Option(metavar="NAME", help="Predictor name under models/predictors/ or a "
+                                           "folder.")] = "default",
     json_output: Json = False,
     report: Annotated[bool, typer.Option("--write-report/--no-report", help="Also write benchmarks/accuracy.md "
                                          "and the README's accuracy table from the card.")] = False,

@@ -28,7 +28,6 @@ from estimator.learn.predictor import PredictorBundle, load_predictor
 from estimator.physics.memory import BYTES_PER_PARAM
 from estimator.schema import (
     Delta,
-    Deployment,
     Estimate,
     OptionError,
     Plan,
@@ -37,19 +36,20 @@ from estimator.schema import (
     Workload,
     metrics_for,
 )
-from estimator.serve import inputs, planning
+from estimator.serve import fleet_plan, inputs, planning, recommend, risk
+from estimator.serve.costs import CostInputs
 from estimator.validation import ImpossibleConfigurationError, InputError
 
-__all__ = ["estimate", "explain", "explain_change", "explain_configuration", "load_predictor", "plan",
-           "predict_frame", "what_if"]
+__all__ = ["CostInputs", "estimate", "explain", "explain_change", "explain_configuration", "load_predictor",
+           "plan", "predict_frame", "what_if"]
 
 LLM_ENGINE = "vLLM 0.11.1"
 DIFFUSION_ENGINE = "xDiT (Ulysses/Ring sequence parallelism)"
 HOURS_PER_DAY = 24.0
 SCALING_ASSUMPTION = ("scaling: identical replicas of one deployment behind a load balancer; replicas = "
-                      "ceil(demand / per-replica throughput at the chosen batch); fleet power = replicas x "
-                      "predicted power (each replica at its predicted load; idle power not modelled); energy "
-                      "per day = fleet power x 24 h")
+                      "ceil(demand / per-replica capacity at the chosen batch and confidence); fleet power = "
+                      "replicas x predicted power at full load; energy per day = fleet power x 24 h (the costs "
+                      "block counts the load profile, idle replicas, host power and PUE)")
 
 
 def predict_frame(configs: pd.DataFrame, *, predictor: PredictorBundle | None = None,
@@ -212,6 +212,7 @@ def estimate(model: str, task: str, gpu: str, *, num_gpus: int | Sequence[int] |
     best = planning.min_energy(ok, energy, latency) if not ok.empty else None
     best_within = planning.min_energy(ok, energy, latency, limit) if (limit is not None and not ok.empty) else None
     first = configs.iloc[0].to_dict()
+    ceiling_note = recommend.ceiling_warning(target, ok, rows, best, latency, limit, energy)
     result = Estimate(
         model_id=target.model_id, task=target.task_key, gpu_model=gpu_key, family=target.family,
         workload=_workload(target, first), energy_metric=energy, latency_metric=latency, latency_limit=limit,
@@ -221,7 +222,7 @@ def estimate(model: str, task: str, gpu: str, *, num_gpus: int | Sequence[int] |
         assumptions=[*_name_notes(catalog, gpu=[gpu], model=[model]),
                      *_assumptions(target, first, user_precision=precision is not None,
                                    user_tokens=input_tokens is not None or output_tokens is not None, bundle=bundle)],
-        warnings=inputs.unique(w for p in rows.values() for w in p.warnings))
+        warnings=[*ceiling_note, *inputs.unique(w for p in rows.values() for w in p.warnings)])
     if not result.configurations:
         by_reason: dict[str, list[str]] = {}
         for p in result.infeasible:
@@ -352,7 +353,8 @@ def plan(model: str, task: str, *, demand_rps: float | None = None, demand_token
          num_gpus: int | Sequence[int] | None = None, max_num_seqs: int | Sequence[int] | None = None,
          batch: int | Sequence[int] | None = None, precision: str | None = None,
          input_tokens: float | None = None, output_tokens: float | None = None, steps: int | None = None,
-         resolution: str | None = None, frames: int | None = None,
+         resolution: str | None = None, frames: int | None = None, confidence: str = "p90",
+         allow_extrapolation: bool = False, max_p90_itl_ms: float | None = None, costs=None,
          extra_models: dict[str, ArchitectureSpec] | None = None, predictor: PredictorBundle | None = None,
          catalog: Catalog | None = None) -> Plan:
     """The lowest-energy deployment (GPU type, GPUs per replica, batch, replicas) that serves a demand.
@@ -364,6 +366,13 @@ def plan(model: str, task: str, *, demand_rps: float | None = None, demand_token
         power_budget_kw: fleet GPU power limit, kW. Alone (no demand): the demand the budget serves.
         gpu_budget: fleet GPU count limit. Alone (no demand): the demand those GPUs serve.
         gpus: GPU types to consider (default: those in the predictor's training data for the task family).
+        confidence: 'p90' (default): a deployment qualifies when the p90 end of its latency interval meets the
+            limit, and replicas are sized on the p10 end of capacity; 'median': point values.
+        allow_extrapolation: keep GPU types without training data for the engine (marked ``extrapolated``).
+        max_p90_itl_ms: tail-latency limit on p90 ITL (needs a predictor that predicts it).
+        costs: :class:`estimator.serve.costs.CostInputs` (prices, grid, PUE, host power, load profile), or a
+            dict of its fields; default: full load, the catalog's host power, PUE 1.0. Every deployment carries
+            a ``costs`` block, and deployments are ranked by its facility energy per day.
         Other arguments as in :func:`estimate`.
 
     Returns:
@@ -377,7 +386,8 @@ def plan(model: str, task: str, *, demand_rps: float | None = None, demand_token
     n = inputs.checked_numbers(demand_rps=demand_rps, demand_tokens_per_sec=demand_tokens_per_sec,
                                max_itl_ms=max_itl_ms, max_latency_s=max_latency_s, power_budget_kw=power_budget_kw,
                                gpu_budget=gpu_budget, input_tokens=input_tokens, output_tokens=output_tokens,
-                               steps=steps, frames=frames)
+                               steps=steps, frames=frames, max_p90_itl_ms=max_p90_itl_ms)
+    max_p90_itl_ms = n["max_p90_itl_ms"]
     demand_rps, demand_tokens_per_sec, power_budget_kw, gpu_budget = (
         n["demand_rps"], n["demand_tokens_per_sec"], n["power_budget_kw"], n["gpu_budget"])
     input_tokens, output_tokens, steps, frames = n["input_tokens"], n["output_tokens"], n["steps"], n["frames"]
@@ -387,69 +397,55 @@ def plan(model: str, task: str, *, demand_rps: float | None = None, demand_token
     bundle = predictor or load_predictor()
     target = planning.resolve_target(model, task, catalog, extra_models)
     limit = _latency_limit(target, n["max_itl_ms"], n["max_latency_s"])
+    ceiling_note = []
+    if limit is None and target.is_diffusion:  # never recommend a batch above the task's latency ceiling
+        limit, ceiling_note = recommend.default_latency_limit(target)
     if demand_rps is not None and demand_tokens_per_sec is not None:
         raise OptionError("give one demand: {demand_rps} or {demand_tokens_per_sec}, not both", "demand_rps",
                           "demand_tokens_per_sec")
     if target.is_diffusion and demand_tokens_per_sec is not None:
         raise OptionError("diffusion demand is in requests (items) per second: use {demand_rps}", "demand_rps")
+    cost_inputs = CostInputs(**costs) if isinstance(costs, dict) else costs
     family = family_of(target.family)
+    domain = bundle.card.domain_of(family.name)
+    trained = risk.trained_gpus(domain.model_dump() if domain is not None else {},
+                                "xdit" if target.is_diffusion else "vllm")
     if gpus:
         gpu_keys = inputs.unique(catalog.resolve("gpu", g) for g in gpus)
     else:
-        domain = bundle.card.domain_of(family.name)
         gpu_keys = (domain.gpus if domain is not None else None) or sorted(catalog.gpus)
     configs, predictions, feasible = _sweep(
         target, gpu_keys, num_gpus=counts, batches=batches, precision=precision,
         input_tokens=input_tokens, output_tokens=output_tokens, steps=steps, resolution=resolution, frames=frames,
         ulysses_degree=None, ring_degree=None, catalog=catalog, extra_models=extra_models, predictor=bundle)
     first = configs.iloc[0].to_dict()
-    energy, latency = _energy_latency(target)
-    throughput = family.throughput_metric
+    _, latency = _energy_latency(target)
     demand = demand_tokens_per_sec
     if demand_rps is not None:
         demand = demand_rps if target.is_diffusion else demand_rps * float(first["avg_output_len"])
-    ok = predictions[feasible]
-    within = ok if limit is None else ok[ok[latency] <= limit]
-    fleets = planning.size_fleet(within, throughput=throughput, demand=demand,
-                                 power_budget_watts=None if power_budget_kw is None else power_budget_kw * 1e3,
-                                 gpu_budget=gpu_budget)
-    chosen, alternatives = _chosen_and_alternatives(fleets, target, throughput, demand_given=demand is not None)
+    decided = fleet_plan.plan_fleet(target, predictions=predictions, feasible=feasible, demand=demand, limit=limit,
+                                    power_budget_kw=power_budget_kw, gpu_budget=gpu_budget, trained_gpus=trained,
+                                    confidence=confidence, allow_extrapolation=allow_extrapolation,
+                                    max_p90_itl_ms=max_p90_itl_ms, cost_inputs=cost_inputs, catalog=catalog)
+    chosen, alternatives = decided["chosen"], decided["alternatives"]
     unit = family.demand_unit
-    reason = "" if chosen else _plan_reason(ok, within, latency, limit, unit, demand, power_budget_kw, gpu_budget,
-                                            throughput)
+    reason = "" if chosen else _plan_reason(decided["ok"], decided["within"], decided["latency_column"], limit, unit,
+                                            demand, power_budget_kw, gpu_budget, decided["capacity_column"])
     assumptions = _assumptions(target, first, user_precision=precision is not None,
                                user_tokens=input_tokens is not None or output_tokens is not None, bundle=bundle)
     assumptions.insert(0, SCALING_ASSUMPTION)
+    assumptions.extend(ceiling_note)
+    if chosen is not None and chosen.costs is not None:
+        assumptions.extend(chosen.costs.assumptions)
+    assumptions.extend(fleet_plan.notes(chosen, alternatives, decided["excluded_gpus"], confidence))
     warnings = inputs.unique(w for d in ([chosen] if chosen else []) + alternatives for w in d.prediction.warnings)
     return Plan(model_id=target.model_id, task=target.task_key, family=target.family,
                 workload=_workload(target, first), demand_unit=unit, demand=demand,
                 demand_requests_per_sec=demand_rps, latency_metric=latency, latency_limit=limit,
                 power_budget_kw=power_budget_kw, gpu_budget=gpu_budget, gpus_considered=gpu_keys, chosen=chosen,
-                alternatives=alternatives, reason=reason, assumptions=assumptions, warnings=warnings)
-
-
-def _chosen_and_alternatives(fleets: pd.DataFrame, target: planning.Target, throughput: str, *,
-                             demand_given: bool) -> tuple[Deployment | None, list[Deployment]]:
-    """The chosen fleet and the best fleet per GPU type (least power first; most demand served first when only
-    a budget was given)."""
-    chosen_label = planning.best_deployment(fleets, demand_given=demand_given)
-    alternatives = []
-    for _, group in fleets.groupby("gpu_model", sort=False):
-        label = planning.best_deployment(group, demand_given=demand_given)
-        alternatives.append(_deployment(fleets.loc[label].to_dict(), target, throughput))
-    alternatives.sort(key=lambda d: (d.power_kw,) if demand_given else (-d.demand_served, d.power_kw))
-    chosen = _deployment(fleets.loc[chosen_label].to_dict(), target, throughput) if chosen_label is not None else None
-    return chosen, alternatives
-
-
-def _deployment(row: dict, target: planning.Target, throughput: str) -> Deployment:
-    power_kw = row["fleet_power_watts"] / 1e3
-    return Deployment(prediction=inputs.prediction_from_row(row, target.family), replicas=int(row["replicas"]),
-                      total_gpus=int(row["total_gpus"]), capacity_per_replica=float(row[throughput]),
-                      capacity_total=float(row["capacity_total"]), demand_served=float(row["demand_served"]),
-                      power_kw=power_kw, power_kw_p10=row["fleet_power_watts_p10"] / 1e3,
-                      power_kw_p90=row["fleet_power_watts_p90"] / 1e3, energy_per_day_kwh=power_kw * HOURS_PER_DAY,
-                      throughput_per_watt=float(row["demand_served"]) / row["fleet_power_watts"])
+                alternatives=alternatives, reason=reason, assumptions=assumptions, warnings=warnings,
+                confidence=confidence, excluded_gpus=decided["excluded_gpus"],
+                closest_latency=decided["closest_latency"])
 
 
 def _plan_reason(ok, within, latency, limit, unit, demand, power_budget_kw, gpu_budget, throughput) -> str:
@@ -458,9 +454,11 @@ def _plan_reason(ok, within, latency, limit, unit, demand, power_budget_kw, gpu_
                 "arithmetic)")
     if within.empty:
         fastest = ok.sort_values(latency).iloc[0]
-        unit = "ms" if latency == "median_itl_ms" else "s"
-        return (f"no configuration meets {latency} <= {limit:g} {unit}; the fastest is {fastest[latency]:.3g} {unit} "
-                f"({int(fastest['num_gpus'])} x {fastest['gpu_model']}, batch "
+        base = latency.removesuffix("_p90")
+        unit = "ms" if base == "median_itl_ms" else "s"
+        which = "p90 end of " if latency.endswith("_p90") else ""
+        return (f"no configuration meets the {which}{base} <= {limit:g} {unit}; the closest achievable is "
+                f"{fastest[latency]:.3g} {unit} ({int(fastest['num_gpus'])} x {fastest['gpu_model']}, batch "
                 f"{int(fastest.get('max_num_seqs', fastest.get('batch_size', 0)) or 0)})")
     cheapest = planning.size_fleet(within, throughput=throughput, demand=demand or within[throughput].min())
     best = cheapest.sort_values("fleet_power_watts").iloc[0]

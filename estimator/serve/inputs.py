@@ -20,7 +20,6 @@ from estimator.learn.family import DIFFUSION, LLM
 from estimator.learn.features import DEFAULT_MAX_NUM_SEQS, is_blank
 from estimator.learn.prediction import predict_frame as _predict_frame
 from estimator.learn.predictor import PredictorBundle
-from estimator.physics.memory import BYTES_PER_PARAM
 from estimator.schema import Configuration, Metric, Prediction, metrics_for
 from estimator.serve import planning
 from estimator.validation import InputError, check_number
@@ -145,8 +144,6 @@ def normalize(config: Mapping, what: str = "configuration") -> dict:
         given[slot] = key
         if name in _NAME_KEYS or name == "resolution":
             check_text(**{key: value})
-            if name == "weight_precision" and value not in BYTES_PER_PARAM:
-                raise InputError(f"unknown precision {value!r}; known: {', '.join(BYTES_PER_PARAM)}")
         else:
             value = check_number(key, value)
         out[name] = value
