@@ -11,8 +11,8 @@ CLI's ``--help``) stays cheap. Layers, lowest first: ``schema``/``paths``, ``cat
 
 from __future__ import annotations
 
-__all__ = ["CostInputs", "estimate", "explain_change", "explain_configuration", "load_predictor", "plan",
-           "predict_frame", "what_if"]
+__all__ = ["CostInputs", "calibrate", "estimate", "explain_change", "explain_configuration", "load_predictor",
+           "plan", "predict_frame", "what_if"]
 
 
 def __getattr__(name: str):

@@ -116,6 +116,8 @@ class Prediction(_Model):
     reason: str = ""
     warnings: list[str] = Field(default_factory=list)
     metrics: dict[str, Metric] = Field(default_factory=dict)
+    calibration: str = Field(default="", description="when a calibration is applied: the levels (with their "
+                             "runs) that moved this prediction")
 
     def value(self, metric: str) -> float:
         """Point estimate of one metric (KeyError when the row was not predicted)."""

@@ -17,8 +17,9 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from estimator.validation import InputError
+from measure.diffusion_schema import DiffusionSweepSpec
 from measure.preflight import check_machine, check_out_dir, load_spec, user_errors
-from measure.schema import RunRecord
+from measure.schema import RunRecord, SweepSpec
 from measure.sink import import_run_dir
 
 app = typer.Typer(
@@ -69,9 +70,15 @@ def run_cmd(
         float, typer.Option(help="seconds per arm of the sampler on/off check")
     ] = 0.0,
     as_json: Annotated[bool, typer.Option("--json", help="print the records as JSON lines")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="print each configuration's expected duration and the total; run nothing")
+    ] = False,
+    gpu: Annotated[str, typer.Option(help="GPU the --dry-run plans for (catalog key or alias)")] = "H200",
     debug: Debug = False,
 ) -> None:
     """Run every configuration of SPEC.toml on this machine's GPU; records go to OUT/records.jsonl.
+
+    A spec with ``kind = "diffusion"`` runs the DiT backend; ``tensor_parallel > 1`` spawns one process per GPU.
 
     Exit codes: 0 done, 2 bad spec/option or missing package, 3 impossible on this machine, 1 internal error.
     """
@@ -81,18 +88,25 @@ def run_cmd(
 
             raise typer.Exit(run_from_cli([str(spec_path), *(more or [])], out, ray=ray, resume=resume,
                                           gpu_type=gpu_type, idle_s=idle_s, as_json=as_json, console=console))
-        _run(spec_path, out, idle_s, overhead_check_s, as_json)
+        _run(spec_path, out, idle_s, overhead_check_s, as_json, dry_run, gpu)
 
 
-def _run(spec_path: Path, out: Path | None, idle_s: float, overhead_check_s: float, as_json: bool) -> None:
+def _run(spec_path: Path, out: Path | None, idle_s: float, overhead_check_s: float, as_json: bool, dry_run: bool,
+         gpu: str) -> None:
     from measure.sweep import default_out_dir, run_sweep
 
     spec = load_spec(spec_path)
     if not (math.isfinite(idle_s) and idle_s >= 0) or not (math.isfinite(overhead_check_s) and overhead_check_s >= 0):
         raise InputError(f"--idle-s {idle_s:g} / --overhead-check-s {overhead_check_s:g}: give finite seconds >= 0")
+    if dry_run:
+        _print_plan(spec, gpu)
+        return
     check_machine(spec)
     out_dir = out or default_out_dir()
     check_out_dir(out_dir)
+    if not isinstance(spec, SweepSpec) or spec.tensor_parallel > 1:
+        _run_other(spec, out_dir, idle_s, as_json)
+        return
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -121,6 +135,45 @@ def _run(spec_path: Path, out: Path | None, idle_s: float, overhead_check_s: flo
 
 def _watts(value: float | None) -> str:
     return "not measured (--idle-s 0)" if value is None or value != value else f"{value:.1f} W"
+
+
+def _print_plan(spec: SweepSpec | DiffusionSweepSpec, gpu: str) -> None:
+    from measure.plan import START_S, plan_sweep
+
+    plans = plan_sweep(spec, gpu)
+    table = Table(title=f"{spec.name}: planned on {gpu} (roofline x efficiency; see measure/plan.py)")
+    for col in ("configuration", "step ms", "setup s", "warm-up s", "window s", "total s"):
+        table.add_column(col, justify="left" if col == "configuration" else "right")
+    for p in plans:
+        table.add_row(p.key, f"{p.step_ms:.1f}", f"{p.setup_s:.1f}", f"{p.warmup_s:.1f}", f"{p.measure_s:.1f}",
+                      f"{p.total_s:.1f}")
+    console.print(table)
+    total = START_S + sum(p.total_s for p in plans)
+    console.print(f"expected total: {total:.0f} s ({total / 60:.1f} min, including {START_S:.0f} s start-up)")
+
+
+def _run_other(spec: SweepSpec | DiffusionSweepSpec, out_dir: Path, idle_s: float, as_json: bool) -> None:
+    """Diffusion sweeps and tensor-parallel sweeps (no progress bar: they run in other processes or loops)."""
+    if isinstance(spec, DiffusionSweepSpec):
+        from measure.diffusion_sweep import run_diffusion_sweep
+
+        records = run_diffusion_sweep(spec, out_dir, idle_s=idle_s)
+        for r in records:
+            typer.echo(r.model_dump_json() if as_json else
+                       f"{spec.name} bs{r.batch_size}: {r.energy_per_image_joules:.1f} J/image, "
+                       f"{r.batch_latency_s:.2f} s/batch, {r.avg_power_watts:.0f} W, util "
+                       f"{r.gpu_utilization_pct or float('nan'):.0f}%, stable {r.is_stable} {r.unstable_reason}")
+        return
+    from measure.tp_sweep import run_sweep_tp
+
+    result = run_sweep_tp(spec, out_dir, idle_s=idle_s)
+    if as_json:
+        for r in result.records:
+            typer.echo(r.model_dump_json())
+        return
+    console.print(_summary(result.records, result.skipped))
+    for r in result.records:
+        console.print(f"{r.max_num_seqs}: per-GPU W {[round(w) for w in r.power_per_gpu_watts or []]}")
 
 
 @app.command("import")

@@ -57,6 +57,7 @@ class EngineTrace:
     requests: list[RequestTiming]
     steps: list[Step] = field(default_factory=list)
     notes: str = ""
+    extras: dict[str, float] = field(default_factory=dict)
 
 
 class Engine(Protocol):
@@ -129,6 +130,7 @@ class WindowStats:
     itl_ms: list[float]
     avg_input_len: float
     avg_output_len: float
+    ttft_ms: list[float] = field(default_factory=list)
 
 
 def window_stats(trace: EngineTrace, start_s: float, end_s: float, eps_s: float = 1e-6) -> WindowStats:
@@ -136,13 +138,15 @@ def window_stats(trace: EngineTrace, start_s: float, end_s: float, eps_s: float 
     done = [r for r in trace.requests if r.finished_s >= start_s - eps_s] or trace.requests
     avg_in = float(np.mean([r.input_len for r in done])) if done else 0.0
     avg_out = float(np.mean([r.output_len for r in done])) if done else 0.0
+    ttft = [1e3 * (r.first_token_s - r.admitted_s) for r in trace.requests
+            if start_s - eps_s <= r.first_token_s <= end_s + eps_s]
     if trace.steps:
         inside = [s for s in trace.steps if s.start_s >= start_s - eps_s and s.end_s <= end_s + eps_s]
         tokens = float(sum(s.new_tokens for s in inside))
         busy = sum(s.seconds for s in inside)
         batch = sum(s.batch_size * s.seconds for s in inside) / busy if busy > 0 else 0.0
         itl = [1e3 * s.seconds for s in inside if s.kind == "decode"]
-        return WindowStats(tokens, batch, itl, avg_in, avg_out)
+        return WindowStats(tokens, batch, itl, avg_in, avg_out, ttft)
     tokens, itl = 0.0, []
     for r in trace.requests:
         span = r.finished_s - r.first_token_s
@@ -162,7 +166,7 @@ def window_stats(trace: EngineTrace, start_s: float, end_s: float, eps_s: float 
         running += delta
     area += running * max(0.0, end_s - last_t)
     batch = area / (end_s - start_s) if end_s > start_s else 0.0
-    return WindowStats(tokens, batch, itl, avg_in, avg_out)
+    return WindowStats(tokens, batch, itl, avg_in, avg_out, ttft)
 
 
 def stability_reasons(
@@ -209,11 +213,18 @@ def _pct(values: list[float], q: float) -> float:
 
 @dataclass(frozen=True)
 class Measured:
-    """The energy of the steady window (J, s) and where it came from."""
+    """The energy of the steady window (J, s), per GPU (J), and where it came from."""
 
     seconds: float
     joules: float
     source: str
+    joules_per_gpu: tuple[float, ...] = ()
+
+    @property
+    def power_per_gpu_watts(self) -> list[float] | None:
+        if not self.joules_per_gpu or self.seconds <= 0:
+            return None
+        return [j / self.seconds for j in self.joules_per_gpu]
 
 
 #: the meter's window counts as the steady window when their edges differ by at most this much: 50 ms (half the
@@ -231,11 +242,12 @@ def steady_energy(
         window.start_s - meter_window.start_s <= tolerance_s
         and meter_window.end_s - window.end_s <= tolerance_s
     ):
-        return Measured(meter_window.seconds, meter_window.total_joules, "meter window")
+        per_gpu = tuple(meter_window.joules_per_gpu[i] for i in sorted(meter_window.joules_per_gpu))
+        return Measured(meter_window.seconds, meter_window.total_joules, "meter window", per_gpu)
     if sampler is None:
         raise RuntimeError("the steady window is a sub-span of the meter window and no sampler is running")
-    joules = sum(sampler.energy_joules(i, window.start_s, window.end_s) or 0.0 for i in sampler.gpu_indices)
-    return Measured(window.seconds, joules, "power-sample integral over the steady sub-window")
+    per_gpu = tuple(sampler.energy_joules(i, window.start_s, window.end_s) or 0.0 for i in sampler.gpu_indices)
+    return Measured(window.seconds, sum(per_gpu), "power-sample integral over the steady sub-window", per_gpu)
 
 
 def build_record(
@@ -289,6 +301,9 @@ def build_record(
             f"static batches with forced output length {spec.workload.forced_output_len} "
             "(every request decodes exactly that many tokens; prefill included in the window)"
         )
+    if engine.batching == "continuous":
+        notes.append(f"continuous batching up to max_num_seqs {run.max_num_seqs}; TTFT from admission into the "
+                     "running batch to the first token (queueing before admission excluded)")
     if engine.weights == "random":
         notes.append("random weights with the model's exact shape")
     if trace.notes:
@@ -314,6 +329,11 @@ def build_record(
         p90_itl_ms=_pct(stats.itl_ms, 90),
         p95_itl_ms=_pct(stats.itl_ms, 95),
         p99_itl_ms=_pct(stats.itl_ms, 99),
+        median_ttft_ms=_or_none(_pct(stats.ttft_ms, 50)),
+        p90_ttft_ms=_or_none(_pct(stats.ttft_ms, 90)),
+        p99_ttft_ms=_or_none(_pct(stats.ttft_ms, 99)),
+        power_per_gpu_watts=measured.power_per_gpu_watts,
+        avg_experts_touched_per_layer_step=trace.extras.get("avg_experts_touched_per_layer_step"),
         engine=engine.name,
         engine_version=engine.version(),
         batching=engine.batching,

@@ -63,7 +63,7 @@ def _pydantic_summary(err: Exception) -> str:
     return f"{where}: {str(first.get('msg', '')).removeprefix('Value error, ')}{more}"
 
 
-def load_spec(path: Path) -> SweepSpec:
+def load_spec(path: Path):
     """Read and validate a sweep spec; every problem becomes one :class:`InputError` naming the file.
 
     Raises:
@@ -83,6 +83,10 @@ def load_spec(path: Path) -> SweepSpec:
     if not data:
         raise InputError(f"{path}: empty spec (needs name, batch_sizes and [model] model_id)")
     try:
+        if data.get("kind") == "diffusion":
+            from measure.diffusion_schema import DiffusionSweepSpec
+
+            return DiffusionSweepSpec.model_validate(data)
         return SweepSpec.model_validate(data)
     except KeyError as exc:  # unknown model id (the catalog's message lists close matches)
         raise InputError(f"{path}: {str(exc).strip(chr(39))}") from None
@@ -109,19 +113,21 @@ def check_machine(spec: SweepSpec) -> None:
         MissingExtraError: torch (torch backend) or vllm (vllm backend) is not installed.
         ImpossibleConfigurationError: no CUDA GPU, or fewer GPUs than the spec's ``gpu_indices`` need.
     """
-    if spec.engine == "vllm" and importlib.util.find_spec("vllm") is None:
+    engine = getattr(spec, "engine", "torch-cudagraph")
+    if engine == "vllm" and importlib.util.find_spec("vllm") is None:
         raise MissingExtraError("vllm", "vllm", "the vllm backend", "pip install vllm (on a CUDA host)")
     try:
         import torch
     except ImportError:
         raise MissingExtraError("torch", "measure", "measure run") from None
-    if spec.engine == "torch-cudagraph" and spec.torch.device == "cpu":
+    torch_options = getattr(spec, "torch", None)
+    if engine == "torch-cudagraph" and getattr(torch_options, "device", "cuda") == "cpu":
         return
     if not torch.cuda.is_available():
         raise ImpossibleConfigurationError("no CUDA GPU is visible on this machine (torch.cuda.is_available() is "
                                            "False); measure run needs an NVIDIA GPU")
     count = torch.cuda.device_count()
-    needed = max(spec.gpu_indices) + 1
+    needed = max(getattr(spec, "gpu_indices", None) or [0]) + 1
     if needed > count:
-        raise ImpossibleConfigurationError(f"the spec uses GPU indices {spec.gpu_indices} but this machine has "
+        raise ImpossibleConfigurationError(f"the spec uses GPU indices up to {needed - 1} but this machine has "
                                            f"{count} GPU(s)")

@@ -39,17 +39,24 @@ class ModelShape(_Strict):
     num_attention_heads: int = Field(gt=0)
     num_key_value_heads: int = Field(gt=0)
     head_dim: int | None = Field(default=None, gt=0)
-    intermediate_size: int = Field(gt=0)
+    intermediate_size: int = Field(ge=0, description="dense MLP width (0 for an all-MoE model)")
     vocab_size: int = Field(gt=0)
     rope_theta: float = 500000.0
     rms_norm_eps: float = 1e-5
     qk_norm: bool = False
     tie_word_embeddings: bool = False
+    num_experts: int = Field(default=0, ge=0, description="routed experts per layer (0: dense MLP)")
+    num_experts_per_tok: int = Field(default=0, ge=0)
+    moe_intermediate_size: int = Field(default=0, ge=0)
+    num_shared_experts: int = Field(default=0, ge=0)
+    norm_topk_prob: bool = True
 
     @model_validator(mode="after")
     def _heads_divide(self) -> ModelShape:
         if self.num_attention_heads % self.num_key_value_heads:
             raise ValueError("num_attention_heads must be a multiple of num_key_value_heads")
+        if self.num_experts and not (0 < self.num_experts_per_tok <= self.num_experts and self.moe_intermediate_size):
+            raise ValueError("an MoE shape needs 0 < num_experts_per_tok <= num_experts and moe_intermediate_size")
         return self
 
     @property
@@ -62,7 +69,11 @@ class ModelShape(_Strict):
         """Parameter count (embeddings, attention, MLP, norms, LM head)."""
         h, d = self.hidden_size, self.resolved_head_dim
         q, kv = self.num_attention_heads * d, self.num_key_value_heads * d
-        per_layer = h * (q + 2 * kv) + q * h + 3 * h * self.intermediate_size + 2 * h
+        mlp = 3 * h * self.intermediate_size
+        if self.num_experts:
+            experts = self.num_experts + self.num_shared_experts
+            mlp = 3 * h * self.moe_intermediate_size * experts + h * self.num_experts
+        per_layer = h * (q + 2 * kv) + q * h + mlp + 2 * h
         if self.qk_norm:
             per_layer += 2 * d
         embed = self.vocab_size * h
@@ -92,19 +103,30 @@ def shape_from_catalog(model_id: str) -> ModelShape:
 
     catalog = load_catalog()
     arch = catalog.models[catalog.resolve("model", model_id)]
-    unsupported = [what for what, flag in (("mixture of experts", arch.architecture == "moe"),
-                                           ("MLA attention", arch.attention == "mla"),
+    unsupported = [what for what, flag in (("MLA attention", arch.attention == "mla"),
                                            ("Mamba layers", arch.num_mamba_layers > 0),
                                            ("sliding-window layers", arch.num_sliding_window_layers > 0),
                                            ("not an LLM", arch.kind == "diffusion")) if flag]
     if unsupported:
-        raise ValueError(f"the torch backend builds dense decoders only; {model_id} has {', '.join(unsupported)}; "
+        raise ValueError(f"the torch backend builds GQA/MHA decoders (dense or MoE) only; {model_id} has "
+                         f"{', '.join(unsupported)}; "
                          f"give [model.config] in the spec or use the vllm backend")
     return ModelShape(hidden_size=arch.hidden_size, num_hidden_layers=arch.num_layers,
                       num_attention_heads=arch.num_attention_heads,
                       num_key_value_heads=arch.num_kv_heads or arch.num_attention_heads,
                       head_dim=arch.head_dim or None, intermediate_size=arch.intermediate_size,
-                      vocab_size=arch.vocab_size, qk_norm=arch.qk_norm, tie_word_embeddings=arch.tie_word_embeddings)
+                      vocab_size=arch.vocab_size, qk_norm=arch.qk_norm, tie_word_embeddings=arch.tie_word_embeddings,
+                      **_moe_fields(arch))
+
+
+def _moe_fields(arch: object) -> dict[str, int | bool]:
+    """The MoE fields of a catalog architecture (empty for a dense one)."""
+    if getattr(arch, "architecture", "") != "moe":
+        return {}
+    return {"num_experts": arch.num_experts, "num_experts_per_tok": arch.num_experts_per_token,
+            "moe_intermediate_size": arch.moe_intermediate_size,
+            "num_shared_experts": getattr(arch, "num_shared_experts", 0) or 0,
+            "norm_topk_prob": bool(getattr(arch, "norm_topk_prob", True))}
 
 
 def resolve_shape(model_id: str, config: ModelShape | None = None) -> ModelShape:
@@ -144,6 +166,11 @@ class WorkloadSection(_Strict):
     output_len_sigma: float = Field(default=0.0, ge=0)
     output_len_min: int = Field(default=1, gt=0)
     output_len_max: int = Field(default=4096, gt=0)
+    output_len_histogram: str | None = Field(
+        default=None,
+        description="draw output lengths from a published histogram: a datasets/mlenergy-v3/models/*.json file "
+        "(its output_length_distribution), clipped to output_len_min..output_len_max",
+    )
     forced_output_len: int | None = Field(default=None, gt=0)
     num_requests: int | None = Field(default=None, gt=0, description="continuous engines; default 4x batch")
 
@@ -168,6 +195,13 @@ class TorchOptions(_Strict):
         default=8192, gt=0, description="padded prompt tokens per prefill chunk"
     )
     use_cuda_graphs: bool = True
+    batching: Literal["static", "continuous"] = Field(
+        default="static", description="static rounds (forced output length) or continuous batching"
+    )
+    attention: Literal["bucket-sdpa", "ragged"] = Field(
+        default="bucket-sdpa", description="decode attention: SDPA over a context bucket, or the ragged Triton kernel"
+    )
+    kv_block_tokens: int = Field(default=16, gt=0, description="continuous batching: KV block size (tokens)")
     device: str = Field(default="cuda", description='"cuda" (the spec\'s GPU) or "cpu" (smoke tests only)')
 
 
@@ -200,8 +234,6 @@ class SweepSpec(_Strict):
             raise ValueError("batch sizes must be positive")
         if self.tensor_parallel != len(self.gpu_indices):
             raise ValueError("tensor_parallel must equal the number of gpu_indices")
-        if self.engine == "torch-cudagraph" and self.tensor_parallel != 1:
-            raise ValueError("the torch backend runs on one GPU (tensor_parallel = 1)")
         resolve_shape(self.model.model_id, self.model.config)
         return self
 
@@ -283,6 +315,15 @@ class RunRecord(BaseModel):
     p90_itl_ms: float
     p95_itl_ms: float
     p99_itl_ms: float
+    median_ttft_ms: float | None = Field(default=None, description="time to first token, median (ms)")
+    p90_ttft_ms: float | None = None
+    p99_ttft_ms: float | None = None
+    power_per_gpu_watts: list[float] | None = Field(
+        default=None, description="window mean power of each GPU, in gpu_indices order (W); sums to avg_power_watts"
+    )
+    avg_experts_touched_per_layer_step: float | None = Field(
+        default=None, description="MoE: distinct experts a decode step reads per layer, averaged over the window"
+    )
     engine: str
     engine_version: str
     batching: Literal["static", "continuous"]

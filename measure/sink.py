@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from measure.diffusion_schema import DiffusionRecord
 from measure.schema import Provenance, RunRecord, SweepSpec
 
 RECORDS_FILE = "records.jsonl"
@@ -91,7 +92,7 @@ class RunSink:
         (self.out_dir / SWEEP_FILE).write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
 
 
-def read_records(path: str | Path) -> list[RunRecord]:
+def read_records(path: str | Path) -> list[RunRecord | DiffusionRecord]:
     """Parse and validate every line of a records JSONL file.
 
     Raises:
@@ -102,7 +103,8 @@ def read_records(path: str | Path) -> list[RunRecord]:
         if not line.strip():
             continue
         try:
-            records.append(RunRecord.model_validate_json(line))
+            kind = DiffusionRecord if '"inference_steps"' in line else RunRecord
+            records.append(kind.model_validate_json(line))
         except ValueError as err:
             raise ValueError(f"{path}:{n}: invalid run record: {err}") from err
     return records
@@ -116,7 +118,8 @@ class DatasetImportError(ValueError):
 DATASET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 #: the configuration part of a record's identity (with the spec hash and provenance, below)
 KEY_FIELDS = ("model_id", "task", "gpu_model", "num_gpus", "max_num_seqs", "tensor_parallel", "expert_parallel",
-              "data_parallel", "weight_precision", "engine", "engine_version", "batching", "weights")
+              "data_parallel", "weight_precision", "engine", "engine_version", "batching", "weights", "batch_size",
+              "inference_steps", "image_height", "image_width", "video_height", "video_width", "num_frames")
 KEY_PROVENANCE = ("spec_hash", "started_at", "hostname", "gpu_name")
 
 
@@ -327,7 +330,8 @@ def import_run_dir(run_dir: str | Path, name: str, dest_dir: str | Path, *, repl
             key = record_key(row)
             where = seen.get(key, "")
             if where and not where.startswith(f"{target.name}:"):
-                raise DatasetImportError(f"record {row['model_id']} batch {row['max_num_seqs']} (key {key}) is "
+                batch = row.get("max_num_seqs", row.get("batch_size"))
+                raise DatasetImportError(f"record {row['model_id']} batch {batch} (key {key}) is "
                                          f"already imported in {dest / where}; nothing written")
             if (where and not replace) or key in keys:
                 present += 1

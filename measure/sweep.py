@@ -19,12 +19,16 @@ from measure.sink import RunSink, collect_provenance, now_iso
 from measure.workloads import request_stream
 
 
-def make_engine(spec: SweepSpec) -> Engine:
+def make_engine(spec: SweepSpec, comm: Any = None) -> Engine:
     """The backend named by ``spec.engine`` (imports nothing heavy until it is used)."""
+    if spec.engine == "torch-cudagraph" and spec.torch.batching == "continuous":
+        from measure.backends.continuous_batching import ContinuousBatchingEngine
+
+        return ContinuousBatchingEngine(seed=spec.workload.seed, comm=comm)
     if spec.engine == "torch-cudagraph":
         from measure.backends.torch_backend import TorchCudaGraphEngine
 
-        return TorchCudaGraphEngine(seed=spec.workload.seed)
+        return TorchCudaGraphEngine(seed=spec.workload.seed, comm=comm)
     from measure.backends.vllm_backend import VllmEngine
 
     return VllmEngine()

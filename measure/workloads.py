@@ -32,6 +32,30 @@ def _lognormal_ints(
     return np.clip(np.rint(draws), lo, hi).astype(int)
 
 
+def histogram_ints(
+    rng: np.random.Generator, n: int, bins: list[float], counts: list[int], lo: int, hi: int
+) -> np.ndarray:
+    """``n`` integers drawn from a histogram (a bin by its count, then uniform inside the bin), clipped to lo..hi."""
+    p = np.asarray(counts, dtype=float)
+    k = rng.choice(len(p), size=n, p=p / p.sum())
+    edges = np.asarray(bins, dtype=float)
+    draws = edges[k] + rng.random(n) * (edges[k + 1] - edges[k])
+    return np.clip(np.floor(draws), lo, hi).astype(int)
+
+
+def load_histogram(path: str) -> tuple[list[float], list[int]]:
+    """``(bins, counts)`` of a published output-length histogram (``output_length_distribution`` of an ML.ENERGY
+    ``datasets/mlenergy-v3/models/*.json`` file), the path relative to the project root or absolute."""
+    import json
+    from pathlib import Path
+
+    file = Path(path)
+    if not file.is_absolute():
+        file = Path(__file__).resolve().parent.parent / file
+    dist = json.loads(file.read_text())["output_length_distribution"]
+    return list(dist["bins"]), list(dist["counts"])
+
+
 def make_requests(
     workload: WorkloadSection, n: int, start_id: int = 0, seed_offset: int = 0
 ) -> list[Request]:
@@ -47,6 +71,9 @@ def make_requests(
     )
     if workload.forced_output_len is not None:
         outputs = np.full(n, workload.forced_output_len, dtype=int)
+    elif workload.output_len_histogram:
+        bins, counts = load_histogram(workload.output_len_histogram)
+        outputs = histogram_ints(rng, n, bins, counts, workload.output_len_min, workload.output_len_max)
     else:
         outputs = _lognormal_ints(
             rng,

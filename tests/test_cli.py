@@ -227,7 +227,8 @@ def test_measure_is_mounted_and_forwards_arguments():
 
 
 def test_train_reports_progress_and_the_split_summary(monkeypatch, tmp_path):
-    """`train` is a thin wrapper: it must pass a progress callback, write where training says, and summarise."""
+    """`train` is a thin wrapper: it must pass a progress callback, write to --output, replace the default
+    predictor only with --replace-default, and summarise."""
     from estimator.learn import training
 
     calls = []
@@ -244,10 +245,13 @@ def test_train_reports_progress_and_the_split_summary(monkeypatch, tmp_path):
 
     monkeypatch.setattr(training, "train", fake_train)
     monkeypatch.setattr(training, "default_output", lambda: tmp_path / "default")
-    result = _run("train")
+    result = _run("train", "--output", str(tmp_path / "new"))
     assert result.exit_code == 0, result.output
-    assert calls == [tmp_path / "default"]
+    assert calls == [tmp_path / "new"]
     assert "leave-one-model-out" in result.stdout and "11.0" in result.stdout and "43.0" in result.stdout
+    assert "default predictor is unchanged" in result.stdout
+    assert _run("train", "--replace-default").exit_code == 0
+    assert calls[-1] == tmp_path / "default"
 
 
 def test_explain_command_json_is_exact_and_matches_the_prediction():

@@ -15,9 +15,11 @@ from typing import Annotated
 
 import typer
 
+from estimator.cli import calibrate as calibrate_cli
 from estimator.cli import cost_options as costs
 from estimator.cli import frontier, render
 from estimator.cli import web as web_cli
+from estimator.cli.calibrate import CalibrationOption, calibrated_predictor
 from estimator.cli.catalog import catalog_app
 from estimator.cli.options import (
     Batch,
@@ -79,12 +81,13 @@ app = typer.Typer(
 )
 app.add_typer(catalog_app, name="catalog")
 app.command("plan")(plan_command)
+calibrate_cli.register(app)
 app.command("serve")(web_cli.serve)
 
 # ---------------------------------------------------------------------------------------- main: frontier
 
 
-def _explain_chosen(est, extra_models) -> None:
+def _explain_chosen(est, extra_models, predictor) -> None:
     console = render.make_console()
     import pandas as pd
 
@@ -94,7 +97,7 @@ def _explain_chosen(est, extra_models) -> None:
     chosen = list({id(p): p for p in (est.min_energy, est.min_energy_within_limit) if p}.values())
     frame = pd.DataFrame([p.configuration.as_row() for p in chosen])
     try:
-        attributions = explain_frame(frame, extra_models=extra_models)
+        attributions = explain_frame(frame, extra_models=extra_models, predictor=predictor)
     except Exception as exc:  # attribution is an extra: the estimate above stands
         console.print(f"[yellow]attribution failed: {exc}[/yellow]")
         return
@@ -132,6 +135,7 @@ def main_command(
     gpu_usd_per_hour: costs.GpuPrice = None,
     average_load: costs.AverageLoad = None,
     model_config: ModelConfig = None,
+    calibration: CalibrationOption = None,
     json_output: Json = False,
     plot: Annotated[Path | None, typer.Option(
         metavar="FILE", dir_okay=False, help="Also draw energy against latency (.png or .svg): every GPU's "
@@ -164,6 +168,7 @@ def main_command(
         wants_costs = costs.any_cost_option(cost_options)
         if wants_costs:
             costs.cost_inputs(**cost_options)  # validate before the sweep
+        predictor = calibrated_predictor(calibration, extra_models)
         from estimator.serve.api import estimate
         from estimator.validation import ImpossibleConfigurationError
 
@@ -172,7 +177,8 @@ def main_command(
                                   precision=precision, input_tokens=input_tokens, output_tokens=output_tokens,
                                   max_itl_ms=max_itl_ms, max_latency_s=max_latency_s, steps=steps,
                                   resolution=resolution, frames=frames, ulysses_degree=ulysses_degree,
-                                  ring_degree=ring_degree, extra_models=extra_models) for g in dict.fromkeys(gpu)]
+                                  ring_degree=ring_degree, extra_models=extra_models, predictor=predictor)
+                         for g in dict.fromkeys(gpu)]
         except ImpossibleConfigurationError as exc:  # exit 3 with the arithmetic; --json still gets the result
             if json_output and exc.result is not None:
                 typer.echo(exc.result.model_dump_json(indent=2))
@@ -182,7 +188,7 @@ def main_command(
         web_cli.write_html("frontier", lambda web: web.frontier_payload(estimates, []), html)
         if explain:
             for est in estimates:
-                _explain_chosen(est, extra_models)
+                _explain_chosen(est, extra_models, predictor)
         frontier.exit_if_limit_unreachable(estimates)
 
 
@@ -201,6 +207,7 @@ def predict(
                                                      "predictions CSV (default: standard output); written whole "
                                                      "or not at all.")] = None,
     model_config: ModelConfig = None,
+    calibration: CalibrationOption = None,
 ) -> None:
     """Batch prediction: every CSV row in, the same rows plus predictions (value, _p10, _p90), status, reason
     and warnings out. A row that cannot be predicted gets empty metrics and a reason; it never aborts the file.
@@ -218,21 +225,20 @@ def predict(
                 raise InputError(f"--output {output_path}: folder {output_path.parent} does not exist")
         _, extra_models = extra_models_from(None, model_config)
         from estimator.catalog.catalog import load_catalog
-        from estimator.serve.api import load_predictor
         from estimator.serve.api import predict_frame as api_predict_frame
         from estimator.serve.stream import predict_csv, read_header, unknown_columns
 
         for column, hint in unknown_columns(read_header(input_path)):
             typer.echo(f"warning: column {column!r} is not a configuration input; passed through{hint}", err=True)
-        catalog, bundle = load_catalog(), load_predictor()
+        catalog, bundle = load_catalog(), calibrated_predictor(calibration, extra_models)
 
         def predict_chunk(frame):
             return api_predict_frame(frame, predictor=bundle, catalog=catalog, extra_models=extra_models)
 
         big = input_path.stat().st_size > PARALLEL_INPUT_BYTES
-        workers = min(2, os.cpu_count() or 1) if big else 1
+        workers = min(2, os.cpu_count() or 1) if big and calibration is None else 1  # workers load the default
         summary = predict_csv(input_path, output_path, predict=predict_chunk, catalog=catalog, workers=workers,
-                              extra_models=extra_models)
+                              extra_models=extra_models, extra_columns=("calibration",) if calibration else ())
         note = f"predicted {summary.predicted} of {summary.rows} rows"
         if output_path is not None:
             note += f" -> {output_path}"
@@ -260,12 +266,12 @@ def _parse_sets(items: list[str]) -> dict:
     return changes
 
 
-def _render_change(console, result, extra_models) -> None:
+def _render_change(console, result, extra_models, predictor=None) -> None:
     from estimator.explain.render import render_change as draw
     from estimator.serve.api import explain_change
 
     try:
-        attribution = explain_change(result, extra_models=extra_models)
+        attribution = explain_change(result, extra_models=extra_models, predictor=predictor)
     except Exception as exc:  # attribution is an extra: never lose the what-if over it
         console.print(f"[yellow]attribution of the change failed: {exc}[/yellow]", markup=True)
         return
@@ -299,6 +305,7 @@ def what_if_command(
     gpu_usd_per_hour: costs.GpuPrice = None,
     average_load: costs.AverageLoad = None,
     model_config: ModelConfig = None,
+    calibration: CalibrationOption = None,
     json_output: Json = False,
     plot: Plot = None,
     html: web_cli.Html = None,
@@ -324,20 +331,21 @@ def what_if_command(
         wants_costs = costs.any_cost_option(cost_options)
         if wants_costs:
             costs.cost_inputs(**cost_options)  # validate before predicting
-
+        predictor = calibrated_predictor(calibration, extra_models)
         try:
-            result = what_if(base, extra_models=extra_models, **changes)
+            result = what_if(base, extra_models=extra_models, predictor=predictor, **changes)
         except ImpossibleConfigurationError as exc:  # neither side can run: exit 3, both reasons shown
             if exc.result is not None:
                 typer.echo(exc.result.model_dump_json(indent=2)) if json_output else render.print_what_if(exc.result)
             raise
         _what_if_outputs(result, json_output=json_output, plot=plot, extra_models=extra_models,
-                         cost_options=cost_options if wants_costs else None)
+                         cost_options=cost_options if wants_costs else None, predictor=predictor)
         web_cli.write_html("what-if", lambda web: web.what_if_payload(result, *web.explain_what_if(result,
                                                                                                   extra_models)), html)
 
 
-def _what_if_outputs(result, *, json_output: bool, plot, extra_models, cost_options: dict | None) -> None:
+def _what_if_outputs(result, *, json_output: bool, plot, extra_models, cost_options: dict | None,
+                     predictor=None) -> None:
     sides = [("base", result.base), ("changed", result.changed)]
     side_costs = [frontier.single_costs(p, result.family, cost_options) if cost_options and p.status == "ok"
                   else None for _, p in sides]
@@ -353,7 +361,7 @@ def _what_if_outputs(result, *, json_output: bool, plot, extra_models, cost_opti
         render.print_what_if(result)
         if cost_options:
             render.print_costs([name for name, _ in sides], side_costs)
-        _render_change(render.make_console(), result, extra_models)
+        _render_change(render.make_console(), result, extra_models, predictor)
     if plot is not None and result.base.status == "ok" and result.changed.status == "ok":
         from estimator.cli.figures.compare import plot_what_if
 
@@ -380,6 +388,7 @@ def explain_command(
                                                  "output_throughput_tokens_per_sec, median_itl_ms; diffusion: "
                                                  "energy_per_item_joules (default), batch_latency_s.")] = None,
     model_config: ModelConfig = None,
+    calibration: CalibrationOption = None,
     json_output: Json = False,
     plot: Plot = None,
 ) -> None:
@@ -393,7 +402,8 @@ def explain_command(
 
         config = one_configuration(model, task, gpu, num_gpus, max_num_seqs, batch, precision, output_tokens,
                                     input_tokens, steps, resolution, frames)
-        attribution = explain_configuration(config, quantity=quantity, extra_models=extra_models)
+        attribution = explain_configuration(config, quantity=quantity, extra_models=extra_models,
+                                            predictor=calibrated_predictor(calibration, extra_models))
         if getattr(attribution, "status", "ok") != "ok":
             fail(getattr(attribution, "reason", "cannot be predicted"))
         from estimator.explain.render import render_attribution
@@ -408,27 +418,7 @@ def explain_command(
             typer.echo(f"wrote {plot_waterfall(attribution, plot)}", err=True)
 
 
-# ---------------------------------------------------------------------------------------- train / evaluate
-
-
-@app.command()
-def train() -> None:
-    """Retrain the predictors on everything in datasets/ and write models/predictors/default (minutes)."""
-    with user_errors():
-        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
-        from estimator.learn import training
-
-        with Progress(SpinnerColumn(), TextColumn("{task.description}"), TextColumn("{task.completed} steps"),
-                      TimeElapsedColumn(), console=render.make_console()) as progress:
-            step = progress.add_task("loading runs", total=None)
-
-            def tick(label: str) -> None:
-                progress.update(step, advance=1, description=label)
-
-            bundle = training.train(output=training.default_output(), progress=tick)
-        typer.echo(f"wrote {training.default_output()}")
-        render.print_summary(render.accuracy_summary(bundle.card), "out-of-fold, from the new card")
+# ---------------------------------------------------------------------------------------- evaluate
 
 
 @app.command()

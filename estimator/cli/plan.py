@@ -9,6 +9,7 @@ import typer
 from estimator.cli import cost_options as costs
 from estimator.cli import render
 from estimator.cli import web as web_cli
+from estimator.cli.calibrate import CalibrationOption, calibrated_predictor
 from estimator.cli.options import (
     Batch,
     Frames,
@@ -73,6 +74,7 @@ def plan_command(
     average_load: costs.AverageLoad = None,
     demand_curve: costs.DemandCurve = None,
     model_config: ModelConfig = None,
+    calibration: CalibrationOption = None,
     json_output: Json = False,
     plot: Plot = None,
     html: web_cli.Html = None,
@@ -105,7 +107,7 @@ def plan_command(
                           batch=batch, precision=precision, input_tokens=input_tokens, output_tokens=output_tokens,
                           steps=steps, resolution=resolution, frames=frames, confidence=confidence,
                           allow_extrapolation=allow_extrapolation, max_p90_itl_ms=max_p90_itl_ms, costs=inputs,
-                          extra_models=extra_models)
+                          extra_models=extra_models, predictor=calibrated_predictor(calibration, extra_models))
         if json_output:
             typer.echo(result.model_dump_json(indent=2))
         else:

@@ -239,6 +239,7 @@ def _attribute_family(rows: list[tuple[int, dict]], family: str, quantity: str |
                  else np.zeros(len(features)))
         per_target[target] = (phi, bias, offset, bundle.predict_log(target, features), names,
                               features[inputs].to_numpy(float), inputs, bound)
+    calibrated = _calibration_items(bundle, family, [values for _, values in rows])
     for row_index, (position, values) in enumerate(rows):
         parts = []
         combined: dict[str, _Group] = {}
@@ -253,13 +254,18 @@ def _attribute_family(rows: list[tuple[int, dict]], family: str, quantity: str |
                 limit = f"{target} <= {spec.ceiling}" if spec.ceiling else f"{target} >= {spec.floor}"
                 groups[f"physical bound: {limit}"] = _Group("latent", "utilization", "physics",
                                                             float(bound[row_index]))
+            shift = 0.0
+            if calibrated:  # the calibration's shift of this target: its own item (estimator/learn/calibration.py)
+                label, shifts = calibrated
+                shift = float(shifts[target][row_index])
+                groups[label[row_index]] = _Group("latent", "calibration", "calibration", shift)
             for name, group in groups.items():
                 combined.setdefault(name, _Group(group.layer, group.factor, group.kind)).add(sign, group)
             part_baseline = float(bias[row_index]) + ref
             baseline_log += sign * part_baseline
-            prediction_log += sign * float(predicted_log[row_index])
+            prediction_log += sign * (float(predicted_log[row_index]) + shift)
             parts.append(PartAttribution(target=target, sign=sign, baseline=math.exp(part_baseline),
-                                         prediction=math.exp(float(predicted_log[row_index])),
+                                         prediction=math.exp(float(predicted_log[row_index]) + shift),
                                          physics_offset="+".join(offset_name), items=_ordered(groups)))
         if identity:
             label, layer, factor, sign, column = IDENTITIES[identity]
@@ -280,6 +286,21 @@ def _attribute_family(rows: list[tuple[int, dict]], family: str, quantity: str |
         attribution.summary = summarize(attribution)
         attribution._feature_row = features.loc[position].to_dict()
         out[position] = attribution
+
+
+def _calibration_items(bundle: PredictorBundle, family: str, rows: list[dict]
+                       ) -> tuple[list[str], dict[str, np.ndarray]] | None:
+    """(item label per row, log shift per learned target per row) of the bundle's calibration, or None."""
+    if bundle.calibration is None:
+        return None
+    from estimator.learn.calibration import family_row_keys
+    from estimator.learn.calibration_apply import levels_note, row_shifts
+
+    keys = [family_row_keys(values, family) for values in rows]
+    shifts = row_shifts(bundle.calibration, family, keys)
+    by_target = {target: shifts[target.removeprefix("diffusion_")][0] for target in bundle.regressors
+                 if target.removeprefix("diffusion_") in shifts}
+    return [levels_note(bundle.calibration, family, k) for k in keys], by_target
 
 
 def _plain(values: dict) -> dict[str, Any]:

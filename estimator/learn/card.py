@@ -85,6 +85,9 @@ class Card(_Strict):
     interval_tails: dict[str, float] = Field(
         default_factory=dict, description="family -> residual quantile tail of the interval (0.10 = p10/p90)")
     interval_source: str = ""
+    calibration_components: dict[str, dict[str, dict[str, float]]] = Field(
+        default_factory=dict, description="family -> quantity -> variance components of the calibration model "
+        "(estimator/learn/calibration_model.py); empty: models/calibration/components.json is used")
 
     def domain_of(self, family: str) -> Domain | None:
         """The training domain of a family, or None when the card has none (then nothing warns)."""

@@ -223,6 +223,10 @@ def predict_frame(configs: pd.DataFrame, bundle: PredictorBundle, catalog: Catal
                             f"fits, so predicted at the batch that fits")
                     warnings[p] = "; ".join(filter(None, [warnings[p], note]))
     out["status"], out["reason"], out["warnings"] = status, reasons, warnings
+    if bundle.calibration is not None:
+        from estimator.learn.calibration_apply import apply_calibration
+
+        out = apply_calibration(out, configs, bundle.calibration, bundle.uncalibrated(), catalog, extra_models)
     return out
 
 

@@ -203,9 +203,18 @@ class PredictorMismatchError(ValueError):
 class PredictorBundle:
     """All target regressors plus the card (what was trained on what, interval calibration, bounds)."""
 
-    def __init__(self, regressors: dict[str, TargetRegressor], card: Card):
+    def __init__(self, regressors: dict[str, TargetRegressor], card: Card, calibration=None):
         self.regressors = regressors
         self.card = card
+        #: an estimator.learn.calibration.Calibration applied to every prediction (None: the predictor as trained)
+        self.calibration = calibration
+
+    def with_calibration(self, calibration) -> PredictorBundle:
+        """The same predictor with ``calibration`` applied to its predictions (a new bundle; this one unchanged)."""
+        return PredictorBundle(self.regressors, self.card, calibration)
+
+    def uncalibrated(self) -> PredictorBundle:
+        return self if self.calibration is None else PredictorBundle(self.regressors, self.card)
 
     @property
     def intervals(self) -> dict[str, dict[str, list[float]]]:

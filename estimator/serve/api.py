@@ -21,6 +21,7 @@ import pandas as pd
 from estimator.catalog.catalog import ArchitectureSpec, Catalog, load_catalog
 from estimator.explain.attribution import QUANTITIES, ChangeAttribution, explain_frame
 from estimator.explain.attribution import explain_change as _explain_change
+from estimator.learn.calibration import describe as describe_calibration
 from estimator.learn.family import family_of
 from estimator.learn.features import is_blank
 from estimator.learn.prediction import predict_frame as _predict_frame
@@ -37,11 +38,12 @@ from estimator.schema import (
     metrics_for,
 )
 from estimator.serve import fleet_plan, inputs, planning, recommend, risk
+from estimator.serve.calibration import CalibrationLike, calibrate, with_calibration
 from estimator.serve.costs import CostInputs
 from estimator.validation import ImpossibleConfigurationError, InputError
 
-__all__ = ["CostInputs", "estimate", "explain", "explain_change", "explain_configuration", "load_predictor",
-           "plan", "predict_frame", "what_if"]
+__all__ = ["CostInputs", "calibrate", "estimate", "explain", "explain_change", "explain_configuration",
+           "load_predictor", "plan", "predict_frame", "what_if"]
 
 LLM_ENGINE = "vLLM 0.11.1"
 DIFFUSION_ENGINE = "xDiT (Ulysses/Ring sequence parallelism)"
@@ -53,6 +55,7 @@ SCALING_ASSUMPTION = ("scaling: identical replicas of one deployment behind a lo
 
 
 def predict_frame(configs: pd.DataFrame, *, predictor: PredictorBundle | None = None,
+                  calibration: CalibrationLike = None,
                   catalog: Catalog | None = None,
                   extra_models: dict[str, ArchitectureSpec] | None = None) -> pd.DataFrame:
     """Predict time, power and energy for every configuration row (see :mod:`estimator.learn.prediction`).
@@ -61,14 +64,18 @@ def predict_frame(configs: pd.DataFrame, *, predictor: PredictorBundle | None = 
         configs: one row per configuration, ML.ENERGY column names (``model_id, task, gpu_model, num_gpus,
             max_num_seqs, ...`` or diffusion's ``batch_size, inference_steps, ...``); names may be aliases.
         predictor: a loaded bundle (default: ``models/predictors/default``).
+        calibration: a :class:`~estimator.learn.calibration.Calibration` or a CAL.json path (from ``calibrate``);
+            every function of this module takes one. None: the predictor as trained.
         catalog: catalogs (default: ``models/catalog``).
         extra_models: model descriptions not in the catalog (e.g. from an HF ``config.json``), keyed by id.
 
     Returns:
         The rows in order plus ``<metric>``, ``<metric>_p10``, ``<metric>_p90``, ``status``, ``reason``,
-        ``warnings``. Energies in joules, power in watts (all GPUs), latency in ms or s as named.
+        ``warnings`` (and ``calibration``, the levels that moved each row, when a calibration is applied).
+        Energies in joules, power in watts (all GPUs), latency in ms or s as named.
     """
-    return _predict_frame(configs, predictor or load_predictor(), catalog or load_catalog(), extra_models)
+    return _predict_frame(configs, with_calibration(predictor, calibration, catalog, extra_models),
+                          catalog or load_catalog(), extra_models)
 
 
 def _workload(target: planning.Target, row: dict) -> Workload:
@@ -85,6 +92,8 @@ def _assumptions(target: planning.Target, row: dict, *, user_precision: bool, us
                  bundle: PredictorBundle) -> list[str]:
     interval = bundle.card.interval_source or "leave-one-model-out out-of-fold log residuals, p10/p90"
     common = ["energy: GPU energy only (no CPU, network or cooling/PUE)", f"intervals: {interval}"]
+    if bundle.calibration is not None:
+        common.append(describe_calibration(bundle.calibration))
     if target.is_diffusion:
         size = f"{row.get('video_height') or row['image_height']}x{row.get('video_width') or row['image_width']}"
         frames = f", {int(row['num_frames'])} frames" if not is_blank(row.get("num_frames")) else ""
@@ -163,7 +172,8 @@ def estimate(model: str, task: str, gpu: str, *, num_gpus: int | Sequence[int] |
              max_itl_ms: float | None = None, max_latency_s: float | None = None, steps: int | None = None,
              resolution: str | None = None, frames: int | None = None, ulysses_degree: int | None = None,
              ring_degree: int | None = None, extra_models: dict[str, ArchitectureSpec] | None = None,
-             predictor: PredictorBundle | None = None, catalog: Catalog | None = None) -> Estimate:
+             predictor: PredictorBundle | None = None,
+             calibration: CalibrationLike = None, catalog: Catalog | None = None) -> Estimate:
     """The time-energy frontier of a model x task on one GPU type, over GPU counts and batch sizes.
 
     Args:
@@ -196,7 +206,7 @@ def estimate(model: str, task: str, gpu: str, *, num_gpus: int | Sequence[int] |
     counts = inputs.as_list(num_gpus, "num_gpus")
     batches = inputs.as_list(batch, "batch") if batch is not None else inputs.as_list(max_num_seqs, "max_num_seqs")
     catalog = catalog or load_catalog()
-    bundle = predictor or load_predictor()
+    bundle = with_calibration(predictor, calibration, catalog, extra_models)
     target = planning.resolve_target(model, task, catalog, extra_models)
     gpu_key = catalog.resolve("gpu", gpu)
     limit = _latency_limit(target, n["max_itl_ms"], n["max_latency_s"])
@@ -246,7 +256,8 @@ def _name_notes(catalog: Catalog, **names: list) -> list[str]:
 
 # -------------------------------------------------------------------------------------------------- what-if
 
-def what_if(base: dict, *, predictor: PredictorBundle | None = None, catalog: Catalog | None = None,
+def what_if(base: dict, *, predictor: PredictorBundle | None = None,
+            calibration: CalibrationLike = None, catalog: Catalog | None = None,
             extra_models: dict[str, ArchitectureSpec] | None = None, **changes) -> WhatIf:
     """A base configuration and the same with ``changes`` applied, predicted side by side, with deltas.
 
@@ -264,7 +275,7 @@ def what_if(base: dict, *, predictor: PredictorBundle | None = None, catalog: Ca
     """
     base_checked, change_raw = inputs.normalize(base, "base"), inputs.normalize(changes, "changes")
     catalog = catalog or load_catalog()
-    bundle = predictor or load_predictor()
+    bundle = with_calibration(predictor, calibration, catalog, extra_models)
     base_raw = inputs.with_gpu_count(base_checked, bundle, catalog, extra_models)
     changed_raw = {**base_raw, **change_raw}
     layout = ("tensor_parallel", "expert_parallel", "data_parallel")
@@ -298,25 +309,30 @@ def what_if(base: dict, *, predictor: PredictorBundle | None = None, catalog: Ca
     return result
 
 
-def explain_change(whatif: WhatIf, *, predictor: PredictorBundle | None = None, catalog: Catalog | None = None,
+def explain_change(whatif: WhatIf, *, predictor: PredictorBundle | None = None,
+                   calibration: CalibrationLike = None, catalog: Catalog | None = None,
                    extra_models: dict[str, ArchitectureSpec] | None = None) -> ChangeAttribution | None:
     """What moved between the two sides of a what-if (:func:`estimator.explain.attribution.explain_change`); None
     when either side was not predicted."""
     if whatif.base.status != "ok" or whatif.changed.status != "ok":
         return None
     return _explain_change(whatif.base.configuration.as_row(), whatif.changed.configuration.as_row(),
-                           predictor=predictor or load_predictor(), catalog=catalog or load_catalog(),
+                           predictor=with_calibration(predictor, calibration, catalog, extra_models),
+                                                      catalog=catalog or load_catalog(),
                            extra_models=extra_models)
 
 
-def explain(configs: pd.DataFrame, *, predictor: PredictorBundle | None = None, catalog: Catalog | None = None,
+def explain(configs: pd.DataFrame, *, predictor: PredictorBundle | None = None,
+            calibration: CalibrationLike = None, catalog: Catalog | None = None,
             extra_models: dict[str, ArchitectureSpec] | None = None) -> list:
     """Attributions of each configuration's prediction (:func:`estimator.explain.attribution.explain_frame`)."""
-    return explain_frame(configs, predictor=predictor or load_predictor(), catalog=catalog or load_catalog(),
+    return explain_frame(configs, predictor=with_calibration(predictor, calibration, catalog, extra_models),
+                         catalog=catalog or load_catalog(),
                          extra_models=extra_models)
 
 
 def explain_configuration(config: dict, *, quantity: str | None = None, predictor: PredictorBundle | None = None,
+                          calibration: CalibrationLike = None,
                           catalog: Catalog | None = None, extra_models: dict[str, ArchitectureSpec] | None = None):
     """The attribution of one configuration given with friendly keys (as :func:`what_if`'s ``base``).
 
@@ -331,7 +347,7 @@ def explain_configuration(config: dict, *, quantity: str | None = None, predicto
     checked = inputs.normalize(config, "config")
     inputs.check_text(quantity=quantity)
     catalog = catalog or load_catalog()
-    bundle = predictor or load_predictor()
+    bundle = with_calibration(predictor, calibration, catalog, extra_models)
     raw = inputs.with_gpu_count(checked, bundle, catalog, extra_models)
     target, row = inputs.complete(raw, catalog, extra_models)
     family = family_of(target.family)
@@ -356,6 +372,7 @@ def plan(model: str, task: str, *, demand_rps: float | None = None, demand_token
          resolution: str | None = None, frames: int | None = None, confidence: str = "p90",
          allow_extrapolation: bool = False, max_p90_itl_ms: float | None = None, costs=None,
          extra_models: dict[str, ArchitectureSpec] | None = None, predictor: PredictorBundle | None = None,
+         calibration: CalibrationLike = None,
          catalog: Catalog | None = None) -> Plan:
     """The lowest-energy deployment (GPU type, GPUs per replica, batch, replicas) that serves a demand.
 
@@ -394,7 +411,7 @@ def plan(model: str, task: str, *, demand_rps: float | None = None, demand_token
     counts = inputs.as_list(num_gpus, "num_gpus")
     batches = inputs.as_list(batch, "batch") if batch is not None else inputs.as_list(max_num_seqs, "max_num_seqs")
     catalog = catalog or load_catalog()
-    bundle = predictor or load_predictor()
+    bundle = with_calibration(predictor, calibration, catalog, extra_models)
     target = planning.resolve_target(model, task, catalog, extra_models)
     limit = _latency_limit(target, n["max_itl_ms"], n["max_latency_s"])
     ceiling_note = []

@@ -58,7 +58,7 @@ def prediction_from_row(row: dict, family: str) -> Prediction:
                                        p90=float(row[f"{name}_p90"]))
     return Prediction(configuration=_configuration(row), status=row.get("status", "error"),
                       reason=str(row.get("reason") or ""), warnings=split_warnings(row.get("warnings")),
-                      metrics=metrics)
+                      metrics=metrics, calibration=str(row.get("calibration") or ""))
 
 
 def unique(items) -> list[str]:
@@ -232,8 +232,9 @@ def output_frame(configs: pd.DataFrame, predictions: pd.DataFrame, catalog: Cata
             if only is not None:
                 values[modality != only] = np.nan
             out[name + suffix] = values
-    for column in ("status", "reason", "warnings"):
-        out[column] = predictions[column].to_numpy()
+    for column in ("status", "reason", "warnings", "calibration"):  # calibration: only when one is applied
+        if column in predictions:
+            out[column] = predictions[column].to_numpy()
     for column in configs.columns:  # blanks make pandas read whole numbers as floats; give them back as written
         values = out[column]
         if values.dtype.kind == "f" and values.notna().any() and (values.dropna() % 1 == 0).all():

@@ -188,7 +188,7 @@ def _escape_column(column: pd.Series) -> pd.Series:
 
 
 def _chunk_output(text: pd.DataFrame, predictions: pd.DataFrame | None, errors: dict[int, str], groups,
-                  modality_of: Callable[[str], str]) -> pd.DataFrame:
+                  modality_of: Callable[[str], str], extra: tuple[str, ...] = ()) -> pd.DataFrame:
     """Output rows: input cells as written (escaped), metrics of the row's family, status, reason, warnings."""
     out = text.apply(_escape_column)
     rows = len(text)
@@ -213,6 +213,8 @@ def _chunk_output(text: pd.DataFrame, predictions: pd.DataFrame | None, errors: 
     out["status"] = status
     out["reason"] = _escape_column(pd.Series(reason))
     out["warnings"] = _escape_column(pd.Series(warnings))
+    for column in extra:  # e.g. the calibration applied to each row
+        out[column] = _escape_column(predictions.get(column, pd.Series("", index=range(rows))).reset_index(drop=True))
     return out
 
 
@@ -240,7 +242,8 @@ def _modality_lookup(catalog) -> Callable[[str], str]:
     return modality_of
 
 
-def predict_chunk(header: list[str], chunk: list[tuple[int, list[str]]], groups, predict, modality_of) -> ChunkResult:
+def predict_chunk(header: list[str], chunk: list[tuple[int, list[str]]], groups, predict, modality_of,
+                  extra: tuple[str, ...] = ()) -> ChunkResult:
     """Parse, check, predict and format one chunk of CSV records."""
     frame, errors = _parse_chunk(header, chunk)
     valid = [p for p in range(len(chunk)) if p not in errors]
@@ -250,7 +253,7 @@ def predict_chunk(header: list[str], chunk: list[tuple[int, list[str]]], groups,
         predictions = predicted.set_axis(valid).reindex(range(len(chunk)))
     width = len(header)
     text = pd.DataFrame([(fields + [""] * width)[:width] for _, fields in chunk], columns=header, dtype=object)
-    out = _chunk_output(text, predictions, errors, groups, modality_of)
+    out = _chunk_output(text, predictions, errors, groups, modality_of, extra)
     ok = out["status"].to_numpy(object) == "ok"
     first_errors = [(chunk[p][0], str(out["reason"].iat[p])) for p in np.flatnonzero(~ok)[:10]]
     return ChunkResult(out.to_csv(header=False, index=False, lineterminator="\n"), len(chunk), int(ok.sum()),
@@ -281,13 +284,14 @@ def _chunks(input_path: Path, chunk_rows: int) -> Iterator[list[tuple[int, list[
         yield chunk
 
 
-def _results(input_path: Path, header, groups, chunk_rows: int, workers: int, predict, catalog, extra_models):
+def _results(input_path: Path, header, groups, chunk_rows: int, workers: int, predict, catalog, extra_models,
+             extra: tuple[str, ...] = ()):
     """ChunkResults in file order: in this process, or in ``workers`` spawned processes (at most two chunks per
     worker in flight, so memory stays bounded)."""
     if workers <= 1:
         modality_of = _modality_lookup(catalog)
         for chunk in _chunks(input_path, chunk_rows):
-            yield predict_chunk(header, chunk, groups, predict, modality_of)
+            yield predict_chunk(header, chunk, groups, predict, modality_of, extra)
         return
     import collections
     import multiprocessing
@@ -304,7 +308,7 @@ def _results(input_path: Path, header, groups, chunk_rows: int, workers: int, pr
 
 def predict_csv(input_path: Path, output_path: Path | None, *, predict: Callable[[pd.DataFrame], pd.DataFrame],
                 catalog, chunk_rows: int = DEFAULT_CHUNK_ROWS, workers: int = 1,
-                extra_models: dict | None = None) -> PredictSummary:
+                extra_models: dict | None = None, extra_columns: tuple[str, ...] = ()) -> PredictSummary:
     """Predict every row of a configurations CSV, chunk by chunk, into ``output_path`` (stdout when None).
 
     Args:
@@ -319,12 +323,13 @@ def predict_csv(input_path: Path, output_path: Path | None, *, predict: Callable
     header = read_header(input_path)
     groups = output_groups(_modalities(input_path, header, catalog))
     names = [escape_formula(n) for n in header] + [name + s for _, name, _ in groups for s in ("", "_p10", "_p90")]
-    names += ["status", "reason", "warnings"]
+    names += ["status", "reason", "warnings", *extra_columns]
     summary = PredictSummary()
     target = contextlib.nullcontext(sys.stdout) if output_path is None else atomic_writer(output_path)
     with target as handle:
         csv.writer(handle, lineterminator="\n").writerow(names)
-        for result in _results(input_path, header, groups, chunk_rows, workers, predict, catalog, extra_models):
+        for result in _results(input_path, header, groups, chunk_rows, workers, predict, catalog, extra_models,
+                               extra_columns):
             handle.write(result.text)
             summary.rows += result.rows
             summary.predicted += result.predicted

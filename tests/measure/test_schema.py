@@ -47,9 +47,13 @@ def test_unknown_model_names_close_matches():
 
 
 def test_shapes_the_torch_backend_cannot_build_are_refused():
-    """An MoE or MLA model must not be silently run as a dense decoder of the wrong cost."""
-    with pytest.raises(ValueError, match="mixture of experts"):
-        resolve_shape("Qwen/Qwen3-30B-A3B-Instruct-2507")
+    """An MLA model must not be silently run as a GQA decoder of the wrong cost; an MoE model must come with its
+    experts (not as a dense decoder) and the published parameter count (Qwen3-30B-A3B: 30.53 B)."""
+    with pytest.raises(ValueError, match="MLA attention"):
+        resolve_shape("deepseek-ai/DeepSeek-V3")
+    moe = resolve_shape("Qwen/Qwen3-30B-A3B-Instruct-2507")
+    assert (moe.num_experts, moe.num_experts_per_tok, moe.moe_intermediate_size) == (128, 8, 768)
+    assert moe.num_params / 1e9 == pytest.approx(30.53, abs=0.01)
 
 
 def test_spec_hash_is_stable_and_sensitive():
