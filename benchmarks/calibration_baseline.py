@@ -1,7 +1,7 @@
 """The ML.ENERGY-style baseline for calibration: a 4-parameter logistic of energy against log2(batch), per deployment.
 
 ML.ENERGY fits ``metric = a + b / (1 + exp(-k (log2(batch) - x0)))`` over a configuration's measured batch sizes
-(``ml-energy/data`` ``mlenergy_data/modeling/logistic.py``; see ``/work/shared/docs/paper-notes.md`` section 5).
+(``ml-energy/data`` ``mlenergy_data/modeling/logistic.py``; the ML.ENERGY v3 blog / arXiv 2601.22076).
 Here it is fitted to log energy. With the few runs calibration gets, the logistic is under-determined:
 
 - one run: only the level is identifiable, so the prediction is that run's value at every batch;

@@ -59,21 +59,24 @@ def _summary(records: list[RunRecord], skipped: dict[str, str]) -> Table:
 @app.command("run")
 def run_cmd(
     spec_path: Annotated[Path, typer.Argument(metavar="SPEC.toml", help="sweep spec (TOML)")],
-    out: Annotated[Path | None, typer.Option("--out", help="run directory (default runs/<stamp>/)")] = None,
+    out: Annotated[Path | None, typer.Option("--out", metavar="DIR",
+                                             help="run directory (default runs/<stamp>/)")] = None,
     more: Annotated[list[str] | None, typer.Argument(metavar="[SPEC2.toml ...] [ADDRESS]", help="more specs, "
                     "and the Ray address: local (default), auto, HOST:PORT or ray://HOST:PORT")] = None,
     ray: Annotated[bool, typer.Option("--ray", help="run each configuration as a Ray task on any host")] = False,
     resume: Annotated[bool, typer.Option("--resume", help="with --ray: skip configurations OUT already has")] = False,
-    gpu_type: Annotated[str | None, typer.Option(help="with --ray: Ray accelerator type to ask for, e.g. H100")] = None,
-    idle_s: Annotated[float, typer.Option(help="seconds of idle power to measure first (0: skip)")] = 5.0,
+    gpu_type: Annotated[str | None, typer.Option(
+        metavar="TYPE", help="with --ray: Ray accelerator type to ask for, e.g. H100")] = None,
+    idle_s: Annotated[float, typer.Option(metavar="S", help="seconds of idle power to measure first (0: skip)")] = 5.0,
     overhead_check_s: Annotated[
-        float, typer.Option(help="seconds per arm of the sampler on/off check")
+        float, typer.Option(metavar="S", help="seconds per arm of the sampler on/off check")
     ] = 0.0,
     as_json: Annotated[bool, typer.Option("--json", help="print the records as JSON lines")] = False,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="print each configuration's expected duration and the total; run nothing")
     ] = False,
-    gpu: Annotated[str, typer.Option(help="GPU the --dry-run plans for (catalog key or alias)")] = "H200",
+    gpu: Annotated[str, typer.Option(metavar="GPU",
+                                     help="GPU the --dry-run plans for (catalog key or alias)")] = "H200",
     debug: Debug = False,
 ) -> None:
     """Run every configuration of SPEC.toml on this machine's GPU; records go to OUT/records.jsonl.
@@ -180,14 +183,16 @@ def _run_other(spec: SweepSpec | DiffusionSweepSpec, out_dir: Path, idle_s: floa
 def import_cmd(
     run_dir: Annotated[Path, typer.Argument(metavar="RUN_DIR", help="a run directory with records.jsonl")],
     name: Annotated[
-        str | None, typer.Option(help="dataset file name (default: the run directory's name)")
+        str | None, typer.Option(metavar="NAME", help="dataset file name (default: the run directory's name)")
     ] = None,
-    dest: Annotated[Path | None, typer.Option(help="destination folder (default datasets/local/)")] = None,
+    dest: Annotated[Path | None, typer.Option(metavar="DIR",
+                                              help="destination folder (default datasets/local/)")] = None,
     replace: Annotated[bool, typer.Option("--replace", help="replace the dataset with this run's stable records "
                                           "(default: add to it, never removing records)")] = False,
-    catalog_entries: Annotated[Path | None, typer.Option(help="TOML with [gpus.\"KEY\"] / [models.\"ID\"] "
-                                                         "entries (with sources) for a GPU or model outside the "
-                                                         "catalog; added to models/catalog with the records")] = None,
+    catalog_entries: Annotated[Path | None, typer.Option(metavar="FILE", help="TOML with [gpus.\"KEY\"] / "
+                                                         "[models.\"ID\"] entries (with sources) for a GPU or model "
+                                                         "outside the catalog; added to models/catalog with the "
+                                                         "records")] = None,
     debug: Debug = False,
 ) -> None:
     """Validate RUN_DIR/records.jsonl and add its stable records to datasets/local/<name>.jsonl (atomically).

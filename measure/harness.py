@@ -1,6 +1,7 @@
 """Warm-up -> steady-state window -> stability verdict -> RunRecord.
 
-The steady-state window follows ML.ENERGY (paper-notes section 2): it starts when the running batch first
+The steady-state window follows the ML.ENERGY Benchmark (arXiv 2505.06371; ``ml-energy/benchmark`` v3.0
+``mlenergy/benchmark/llm/benchmark.py``, as used by arXiv 2601.22076): it starts when the running batch first
 reaches the configured ``max_num_seqs`` and ends when the queue can no longer keep it full (the end of the
 last step, or the last moment, at which the batch is full). Energy per token = window energy / output tokens
 produced in the window; power = window energy / window time; energy per request = energy per token x mean
@@ -359,7 +360,7 @@ def measure_idle_power_watts(
     """Mean power (W, summed over the meter's GPUs) over ``seconds`` of doing nothing.
 
     Call it with a CUDA context held (the engine initialised): that is the idle a serving process sees
-    (device-notes: 121 W on the H100 with a context, 71 W without).
+    (``benchmarks/measure_selfcheck.md``, 'Idle power': 119-123 W on the H100 with a context, 71.9 W before any).
     """
     meter.begin_window("idle")
     sleep(seconds)

@@ -340,8 +340,8 @@ def what_if_command(
             raise
         _what_if_outputs(result, json_output=json_output, plot=plot, extra_models=extra_models,
                          cost_options=cost_options if wants_costs else None, predictor=predictor)
-        web_cli.write_html("what-if", lambda web: web.what_if_payload(result, *web.explain_what_if(result,
-                                                                                                  extra_models)), html)
+        web_cli.write_html("what-if", lambda web: web.what_if_payload(
+            result, *web.explain_what_if(result, extra_models, predictor=predictor)), html)
 
 
 def _what_if_outputs(result, *, json_output: bool, plot, extra_models, cost_options: dict | None,

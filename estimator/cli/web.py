@@ -13,6 +13,7 @@ from typing import Annotated
 
 import typer
 
+from estimator.cli.calibrate import CalibrationOption
 from estimator.cli.options import fail, user_errors
 
 Html = Annotated[Path | None, typer.Option(help="Also write the result as one self-contained interactive HTML file "
@@ -45,8 +46,7 @@ def write_html(kind: str, make_payload, html: Path | None) -> None:
 def serve(
     port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port.")] = 8000,
     host: Annotated[str, typer.Option(help="Address to bind; 127.0.0.1 keeps it on this machine.")] = "127.0.0.1",
-    calibration: Annotated[Path | None, typer.Option(help="A CAL.json applied to every prediction.", exists=True,
-                                                     dir_okay=False)] = None,
+    calibration: CalibrationOption = None,
 ) -> None:
     """The what-if explorer in your browser: frontier, what-if and plan on one page, over documented JSON
     endpoints (http://HOST:PORT/docs). Needs the web extra: pip install -e '.[web]'."""

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import estimator
+from estimator.serve.web_calibration import calibration_kwargs, calibration_note
 
 #: largest request body accepted, bytes (a Hugging Face config.json is typically 1-10 KB)
 MAX_BODY_BYTES = 300_000
@@ -237,10 +238,11 @@ def plan_payload(result) -> dict[str, Any]:
     return {"plan": result.model_dump(mode="json")}
 
 
-def explain_what_if(result, extra_models) -> tuple[Any, str]:
-    """The attribution of a what-if's change, or None and why (attribution is an extra: never fatal)."""
+def explain_what_if(result, extra_models, **predictor_kwargs) -> tuple[Any, str]:
+    """The attribution of a what-if's change, or None and why (attribution is an extra: never fatal);
+    ``predictor_kwargs`` (``predictor=`` or ``calibration=``) must be those the what-if was predicted with."""
     try:
-        return estimator.explain_change(result, extra_models=extra_models), ""
+        return estimator.explain_change(result, extra_models=extra_models, **predictor_kwargs), ""
     except Exception as exc:  # noqa: BLE001 - the what-if itself stands; the page shows why the waterfall is missing
         return None, one_line(exc)
 
@@ -286,16 +288,6 @@ def static_text(name: str) -> str:
 
 # ------------------------------------------------------------------------------------------------------ app
 
-def calibration_kwargs(calibration: Path | None) -> dict[str, Any]:
-    """``{"calibration": ...}`` for the API calls when a CAL.json is given (refused when the API takes none)."""
-    if calibration is None:
-        return {}
-    if "calibration" not in inspect.signature(estimator.estimate).parameters:
-        raise ValueError("--calibration: this installation's API takes no calibration yet")
-    loader = getattr(estimator, "load_calibration", None)
-    return {"calibration": loader(calibration) if loader is not None else calibration}
-
-
 def _error_response(status: int, message: str, field: str | None = None):
     from fastapi.responses import JSONResponse
 
@@ -312,7 +304,7 @@ def create_app(*, calibration: Path | None = None, rate_per_sec: float = 20.0, b
     """The FastAPI app: the page, its static files and the JSON endpoints (see the module docstring).
 
     Args:
-        calibration: a CAL.json applied to every prediction (when the API supports calibration).
+        calibration: a CAL.json applied to every prediction (read once).
         rate_per_sec, burst: the per-client rate limit (requests per second, and at once).
     """
     from fastapi import FastAPI, Request
@@ -404,14 +396,15 @@ def create_app(*, calibration: Path | None = None, rate_per_sec: float = 20.0, b
 
     @app.get("/api/health")
     def health() -> dict[str, Any]:
-        """Liveness, and whether a calibration is applied."""
-        return {"status": "ok", "calibration": str(calibration) if calibration else None}
+        """Liveness, and whether a calibration is applied (its CAL.json, and which levels it moved)."""
+        return {"status": "ok", "calibration": str(calibration) if calibration else None,
+                "calibration_note": calibration_note(cal)}
 
     @app.get("/api/catalog")
     def catalog() -> dict[str, Any]:
         """Models, tasks and GPUs the other endpoints accept (``trained``: in the predictor's training data)."""
         with lock:
-            return catalog_listing()
+            return {**catalog_listing(), "calibration": calibration_note(cal)}
 
     @app.get("/api/options")
     def options() -> dict[str, Any]:
@@ -463,7 +456,7 @@ def create_app(*, calibration: Path | None = None, rate_per_sec: float = 20.0, b
         base["model"] = model
         with lock:
             result = estimator.what_if(base, extra_models=extra, **cal, **changes)
-            attribution, why = explain_what_if(result, extra) if body.explain else (None, "")
+            attribution, why = explain_what_if(result, extra, **cal) if body.explain else (None, "")
         return what_if_payload(result, attribution, why)
 
     @app.post("/api/plan")

@@ -10,6 +10,7 @@ wait overlaps the server's.
 from __future__ import annotations
 
 import json
+import sys
 import threading
 import time
 from pathlib import Path
@@ -89,12 +90,12 @@ def serve(*, host: str = "127.0.0.1", port: int = 8000, calibration: Path | None
     """Run the explorer with uvicorn until interrupted (binds 127.0.0.1 unless told otherwise).
 
     Raises:
-        ValueError: ``calibration`` is given but this installation's API takes none.
+        estimator.learn.calibration.CalibrationError: ``calibration`` cannot be read as a calibration.
     """
     import uvicorn
 
-    if calibration is not None:
-        web.calibration_kwargs(calibration)  # refuse before listening, with the CLI's one-line message
+    if calibration is not None:  # read once, before listening: a bad file fails with the CLI's one-line message
+        print(f"{calibration}: {web.calibration_note(web.calibration_kwargs(calibration))}", file=sys.stderr)
     app = DeferredApp(lambda: web.create_app(calibration=calibration))
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on"))
     threading.Thread(target=_build_when_listening, args=(server, app), daemon=True).start()

@@ -1,9 +1,10 @@
 """The torch backend (engine ``torch-cudagraph``): static batches, decode captured in CUDA graphs.
 
-Why: eager HF ``generate`` on the project's GPU VMs is CPU-launch-bound (GPU utilisation 12-53%,
-device-notes); energy numbers from it describe the VM's CPU. Here the whole decode step (all layers, the LM
-head, the argmax and the position update) is one ``torch.cuda.CUDAGraph`` per context bucket, replayed back
-to back with no host synchronisation, so decode is GPU-bound.
+Why: eager HF ``generate`` launches every kernel from Python, so on the project's GPU VMs it is CPU-launch-bound
+(GPU utilisation far below the 90% the harness asks for, ``datasets/README.md``); energy numbers from it describe
+the VM's CPU. Here the whole decode step (all layers, the LM head, the argmax and the position update) is one
+``torch.cuda.CUDAGraph`` per context bucket (https://pytorch.org/docs/stable/notes/cuda.html#cuda-graphs),
+replayed back to back with no host synchronisation, so decode is GPU-bound.
 
 The model (:mod:`measure.backends.torch_dense`) is a Llama/Qwen-style decoder, dense or MoE, with random bf16
 weights of the catalog shape, a static KV cache, SDPA prefill over right-padded prompts and SDPA decode with a

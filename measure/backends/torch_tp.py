@@ -10,7 +10,8 @@ cuts a full weight set the same way, for tests that compare TP with one device.
 
 Under CUDA graphs the NCCL collectives are captured with the step. NVLink multicast (NVLS) stays off in every
 process (``NCCL_NVLS_ENABLE=0``, ``TORCH_SYMM_MEM_DISABLE_MULTICAST=1``, ``NVSHMEM_DISABLE_NVLS=1``; the
-lent multi-GPU machines require it, /work/shared/docs/device-notes.md).
+lent multi-GPU machines require it, ``benchmarks/measure_selfcheck.md``; the variables: NCCL's environment docs,
+https://docs.nvidia.com/deeplearning/nccl/user-guide/docs/env.html).
 """
 
 from __future__ import annotations

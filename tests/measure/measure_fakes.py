@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from measure.harness import EngineTrace, RequestTiming, Step
+from measure.harness import EngineTrace, RequestTiming, RunOutcome, Step, run_one
 from measure.meter import WindowResult
 from measure.schema import Provenance, RunConfig, SweepSpec
 from measure.workloads import Request
@@ -183,3 +183,10 @@ def fake_provenance(spec: SweepSpec, *, engine: str = "fake-static", engine_vers
     return Provenance(gpu_name="NVIDIA H100 80GB HBM3", driver_version="580", power_limit_watts=700.0, engine=engine,
                       engine_version=engine_version, spec_hash=spec.spec_hash(),
                       started_at="2026-11-23T00:00:00+00:00", meter="fake")
+
+
+def run_first(spec: SweepSpec, engine, meter, clock: FakeClock, **overrides) -> RunOutcome:
+    """:func:`measure.harness.run_one` on the spec's first configuration with fake provenance (GPU name 'g', no idle
+    power unless ``overrides`` say otherwise)."""
+    kwargs = {"gpu_model": "g", "idle_power_watts": 0.0, "provenance": fake_provenance(spec), **overrides}
+    return run_one(spec.expand()[0], engine, meter, clock=clock, **kwargs)

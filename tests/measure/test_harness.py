@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import pytest
-from measure_fakes import FakeMeter, FakeStaticEngine, fake_provenance, make_spec
+from measure_fakes import FakeMeter, FakeStaticEngine, fake_provenance, make_spec, run_first
 
 from measure.harness import (
     EngineTrace,
     RequestTiming,
     Step,
     build_record,
-    run_one,
     stability_reasons,
     steady_state_window,
     window_stats,
@@ -95,15 +94,7 @@ def test_run_one_energy_is_power_times_time_exactly(clock):
     spec = make_spec(harness={"min_steady_state_s": 3.0, "warmup_s": 1.0})
     engine = FakeStaticEngine(clock, itl_s=0.02, prefill_s=0.1)
     meter = FakeMeter(clock, power_watts=500.0)
-    outcome = run_one(
-        spec.expand()[0],
-        engine,
-        meter,
-        gpu_model="NVIDIA H100 80GB HBM3",
-        idle_power_watts=121.0,
-        provenance=fake_provenance(spec),
-        clock=clock,
-    )
+    outcome = run_first(spec, engine, meter, clock, gpu_model="NVIDIA H100 80GB HBM3", idle_power_watts=121.0)
     r = outcome.record
     # rounds of 0.1 + 49 x 0.02 = 1.08 s; three rounds reach 3 s: 3.24 s, 3 x 8 x 50 tokens
     assert r.steady_state_duration_s == pytest.approx(3.24)
@@ -120,15 +111,7 @@ def test_verdict_is_carried_not_dropped(clock):
     spec = make_spec(harness={"min_steady_state_s": 1.0})
     engine = FakeStaticEngine(clock, batch_override=4)
     meter = FakeMeter(clock)
-    r = run_one(
-        spec.expand()[0],
-        engine,
-        meter,
-        gpu_model="g",
-        idle_power_watts=0.0,
-        provenance=fake_provenance(spec),
-        clock=clock,
-    ).record
+    r = run_first(spec, engine, meter, clock).record
     assert not r.is_stable and "low batch utilization" in r.unstable_reason
     assert r.energy_per_token_joules > 0
 

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from measure_fakes import FakeClock, FakeMeter, fake_provenance, make_spec
+from measure_fakes import FakeClock, FakeMeter, fake_provenance, make_spec, run_first
 
 from measure.backends.vllm_backend import VllmEngine
-from measure.harness import run_one
 
 
 class FakeLLM:
@@ -65,16 +64,7 @@ def test_vllm_engine_builds_llm_args_and_measures_continuous_batching():
         harness={"min_steady_state_s": 1.0, "min_gpu_utilization_pct": 0.0},
     )
     prov = fake_provenance(spec, engine="vllm", engine_version="vllm 0.11.0")
-    record = run_one(
-        spec.expand()[0],
-        engine,
-        FakeMeter(clock, power_watts=400.0),
-        gpu_model="g",
-        idle_power_watts=0.0,
-        provenance=prov,
-        sampler=None,
-        clock=clock,
-    ).record
+    record = run_first(spec, engine, FakeMeter(clock, power_watts=400.0), clock, provenance=prov, sampler=None).record
     assert made["max_num_seqs"] == 8 and made["load_format"] == "dummy"
     assert record.engine == "vllm" and record.batching == "continuous"
     assert record.avg_batch_size >= 0.85 * 8

@@ -629,11 +629,23 @@ function fillForms() {
 
 
 
+// the server's `serve --calibration` line (from /api/catalog), or in a saved file the API's own assumption line
+function showCalibration(note) {
+  $("calibration-note").hidden = !note;
+  $("calibration-note").textContent = note || "";
+}
+function staticCalibration(data) {
+  const lists = [...(data.estimates || []), data.what_if, data.plan].filter(Boolean);
+  const lines = lists.flatMap((item) => item.assumptions || []);
+  return lines.find((line) => line.startsWith("calibration applied")) || null;
+}
+
 async function init() {
   if (STATIC) { renderStatic(); return; }
   try {
     [state.catalog, state.options] = await Promise.all([api("/api/catalog"), api("/api/options")]);
   } catch (error) { $("err-frontier").textContent = error.message; return; }
+  showCalibration(state.catalog.calibration);
   fillForms();
   $("f-model").addEventListener("change", () => {
     if ($("f-model").value.trim() !== state.hfName) { state.hfConfig = null; state.hfName = null;
@@ -662,6 +674,7 @@ function renderStatic() {
   for (const [kind, id] of Object.entries(panels)) $(id).hidden = kind !== STATIC.kind;
   $("static-note").hidden = false;
   $("static-note").textContent = STATIC.note || "";
+  showCalibration(staticCalibration(STATIC.data || {}));
   for (const link of document.querySelectorAll("footer")) link.hidden = true;
   if (STATIC.kind === "frontier") {
     state.frontier = STATIC.data;
