@@ -7,6 +7,7 @@ and :mod:`measure.sink`.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Annotated
 
@@ -15,7 +16,9 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from estimator.validation import InputError
 from measure.diffusion_schema import DiffusionSweepSpec
+from measure.preflight import check_machine, check_out_dir, load_spec, user_errors
 from measure.schema import RunRecord, SweepSpec
 from measure.sink import import_run_dir
 
@@ -28,6 +31,7 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 console = Console()
+Debug = Annotated[bool, typer.Option("--debug", help="show the traceback of an error")]
 
 
 def _summary(records: list[RunRecord], skipped: dict[str, str]) -> Table:
@@ -54,7 +58,7 @@ def _summary(records: list[RunRecord], skipped: dict[str, str]) -> Table:
 
 @app.command("run")
 def run_cmd(
-    spec_path: Annotated[Path, typer.Argument(metavar="SPEC.toml", help="sweep spec (TOML)", exists=True)],
+    spec_path: Annotated[Path, typer.Argument(metavar="SPEC.toml", help="sweep spec (TOML)")],
     out: Annotated[Path | None, typer.Option("--out", metavar="DIR",
                                              help="run directory (default runs/<stamp>/)")] = None,
     more: Annotated[list[str] | None, typer.Argument(metavar="[SPEC2.toml ...] [ADDRESS]", help="more specs, "
@@ -73,23 +77,36 @@ def run_cmd(
     ] = False,
     gpu: Annotated[str, typer.Option(metavar="GPU",
                                      help="GPU the --dry-run plans for (catalog key or alias)")] = "H200",
+    debug: Debug = False,
 ) -> None:
     """Run every configuration of SPEC.toml on this machine's GPU; records go to OUT/records.jsonl.
 
     A spec with ``kind = "diffusion"`` runs the DiT backend; ``tensor_parallel > 1`` spawns one process per GPU.
-    """
-    if ray or more or resume:
-        from measure.ray_sweep import run_from_cli
 
-        raise typer.Exit(run_from_cli([str(spec_path), *(more or [])], out, ray=ray, resume=resume,
-                                      gpu_type=gpu_type, idle_s=idle_s, as_json=as_json, console=console))
+    Exit codes: 0 done, 2 bad spec/option or missing package, 3 impossible on this machine, 1 internal error.
+    """
+    with user_errors(debug):
+        if ray or more or resume:
+            from measure.ray_sweep import run_from_cli
+
+            raise typer.Exit(run_from_cli([str(spec_path), *(more or [])], out, ray=ray, resume=resume,
+                                          gpu_type=gpu_type, idle_s=idle_s, as_json=as_json, console=console))
+        _run(spec_path, out, idle_s, overhead_check_s, as_json, dry_run, gpu)
+
+
+def _run(spec_path: Path, out: Path | None, idle_s: float, overhead_check_s: float, as_json: bool, dry_run: bool,
+         gpu: str) -> None:
     from measure.sweep import default_out_dir, run_sweep
 
     spec = load_spec(spec_path)
+    if not (math.isfinite(idle_s) and idle_s >= 0) or not (math.isfinite(overhead_check_s) and overhead_check_s >= 0):
+        raise InputError(f"--idle-s {idle_s:g} / --overhead-check-s {overhead_check_s:g}: give finite seconds >= 0")
     if dry_run:
         _print_plan(spec, gpu)
         return
+    check_machine(spec)
     out_dir = out or default_out_dir()
+    check_out_dir(out_dir)
     if not isinstance(spec, SweepSpec) or spec.tensor_parallel > 1:
         _run_other(spec, out_dir, idle_s, as_json)
         return
@@ -114,20 +131,13 @@ def run_cmd(
         return
     console.print(_summary(result.records, result.skipped))
     console.print(
-        f"idle power (context held): {result.info.get('idle_power_watts_context_held', float('nan')):.1f} W"
+        f"idle power (context held): {_watts(result.info.get('idle_power_watts_context_held'))}"
         f"; records in {out_dir}/records.jsonl"
     )
 
 
-def load_spec(path: Path) -> SweepSpec | DiffusionSweepSpec:
-    """An LLM sweep spec, or a diffusion one when the TOML says ``kind = "diffusion"``."""
-    import tomllib
-
-    with open(path, "rb") as f:
-        data = tomllib.load(f)
-    if data.get("kind") == "diffusion":
-        return DiffusionSweepSpec.model_validate(data)
-    return SweepSpec.model_validate(data)
+def _watts(value: float | None) -> str:
+    return "not measured (--idle-s 0)" if value is None or value != value else f"{value:.1f} W"
 
 
 def _print_plan(spec: SweepSpec | DiffusionSweepSpec, gpu: str) -> None:
@@ -177,26 +187,32 @@ def import_cmd(
     ] = None,
     dest: Annotated[Path | None, typer.Option(metavar="DIR",
                                               help="destination folder (default datasets/local/)")] = None,
+    replace: Annotated[bool, typer.Option("--replace", help="replace the dataset with this run's stable records "
+                                          "(default: add to it, never removing records)")] = False,
+    catalog_entries: Annotated[Path | None, typer.Option(metavar="FILE", help="TOML with [gpus.\"KEY\"] / "
+                                                         "[models.\"ID\"] entries (with sources) for a GPU or model "
+                                                         "outside the catalog; added to models/catalog with the "
+                                                         "records")] = None,
+    debug: Debug = False,
 ) -> None:
-    """Validate RUN_DIR/records.jsonl and copy its stable records to datasets/local/<name>.jsonl."""
-    if dest is None:
-        from estimator.paths import datasets_dir
+    """Validate RUN_DIR/records.jsonl and add its stable records to datasets/local/<name>.jsonl (atomically).
 
-        dest = datasets_dir() / "local"
-    try:
-        stable, unstable = import_run_dir(run_dir, name or run_dir.name, dest)
-    except (OSError, ValueError) as err:
-        console.print(f"[red]import failed:[/red] {err}")
-        raise typer.Exit(1) from err
-    typer.echo(
-        json.dumps(
-            {
-                "written": str(dest / f"{name or run_dir.name}.jsonl"),
-                "stable": stable,
-                "unstable_left_out": unstable,
-            }
-        )
-    )
+    Refused, with nothing written: a name that is not a plain file name, a run with no stable record, a record
+    load_runs() would reject, a record already imported into another dataset. Exit 2 on any of these.
+    """
+    with user_errors(debug):
+        if dest is None:
+            from estimator.paths import datasets_dir
+
+            dest = datasets_dir() / "local"
+        result = import_run_dir(run_dir, run_dir.name if name is None else name, dest, replace=replace,
+                                catalog_entries=catalog_entries)
+        typer.echo(json.dumps({"written": str(result.path), "added": result.written,
+                               "stable": result.written + result.already_present,
+                               "already_present": result.already_present,
+                               "unstable_left_out": result.unstable_left_out,
+                               "records_in_dataset": result.records_in_file,
+                               "catalog_entries_added": result.catalog_entries_added}))
 
 
 if __name__ == "__main__":

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import tomllib
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 Engine = Literal["torch-cudagraph", "vllm"]
 MeterName = Literal["auto", "zeus", "nvml"]
@@ -332,7 +333,7 @@ class RunRecord(BaseModel):
     steady_state_duration_s: float
     gpu_utilization_pct: float | None = Field(description="mean NVML GPU utilisation in the window (%)")
     sm_clock_mhz: float | None
-    idle_power_watts: float
+    idle_power_watts: float | None = Field(description="None when not measured (measure run --idle-s 0)")
     window_energy_joules: float
     output_tokens_in_window: int = 0
     sampled_energy_joules: float | None = Field(
@@ -341,6 +342,12 @@ class RunRecord(BaseModel):
     harness_overhead_fraction: float | None = None
     notes: str = ""
     provenance: Provenance
+
+    @field_validator("idle_power_watts", mode="before")
+    @classmethod
+    def _idle_not_measured(cls, value: object) -> object:
+        """NaN (what ``--idle-s 0`` used to write) means 'not measured': stored as None, never as NaN."""
+        return None if isinstance(value, float) and math.isnan(value) else value
 
     @model_validator(mode="after")
     def _identities(self) -> RunRecord:

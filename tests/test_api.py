@@ -11,6 +11,7 @@ import estimator
 from estimator.catalog.catalog import UnknownKeyError
 from estimator.schema import Estimate, Plan, WhatIf
 from estimator.serve.api import estimate, load_predictor, plan, predict_frame, what_if
+from estimator.validation import ImpossibleConfigurationError
 
 
 @pytest.fixture(scope="module")
@@ -56,8 +57,11 @@ def test_estimate_round_trips_through_json(llama_estimate):
 
 
 def test_impossible_configuration_reports_the_memory_arithmetic():
-    """Llama 405B cannot fit on one L4; the user must see weights vs memory, not an empty table."""
-    est = estimate("llama-405b", "chat", "l4", num_gpus=1)
+    """Llama 405B cannot fit on one L4; the API raises the typed error the CLI maps to exit 3, carrying the
+    estimate with the arithmetic (weights vs memory), never an empty result."""
+    with pytest.raises(ImpossibleConfigurationError) as info:
+        estimate("llama-405b", "chat", "l4", num_gpus=1)
+    est = info.value.result
     assert not est.configurations and est.infeasible
     reason = est.infeasible[0].reason
     assert "does not fit" in reason and "GB" in reason
@@ -68,7 +72,7 @@ def test_unknown_names_raise_with_close_matches():
     with pytest.raises(UnknownKeyError) as info:
         estimate("llama-70", "chat", "b200")
     assert "llama-70b" in info.value.matches
-    with pytest.raises(ValueError, match="positive"):
+    with pytest.raises(ValueError, match="outside"):
         estimate("llama-70b", "chat", "b200", num_gpus=0)
 
 

@@ -63,9 +63,9 @@ def test_unknown_model_exits_2_with_a_close_match():
 
 
 def test_impossible_configuration_explains_the_arithmetic():
-    """405B on one L4 cannot run; the message must show weights vs memory in GB, and exit 2."""
+    """405B on one L4 cannot run; the message must show weights vs memory in GB, and exit 3 (impossible)."""
     result = _run("--model", "llama-405b", "--task", "chat", "--gpu", "l4", "--num-gpus", "1")
-    assert result.exit_code == 2
+    assert result.exit_code == 3
     assert "does not fit" in result.stderr and re.search(r"\d+(\.\d+)? GB", result.stderr)
 
 
@@ -91,7 +91,7 @@ def test_predict_csv_round_trip_with_a_bad_row(tmp_path):
     out = pd.read_csv(target)
     assert out["model_id"].tolist() == ["llama-8b", "no-such-model", "flux-dev", "llama-8b"]
     assert out["status"].tolist() == ["ok", "error", "ok", "error"]
-    assert "unknown model" in out.loc[1, "reason"] and "positive" in out.loc[3, "reason"]
+    assert "unknown model" in out.loc[1, "reason"] and "num_gpus=-1 is outside" in out.loc[3, "reason"]
     for column in ("energy_per_token_joules", "energy_per_token_joules_p10", "energy_per_token_joules_p90",
                    "median_itl_ms", "energy_per_image_joules", "batch_latency_s", "warnings"):
         assert column in out.columns
@@ -177,7 +177,7 @@ def _readme_usage() -> str:
 
 
 def test_readme_examples_run(tmp_path, monkeypatch):
-    """Every `joules-estimate ...` line in the README's usage section must run (exit 0, or 2 where it says so)."""
+    """Every `joules-estimate ...` line in the README's usage section must run (exit 0, or 3 where it says so)."""
     shutil.copytree(ROOT / "examples", tmp_path / "examples")
     monkeypatch.chdir(tmp_path)
     commands = [line.strip() for line in re.findall(r"```bash\n(.*?)```", _readme_usage(), flags=re.S)
@@ -186,7 +186,7 @@ def test_readme_examples_run(tmp_path, monkeypatch):
     for command in commands:
         args = shlex.split(command)[1:]
         result = runner.invoke(app, args)
-        expected = 2 if "llama-405b" in command and "l4" in args else 0
+        expected = 3 if "llama-405b" in command and "l4" in args else 0
         assert result.exit_code == expected, f"{command}\n{result.output}"
         assert "Traceback" not in result.output
 
@@ -277,9 +277,9 @@ def test_explain_command_json_is_exact_and_matches_the_prediction():
 
 
 def test_explain_command_refuses_an_impossible_configuration_with_the_arithmetic():
-    """Attribution of a configuration that cannot run must say why (memory arithmetic), exit 2, no traceback."""
+    """Attribution of a configuration that cannot run must say why (memory arithmetic), exit 3, no traceback."""
     result = _run("explain", "--model", "llama-405b", "--task", "chat", "--gpu", "l4", "--num-gpus", "1")
-    assert result.exit_code == 2
+    assert result.exit_code == 3
     assert "does not fit" in result.stderr and "GB" in result.stderr
 
 

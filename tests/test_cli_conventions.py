@@ -40,13 +40,14 @@ def test_repeated_set_key_is_refused():
     assert result.exit_code == 2 and "given twice" in result.output
 
 
-def test_unreachable_limit_exits_2_with_the_closest_value_from_frontier_and_plan():
-    """One rule: the frontier used to exit 0 where plan exited 2."""
+def test_unreachable_limit_exits_3_with_the_closest_value_from_frontier_and_plan():
+    """One rule: the frontier used to exit 0 where plan exited 2; both now exit 3 (configuration impossible, the
+    documented code of estimator/validation.py)."""
     frontier = _run("--model", "llama-8b", "--task", "chat", "--gpu", "h100", "--max-itl-ms", "0.5")
-    assert frontier.exit_code == 2 and "closest achievable" in frontier.output
+    assert frontier.exit_code == 3 and "closest achievable" in frontier.output
     plan = _run("plan", "--model", "llama-8b", "--task", "chat", "--demand-tokens-per-sec", "1000", "--max-itl-ms",
                 "0.5")
-    assert plan.exit_code == 2 and "closest achievable" in plan.output
+    assert plan.exit_code == 3 and "closest achievable" in plan.output
 
 
 def test_plot_dependencies_checked_before_work(monkeypatch, tmp_path):

@@ -74,7 +74,7 @@ def test_bad_rows_get_reasons_and_never_abort(bundle, catalog):
     assert list(out.status) == ["error", "error", "error", "ok"]
     assert "Did you mean" in out.reason[0]
     assert "does not fit" in out.reason[1] and "GB" in out.reason[1]
-    assert "positive" in out.reason[2]
+    assert "max_num_seqs=-3 is outside" in out.reason[2]
     assert np.isfinite(out.energy_per_token_joules[3]) and np.isnan(out.energy_per_token_joules[0])
 
 

@@ -40,6 +40,15 @@ class UnknownKeyError(KeyError):
         return self.args[0]
 
 
+class AmbiguousNameError(UnknownKeyError):
+    """A name that could mean several entries (``models/catalog/names.toml``); the message lists them."""
+
+    def __init__(self, kind: str, name: str, candidates: list[str]):
+        self.kind, self.name, self.matches = kind, name, candidates
+        KeyError.__init__(self, f"ambiguous {kind} {name!r}: it could mean {' or '.join(candidates)}; give one of "
+                                f"them (see `joules-estimate catalog list {kind}s`)")
+
+
 class _Entry(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -197,6 +206,10 @@ class Catalog(BaseModel):
     models: dict[str, ArchitectureSpec]
     tasks: dict[str, TaskSpec]
     aliases: dict[str, dict[str, str]] = Field(description="kind -> alias -> exact key")
+    ambiguous: dict[str, dict[str, list[str]]] = Field(default_factory=dict,
+                                                       description="kind -> name -> candidate keys (refused)")
+    taken: dict[str, dict[str, str]] = Field(default_factory=dict,
+                                             description="kind -> alias -> why its entry is the default")
     content_hash: str = ""
 
     def _table(self, kind: str) -> dict:
@@ -213,6 +226,8 @@ class Catalog(BaseModel):
             return name
         alias_table = self.aliases.get(kind, {})
         lowered = name.strip().lower()
+        if lowered in self.ambiguous.get(kind, {}):
+            raise AmbiguousNameError(kind, name, self.ambiguous[kind][lowered])
         if lowered in alias_table:
             return alias_table[lowered]
         for key in table:
@@ -222,6 +237,11 @@ class Catalog(BaseModel):
         lower_map = {c.lower(): c for c in candidates}
         close = difflib.get_close_matches(lowered, list(lower_map), n=5, cutoff=0.5)
         raise UnknownKeyError(kind, name, [lower_map[c] for c in close])
+
+    def note(self, kind: Literal["gpu", "model", "task"], name: str) -> str:
+        """'<name> taken as <key> (why)' when ``name`` is a documented default (``names.toml``), else ''."""
+        why = self.taken.get(kind, {}).get(str(name).strip().lower())
+        return f"{kind} {name} taken as {self.resolve(kind, name)} ({why})" if why else ""
 
     def resolve_model(self, name: str, extra_models: dict[str, ArchitectureSpec] | None = None
                       ) -> tuple[str, ArchitectureSpec]:
@@ -301,7 +321,33 @@ def _load_catalog_cached(directory_str: str) -> Catalog:
     digest = hashlib.sha256()
     for path in files.values():
         digest.update(path.read_bytes())
-    return Catalog(gpus=gpus, models=models, tasks=tasks, aliases=aliases, content_hash=digest.hexdigest()[:16])
+    ambiguous, taken = _read_names(directory / "names.toml", tables, aliases)
+    return Catalog(gpus=gpus, models=models, tasks=tasks, aliases=aliases, ambiguous=ambiguous, taken=taken,
+                   content_hash=digest.hexdigest()[:16])
+
+
+def _read_names(path: Path, tables: dict[str, dict], aliases: dict[str, dict[str, str]]) -> tuple[dict, dict]:
+    """``names.toml`` (optional): ambiguous names and documented defaults, each checked against the catalog."""
+    if not path.exists():
+        return {}, {}
+    raw = _read_toml(path)
+    unknown = set(raw) - {"ambiguous", "taken"} or {k for part in raw.values() for k in part} - set(tables)
+    if unknown:
+        raise CatalogError(f"{path}: unknown table(s) {', '.join(sorted(unknown))} (use [ambiguous.<kind>], "
+                           f"[taken.<kind>] with kind gpu, model or task)")
+    ambiguous = raw.get("ambiguous", {})
+    for kind, names in ambiguous.items():
+        for name, candidates in names.items():
+            missing = [c for c in candidates if c not in tables[kind]]
+            if name != name.lower() or len(candidates) < 1 or missing:
+                raise CatalogError(f"{path}: [ambiguous.{kind}] {name!r} must be lower-case with existing "
+                                   f"candidates (unknown: {', '.join(missing) or '-'})")
+    taken = raw.get("taken", {})
+    for kind, names in taken.items():
+        for name in names:
+            if name not in aliases.get(kind, {}):
+                raise CatalogError(f"{path}: [taken.{kind}] {name!r} is not an alias in aliases.toml")
+    return ambiguous, taken
 
 
 def catalog_as_json(catalog: Catalog, kind: Literal["gpu", "model", "task"]) -> str:

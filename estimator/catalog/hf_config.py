@@ -19,6 +19,8 @@ from typing import Any
 
 from estimator.catalog.catalog import ArchitectureSpec, Precision
 from estimator.catalog.params import active_params_billions_derived, param_breakdown
+from estimator.safe_io import read_text_checked
+from estimator.validation import InputError, check_hf_config, refuse_json_constant
 
 # Fields every LLM config must provide (after alias resolution), named as in Hugging Face configs.
 REQUIRED_KEYS: tuple[str, ...] = ("num_hidden_layers", "hidden_size", "num_attention_heads", "vocab_size")
@@ -75,6 +77,7 @@ def architecture_from_hf_config(config: dict[str, Any], *, model_id: str, source
     """
     if not isinstance(config, dict):
         raise ValueError(f"config for {model_id!r} is not a JSON object")
+    check_hf_config(config, source)
     text, vision = _split_text_and_vision(config)
     model_type = str(text.get("model_type") or config.get("model_type") or "")
     notes: list[str] = [f"derived from config.json (model_type={model_type or 'unknown'})"]
@@ -163,9 +166,12 @@ def load_model_description(path: Path, *, model_id: str | None = None) -> Archit
         FileNotFoundError: the file does not exist.
     """
     path = Path(path)
-    raw_text = path.read_text(encoding="utf-8")
+    raw_text = read_text_checked(path)  # refuses directories and FIFOs; a decode error names the file
     try:
-        data = tomllib.loads(raw_text) if path.suffix.lower() == ".toml" else json.loads(raw_text)
+        data = (tomllib.loads(raw_text) if path.suffix.lower() == ".toml"
+                else json.loads(raw_text, parse_constant=refuse_json_constant))
+    except InputError as exc:
+        raise InputError(f"{path}: {exc}") from None
     except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
         kind = "TOML" if path.suffix.lower() == ".toml" else "JSON"
         raise ValueError(f"{path}: not valid {kind}: {exc}") from exc

@@ -68,7 +68,21 @@ def moe_layer_count(arch: ArchitectureSpec) -> int:
     return (arch.num_mlp_layers or arch.num_layers) - arch.num_dense_layers
 
 
+#: id(arch) -> (arch, breakdown): specs are frozen, and holding the spec keeps its id from being reused
+_BREAKDOWNS: dict[int, tuple[ArchitectureSpec, ParamBreakdown]] = {}
+
+
 def param_breakdown(arch: ArchitectureSpec) -> ParamBreakdown:
+    """:func:`derive_param_breakdown`, remembered per spec (prediction asks for it several times per row)."""
+    cached = _BREAKDOWNS.get(id(arch))
+    if cached is None or cached[0] is not arch:
+        if len(_BREAKDOWNS) > 4096:
+            _BREAKDOWNS.clear()
+        cached = _BREAKDOWNS[id(arch)] = (arch, derive_param_breakdown(arch))
+    return cached[1]
+
+
+def derive_param_breakdown(arch: ArchitectureSpec) -> ParamBreakdown:
     """Derive parameter counts of an LLM/MLLM from its catalog fields.
 
     Assumptions: every layer counted in ``num_layers`` has one attention block, except that hybrids put their

@@ -50,7 +50,8 @@ def catalog_list(kind: KindArg, json_output: Json = False) -> None:
         trained = _trained(kind)
         aliases: dict[str, list[str]] = {}
         for alias, key in catalog.aliases.get(kind, {}).items():
-            aliases.setdefault(key, []).append(alias)
+            if alias not in catalog.ambiguous.get(kind, {}):  # refused names (names.toml) are not aliases
+                aliases.setdefault(key, []).append(alias)
         table = Table(title=f"{kind}s ({'*' } = in the training data)", title_justify="left")
         if kind == "gpu":
             columns = ("key", "name", "memory GB", "HBM TB/s", "BF16 TFLOP/s", "TDP W", "aliases")
@@ -98,7 +99,8 @@ def catalog_show(kind: KindArg, name: Annotated[str, typer.Argument(help="A key 
             if value in (0, 0.0, "", [], None, False) and field not in ("sources",):
                 continue
             table.add_row(field, "\n".join(value) if isinstance(value, list) else str(value))
-        aliases = sorted(a for a, k in catalog.aliases.get(kind, {}).items() if k == key)
+        aliases = sorted(a for a, k in catalog.aliases.get(kind, {}).items()
+                         if k == key and a not in catalog.ambiguous.get(kind, {}))
         if aliases:
             table.add_row("aliases", ", ".join(aliases))
         render.make_console().print(table)

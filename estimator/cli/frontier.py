@@ -54,11 +54,11 @@ def _check_fits(estimates) -> None:
                 by_reason.setdefault(p.reason, []).append(str(p.configuration.num_gpus))
             reasons = "; ".join(f"{', '.join(counts)} x {est.gpu_model}: {reason}"
                                 for reason, counts in by_reason.items())
-            fail(f"no configuration of {est.model_id} fits on {est.gpu_model}: {reasons}")
+            fail(f"no configuration of {est.model_id} fits on {est.gpu_model}: {reasons}", 3)
 
 
 def show(estimates, *, json_output: bool, plot, plot_batch, cost_options: dict | None) -> None:
-    """Print (or JSON), cost and draw the frontiers; exit 2 when nothing fits or the limit is out of reach."""
+    """Print (or JSON), cost and draw the frontiers; exit 3 when nothing fits or the limit is out of reach."""
     _check_fits(estimates)
     if json_output:
         payload = [e.model_dump(mode="json") for e in estimates]
@@ -81,11 +81,11 @@ def show(estimates, *, json_output: bool, plot, plot_batch, cost_options: dict |
 
 
 def exit_if_limit_unreachable(estimates) -> None:
-    """Exit 2 naming the closest achievable latency when no GPU type meets the latency limit."""
+    """Exit 3 naming the closest achievable latency when no GPU type meets the latency limit."""
     if not all(e.latency_limit is not None and e.min_energy_within_limit is None for e in estimates):
         return
     latency = estimates[0].latency_metric
     fastest = min((p for e in estimates for p in e.configurations), key=lambda p: p.value(latency))
     unit = "ms" if latency == "median_itl_ms" else "s"
     fail(f"no configuration meets {latency} <= {estimates[0].latency_limit:g} {unit}; the closest achievable is "
-         f"{fastest.value(latency):.3g} {unit} ({render.describe(fastest.configuration)})")
+         f"{fastest.value(latency):.3g} {unit} ({render.describe(fastest.configuration)})", 3)

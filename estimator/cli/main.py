@@ -2,12 +2,14 @@
 
 Only typer is imported at module import (``--help`` stays fast); pandas, LightGBM, pydantic models and matplotlib
 are imported inside the commands that need them. Every user error (unknown name, bad number, malformed CSV, a
-configuration that cannot fit) ends in one ``error: ...`` line and exit status 2; no traceback reaches the user
-(set ``JOULES_ESTIMATE_DEBUG=1`` to see one).
+configuration that cannot fit) ends in one ``error: ...`` line; no traceback reaches the user (set
+``JOULES_ESTIMATE_DEBUG=1`` to see one). Exit codes: 0 done, 2 bad input or usage, 3 the configuration cannot run
+(does not fit, a parallel layout vLLM refuses, nothing meets the limits), 1 internal error.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -20,7 +22,6 @@ from estimator.cli import web as web_cli
 from estimator.cli.calibrate import CalibrationOption, calibrated_predictor
 from estimator.cli.catalog import catalog_app
 from estimator.cli.options import (
-    USER_ERROR,
     Batch,
     Frames,
     InputTokens,
@@ -52,6 +53,9 @@ from estimator.cli.options import (
     user_errors,
 )
 from estimator.cli.plan import plan_command
+
+#: inputs larger than this (about 100,000 rows) are predicted by two worker processes (chunks in parallel)
+PARALLEL_INPUT_BYTES = 8_000_000
 
 EXAMPLES = """
 Examples:
@@ -166,13 +170,19 @@ def main_command(
             costs.cost_inputs(**cost_options)  # validate before the sweep
         predictor = calibrated_predictor(calibration, extra_models)
         from estimator.serve.api import estimate
+        from estimator.validation import ImpossibleConfigurationError
 
-        estimates = [estimate(model, task, g, num_gpus=num_gpus, max_num_seqs=max_num_seqs, batch=batch,
-                              precision=precision, input_tokens=input_tokens, output_tokens=output_tokens,
-                              max_itl_ms=max_itl_ms, max_latency_s=max_latency_s, steps=steps,
-                              resolution=resolution, frames=frames, ulysses_degree=ulysses_degree,
-                              ring_degree=ring_degree, extra_models=extra_models, predictor=predictor)
-                     for g in dict.fromkeys(gpu)]
+        try:
+            estimates = [estimate(model, task, g, num_gpus=num_gpus, max_num_seqs=max_num_seqs, batch=batch,
+                                  precision=precision, input_tokens=input_tokens, output_tokens=output_tokens,
+                                  max_itl_ms=max_itl_ms, max_latency_s=max_latency_s, steps=steps,
+                                  resolution=resolution, frames=frames, ulysses_degree=ulysses_degree,
+                                  ring_degree=ring_degree, extra_models=extra_models, predictor=predictor)
+                         for g in dict.fromkeys(gpu)]
+        except ImpossibleConfigurationError as exc:  # exit 3 with the arithmetic; --json still gets the result
+            if json_output and exc.result is not None:
+                typer.echo(exc.result.model_dump_json(indent=2))
+            raise
         frontier.show(estimates, json_output=json_output, plot=plot, plot_batch=plot_batch,
                       cost_options=cost_options if wants_costs else None)
         web_cli.write_html("frontier", lambda web: web.frontier_payload(estimates, []), html)
@@ -184,36 +194,6 @@ def main_command(
 
 # ------------------------------------------------------------------------------------------------ predict
 
-REQUIRED_COLUMNS = ("model_id", "task", "gpu_model", "num_gpus")
-
-
-def _read_configs(path: Path):
-    import pandas as pd
-
-    try:
-        frame = pd.read_csv(path, skipinitialspace=True, dtype={"model_id": str, "task": str, "gpu_model": str,
-                                                               "weight_precision": str})
-    except pd.errors.EmptyDataError:
-        fail(f"{path}: empty CSV (expected a header row with {', '.join(REQUIRED_COLUMNS)}, ...)")
-    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-        fail(f"{path}: malformed CSV: {' '.join(str(exc).split())}")
-    frame.columns = [str(c).strip() for c in frame.columns]
-    missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
-    if missing:
-        fail(f"{path}: missing required column(s) {', '.join(missing)} (have: {', '.join(frame.columns)})")
-    import difflib
-
-    from estimator.schema import Configuration
-
-    known = [*Configuration.model_fields, "engine"]
-    for column in frame.columns:
-        if column not in known:  # kept in the output, but a misspelt knob would silently fall back to its default
-            close = difflib.get_close_matches(column, known, n=1, cutoff=0.75)
-            hint = f" (did you mean {close[0]}?)" if close else ""
-            typer.echo(f"warning: column {column!r} is not a configuration input; passed through{hint}", err=True)
-    return frame
-
-
 @app.command()
 def predict(
     input_path: Annotated[Path, typer.Option("--input", "-i", metavar="CSV", help="CSV of configurations, "
@@ -222,44 +202,58 @@ def predict(
                                              "max_num_seqs, tensor_parallel, expert_parallel, data_parallel, "
                                              "avg_output_len (LLM) or batch_size, inference_steps, image_height, "
                                              "image_width, video_height, video_width, num_frames, ulysses_degree, "
-                                             "ring_degree (diffusion). Empty cells: as the engine would.",
-                                             exists=True, dir_okay=False)],
+                                             "ring_degree (diffusion). Empty cells: as the engine would.")],
     output_path: Annotated[Path | None, typer.Option("--output", "-o", metavar="CSV", help="Where to write the "
-                                                     "predictions CSV (default: standard output).",
-                                                     dir_okay=False)] = None,
+                                                     "predictions CSV (default: standard output); written whole "
+                                                     "or not at all.")] = None,
     model_config: ModelConfig = None,
     calibration: CalibrationOption = None,
 ) -> None:
     """Batch prediction: every CSV row in, the same rows plus predictions (value, _p10, _p90), status, reason
-    and warnings out. A row that cannot be predicted gets empty metrics and a reason; it never aborts the file."""
+    and warnings out. A row that cannot be predicted gets empty metrics and a reason; it never aborts the file.
+    Files of any size are read in chunks; cells a spreadsheet would run as formulas are written with a leading '."""
     with user_errors():
-        configs = _read_configs(input_path)
+        from estimator.safe_io import check_input_file, check_output_path
+        from estimator.validation import InputError
+
+        check_input_file(input_path)
+        if output_path is not None:
+            check_output_path(output_path)
+            if output_path.exists() and output_path.resolve() == input_path.resolve():
+                raise InputError(f"--output {output_path} is the input file; give another path")
+            if not output_path.resolve().parent.is_dir():
+                raise InputError(f"--output {output_path}: folder {output_path.parent} does not exist")
         _, extra_models = extra_models_from(None, model_config)
         from estimator.catalog.catalog import load_catalog
-        from estimator.serve.api import predict_frame
-        from estimator.serve.inputs import output_frame
+        from estimator.serve.api import predict_frame as api_predict_frame
+        from estimator.serve.stream import predict_csv, read_header, unknown_columns
 
-        predictions = predict_frame(configs, extra_models=extra_models,
-                                    predictor=calibrated_predictor(calibration, extra_models))
-        out = output_frame(configs, predictions, load_catalog())
-        if output_path is None:
-            typer.echo(out.to_csv(index=False), nl=False)
-        else:
-            out.to_csv(output_path, index=False)
-        errors = [(i + 2, r) for i, (s, r) in enumerate(zip(out["status"], out["reason"], strict=True)) if s != "ok"]
-        note = f"predicted {len(out) - len(errors)} of {len(out)} rows"
+        for column, hint in unknown_columns(read_header(input_path)):
+            typer.echo(f"warning: column {column!r} is not a configuration input; passed through{hint}", err=True)
+        catalog, bundle = load_catalog(), calibrated_predictor(calibration, extra_models)
+
+        def predict_chunk(frame):
+            return api_predict_frame(frame, predictor=bundle, catalog=catalog, extra_models=extra_models)
+
+        big = input_path.stat().st_size > PARALLEL_INPUT_BYTES
+        workers = min(2, os.cpu_count() or 1) if big and calibration is None else 1  # workers load the default
+        summary = predict_csv(input_path, output_path, predict=predict_chunk, catalog=catalog, workers=workers,
+                              extra_models=extra_models, extra_columns=("calibration",) if calibration else ())
+        note = f"predicted {summary.predicted} of {summary.rows} rows"
         if output_path is not None:
             note += f" -> {output_path}"
         typer.echo(note, err=True)
-        for line, reason in errors[:10]:
+        for line, reason in summary.errors:
             typer.echo(f"  line {line}: {reason}", err=True)
-        if len(errors) > 10:
-            typer.echo(f"  ... {len(errors) - 10} more (see the reason column)", err=True)
+        if summary.error_count > len(summary.errors):
+            typer.echo(f"  ... {summary.error_count - len(summary.errors)} more (see the reason column)", err=True)
 
 
 # ------------------------------------------------------------------------------------------------ what-if
 
 def _parse_sets(items: list[str]) -> dict:
+    """``--set KEY=VALUE`` items -> changes; a key given twice (also through an alias) is refused. Values are
+    checked by :func:`estimator.serve.inputs.normalize` like every other input."""
     changes = {}
     for item in items:
         key, sep, value = item.partition("=")
@@ -329,6 +323,7 @@ def what_if_command(
         base = one_configuration(model, task, gpu, num_gpus, max_num_seqs, batch, precision, output_tokens,
                                   input_tokens, steps, resolution, frames)
         from estimator.serve.api import what_if
+        from estimator.validation import ImpossibleConfigurationError
 
         cost_options = dict(electricity_usd_per_kwh=electricity_usd_per_kwh, grid_gco2_per_kwh=grid_gco2_per_kwh,
                             grid_region=grid_region, pue=pue, host_watts_per_gpu=host_watts_per_gpu,
@@ -337,13 +332,16 @@ def what_if_command(
         if wants_costs:
             costs.cost_inputs(**cost_options)  # validate before predicting
         predictor = calibrated_predictor(calibration, extra_models)
-        result = what_if(base, extra_models=extra_models, predictor=predictor, **changes)
+        try:
+            result = what_if(base, extra_models=extra_models, predictor=predictor, **changes)
+        except ImpossibleConfigurationError as exc:  # neither side can run: exit 3, both reasons shown
+            if exc.result is not None:
+                typer.echo(exc.result.model_dump_json(indent=2)) if json_output else render.print_what_if(exc.result)
+            raise
         _what_if_outputs(result, json_output=json_output, plot=plot, extra_models=extra_models,
                          cost_options=cost_options if wants_costs else None, predictor=predictor)
         web_cli.write_html("what-if", lambda web: web.what_if_payload(
             result, *web.explain_what_if(result, extra_models, predictor=predictor)), html)
-        if result.base.status != "ok" and result.changed.status != "ok":
-            raise typer.Exit(USER_ERROR)
 
 
 def _what_if_outputs(result, *, json_output: bool, plot, extra_models, cost_options: dict | None,
@@ -439,6 +437,7 @@ def evaluate(
         from estimator.paths import predictors_dir, project_root
 
         folder = Path(predictor) if Path(predictor).is_dir() else predictors_dir() / predictor
+        _check_card(folder / "card.json")
         card = read_card(folder)
         summary = render.accuracy_summary(card)
         if json_output:
@@ -453,6 +452,24 @@ def evaluate(
             typer.echo(f"wrote {target}", err=True)
 
 
+def _check_card(path: Path) -> None:
+    """Refuse a missing, unreadable, non-JSON or metric-less card with one line (never an empty table)."""
+    import json
+
+    from estimator.safe_io import read_text_checked
+    from estimator.validation import InputError
+
+    if not path.exists():
+        raise InputError(f"no predictor card at {path}; run `joules-estimate train`")
+    try:
+        card = json.loads(read_text_checked(path))
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(card, dict) or not card.get("metrics"):
+        raise InputError(f"{path}: the card has no held-out metrics to show (an empty or untrained card); run "
+                         f"`joules-estimate train`")
+
+
 # ------------------------------------------------------------------------------------------------ measure
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
@@ -462,8 +479,7 @@ def measure(ctx: typer.Context) -> None:
     try:
         from measure.cli import app as measure_app
     except ImportError as exc:  # optional extra (zeus, pynvml): the rest of the CLI must keep working
-        fail(f"measure is unavailable here ({type(exc).__name__}: {exc}); install with pip install -e '.[measure]'",
-              code=1)
+        fail(f"measure is unavailable here ({type(exc).__name__}: {exc}); install with pip install -e '.[measure]'")
     measure_app(args=list(ctx.args), prog_name="joules-estimate measure")
 
 

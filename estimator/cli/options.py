@@ -1,8 +1,8 @@
 """Options and error plumbing shared by the ``joules-estimate`` commands (typer only; nothing heavy imported).
 
-Every user error ends in one ``error: ...`` line and exit status 2; no traceback reaches the user (set
-``JOULES_ESTIMATE_DEBUG=1`` to see one). The library names its inputs by their Python names; :func:`flag` turns
-them into this CLI's flags.
+Every user error ends in one ``error: ...`` line and exit status 2 (3 when the configuration cannot run); no
+traceback reaches the user (set ``JOULES_ESTIMATE_DEBUG=1`` to see one). The library names its inputs by their
+Python names; :func:`flag` turns them into this CLI's flags.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-USER_ERROR = 2
+USER_ERROR = 2  # estimator.validation.EXIT_BAD_INPUT; 3 (EXIT_IMPOSSIBLE) for configurations that cannot run
 
 # ------------------------------------------------------------------------------------------------ options
 Model = Annotated[str | None, typer.Option(
@@ -35,14 +35,14 @@ Precision = Annotated[str | None, typer.Option(
     metavar="NAME", help="LLM weight precision: bfloat16, fp8, mxfp4, int8, int4 (default: the model's native "
     "precision).")]
 OutputTokens = Annotated[float | None, typer.Option(
-    min=1, metavar="TOKENS", help="Mean output tokens per request (default: the task profile, e.g. ~600 for "
+    metavar="TOKENS", help="Mean output tokens per request (default: the task profile, e.g. ~600 for "
     "chat).")]
 InputTokens = Annotated[float | None, typer.Option(
-    min=1, metavar="TOKENS", help="Mean prompt tokens per request (default: the task profile).")]
+    metavar="TOKENS", help="Mean prompt tokens per request (default: the task profile).")]
 MaxItl = Annotated[float | None, typer.Option(
-    min=0.001, metavar="MS", help="Latency limit for LLMs: median inter-token latency in ms, e.g. 50.")]
+    metavar="MS", help="Latency limit for LLMs: median inter-token latency in ms, e.g. 50.")]
 MaxLatency = Annotated[float | None, typer.Option(
-    min=0.001, metavar="S", help="Latency limit for diffusion: batch latency in seconds.")]
+    metavar="S", help="Latency limit for diffusion: batch latency in seconds.")]
 Steps = Annotated[int | None, typer.Option(
     min=1, metavar="N", help="Diffusion denoising steps (default: the catalog's benchmark setting for the model, "
     "e.g. 50 for FLUX.1-dev; see `catalog show models NAME`).")]
@@ -81,7 +81,9 @@ def fail(message: str, code: int = USER_ERROR):
 
 @contextmanager
 def user_errors():
-    """Turn exceptions into one ``error:`` line: exit 2 for bad input, 1 for anything unexpected."""
+    """Turn exceptions into one ``error:`` line with the exit codes of :mod:`estimator.validation`: 2 for bad
+    input (unknown or ambiguous name, malformed number or file, missing package), 3 for a configuration that
+    cannot run, 1 for anything unexpected."""
     try:
         yield
     except (typer.Exit, typer.Abort):
@@ -91,12 +93,16 @@ def user_errors():
             raise
         from estimator.catalog.catalog import CatalogError, UnknownKeyError
         from estimator.schema import OptionError
+        from estimator.validation import EXIT_INTERNAL
 
         message = exc.render(flag) if isinstance(exc, OptionError) else (str(exc).strip() or type(exc).__name__)
-        if isinstance(exc, UnknownKeyError | CatalogError | ValueError | OSError):
-            fail(" ".join(message.split()) if "\n" not in message else message.splitlines()[0])
+        code = getattr(exc, "exit_code", None)
+        if code is None and isinstance(exc, UnknownKeyError | CatalogError | ValueError | OSError):
+            code = USER_ERROR
+        if code is not None and code != EXIT_INTERNAL:
+            fail(" ".join(message.split()) if "\n" not in message else message.splitlines()[0], code)
         fail(f"internal error ({type(exc).__name__}: {message}); JOULES_ESTIMATE_DEBUG=1 shows the traceback",
-              code=1)
+             code=1)
 
 
 def extra_models_from(model: str | None, model_config: Path | None) -> tuple[str | None, dict | None]:

@@ -38,16 +38,16 @@ def plan_command(
     model: Model = None,
     task: Task = None,
     demand_rps: Annotated[float | None, typer.Option(
-        min=0.0001, metavar="RPS", help="Demand in requests/s (LLM: x output tokens per request; diffusion: "
+        metavar="RPS", help="Demand in requests/s (LLM: x output tokens per request; diffusion: "
         "images/videos per second).")] = None,
     demand_tokens_per_sec: Annotated[float | None, typer.Option(
-        min=0.0001, metavar="TOKENS/S", help="Demand in output tokens/s (LLM/MLLM).")] = None,
+        metavar="TOKENS/S", help="Demand in output tokens/s (LLM/MLLM).")] = None,
     max_itl_ms: MaxItl = None,
     max_latency_s: MaxLatency = None,
     power_budget_kw: Annotated[float | None, typer.Option(
-        min=0.0001, metavar="KW", help="Fleet GPU power budget in kW; without a demand: how much demand it "
+        metavar="KW", help="Fleet GPU power budget in kW; without a demand: how much demand it "
         "serves.")] = None,
-    power_budget_mw: Annotated[float | None, typer.Option(min=0.0000001, metavar="MW",
+    power_budget_mw: Annotated[float | None, typer.Option(metavar="MW",
                                                           help="The same in MW.")] = None,
     gpu_budget: Annotated[int | None, typer.Option(min=1, metavar="N", help="Fleet GPU count budget.")] = None,
     gpu: Annotated[list[str] | None, typer.Option(
@@ -118,4 +118,4 @@ def plan_command(
             typer.echo(f"wrote {plot_plan(result, plot)}", err=True)
         web_cli.write_html("plan", lambda web: web.plan_payload(result), html)
         if result.chosen is None:
-            fail(result.reason or "no feasible deployment")
+            fail(result.reason or "no feasible deployment", 3)  # exit 3: nothing can run as asked

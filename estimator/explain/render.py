@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from estimator.explain.model import FACTOR_KNOBS, Attribution, ChangeAttribution, FactorContribution
+from estimator.safe_io import atomic_writer
 
 
 def _fmt(value: float) -> str:
@@ -163,6 +164,7 @@ def plot_attribution(a: Attribution, path: str | Path) -> Path:
     ax.set_title(a.summary[:110], fontsize=8)
     fig.tight_layout()
     path = Path(path)
-    fig.savefig(path, dpi=120)
+    with atomic_writer(path, "wb") as handle:  # a crash or a concurrent run never leaves half a PNG
+        fig.savefig(handle, dpi=120, format=Path(path).suffix.lstrip(".") or "png")
     plt.close(fig)
     return path

@@ -15,6 +15,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from estimator.safe_io import write_text_atomic
+
 CARD_FILE = "card.json"
 SCHEMA_VERSION = 2
 
@@ -55,6 +57,8 @@ class Domain(_Strict):
     batch_min: int
     batch_max: int
     rows: int
+    ranges: dict[str, list[float]] = Field(default_factory=dict, description="input column -> [min, max] trained "
+                                           "on (estimator.validation.TRAINED_INPUTS); empty in older cards")
 
 
 class Card(_Strict):
@@ -118,5 +122,5 @@ def write_card(card: Card, directory: Path) -> Path:
     """Write ``card`` as sorted, indented JSON (version 1 files omit ``schema_version``, as they always did)."""
     data = card.model_dump(exclude={"schema_version"} if card.schema_version == 1 else None)
     path = Path(directory) / CARD_FILE
-    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
     return path

@@ -114,6 +114,24 @@ def _published_rows(directory: Path) -> Iterable[tuple[Path, dict]]:
                          "engine_version": version, "source": "mlenergy-v3", "is_stable": True}
 
 
+def local_row(path: Path, line_number: int, row: dict, family_of: dict[str, str]) -> dict:
+    """One ``datasets/local`` JSONL object -> a canonical row (the checks applied before :func:`_validate_row`).
+
+    Raises:
+        RunDataError: the record lacks task/engine/engine_version or names a task the data index does not list.
+    """
+    for name in ("task", "engine", "engine_version"):
+        if name not in row:
+            raise RunDataError(f"{path}:{line_number}: configuration ({_describe(row)}) lacks {name}")
+    if row["task"] not in family_of:
+        raise RunDataError(f"{path}:{line_number}: unknown task {row['task']!r}")
+    row = dict(row)
+    provenance = row.pop("provenance", None)
+    return {**row, "task_family": family_of[row["task"]], "source": f"local:{path.name}",
+            "is_stable": bool(row.get("is_stable", True)),
+            "provenance_json": json.dumps(provenance, sort_keys=True) if provenance else ""}
+
+
 def _local_rows(directory: Path, family_of: dict[str, str]) -> Iterable[tuple[Path, dict]]:
     for path in sorted(directory.glob("*.jsonl")):
         for line_number, line in enumerate(path.read_text().splitlines(), start=1):
@@ -123,15 +141,19 @@ def _local_rows(directory: Path, family_of: dict[str, str]) -> Iterable[tuple[Pa
                 row = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise RunDataError(f"{path}:{line_number}: not valid JSON ({exc})") from exc
-            for name in ("task", "engine", "engine_version"):
-                if name not in row:
-                    raise RunDataError(f"{path}:{line_number}: configuration ({_describe(row)}) lacks {name}")
-            if row["task"] not in family_of:
-                raise RunDataError(f"{path}:{line_number}: unknown task {row['task']!r}")
-            provenance = row.pop("provenance", None)
-            yield path, {**row, "task_family": family_of[row["task"]], "source": f"local:{path.name}",
-                         "is_stable": bool(row.get("is_stable", True)),
-                         "provenance_json": json.dumps(provenance, sort_keys=True) if provenance else ""}
+            yield path, local_row(path, line_number, row, family_of)
+
+
+def validate_local_record(row: dict, path: Path, *, line_number: int = 0, catalog: Catalog | None = None,
+                          root: Path | None = None) -> dict:
+    """Apply to one record the rules :func:`load_runs` applies to ``datasets/local`` (``measure import`` uses it).
+
+    Raises:
+        RunDataError: the record would make :func:`load_runs` fail; the message names it and the rule.
+    """
+    index = _read_json((Path(root) if root else datasets_dir()) / "mlenergy-v3" / "index.json")
+    canonical = local_row(Path(path), line_number, row, _family_of_task(index))
+    return _validate_row(Path(path), canonical, catalog or load_catalog())
 
 
 def _validate_row(path: Path, row: dict, catalog: Catalog) -> dict:

@@ -23,6 +23,14 @@ from estimator.learn.features import (
 )
 from estimator.learn.predictor import PredictorBundle, predict_end_metrics
 from estimator.physics import memory
+from estimator.validation import (
+    BOUNDS,
+    ImpossibleConfigurationError,
+    InputError,
+    check_number,
+    check_parallelism,
+    out_of_training_range,
+)
 
 LLM_OUTPUTS = LLM.outputs
 DIFFUSION_OUTPUTS = DIFFUSION.outputs
@@ -30,9 +38,6 @@ DIFFUSION_OUTPUTS = DIFFUSION.outputs
 PHYSICS_ONLY_OUTPUTS = ("ttft_physics_ms",)
 #: interval of a derived quantity -> which calibrated residual it uses
 INTERVAL_OF = {"tokens_per_sec_per_watt": "energy_per_token_joules", "items_per_sec": "batch_latency_s"}
-POSITIVE_INPUTS = ("num_gpus", "max_num_seqs", "batch_size", "avg_output_len", "avg_input_len",
-                   "inference_steps", "image_height", "image_width", "video_height", "video_width", "num_frames",
-                   "tensor_parallel", "expert_parallel", "data_parallel", "ulysses_degree", "ring_degree")
 
 
 class ConfigurationError(ValueError):
@@ -57,17 +62,20 @@ def check_model_runs_task(model_id: str, arch: ArchitectureSpec, task_key: str, 
         raise ConfigurationError(f"task {task_key} needs a multimodal model; {model_id} is text-only")
 
 
-def _positive_numbers(values: dict) -> None:
-    """Turn every numeric input present into a positive float (in place); raise on anything else."""
-    for name in POSITIVE_INPUTS:
+def _checked_numbers(values: dict) -> None:
+    """Every numeric input present, checked against :data:`estimator.validation.BOUNDS` (finite, whole where it
+    must be, in range) and turned into a float, in place; raises :class:`InputError` naming the column."""
+    for name in BOUNDS:
         if name in values:
-            try:
-                number = float(values[name])
-            except (TypeError, ValueError) as exc:
-                raise ConfigurationError(f"{name}={values[name]!r} is not a number") from exc
-            if not number > 0:
-                raise ConfigurationError(f"{name} must be positive, got {values[name]}")
-            values[name] = number
+            values[name] = float(check_number(name, values[name]))
+
+
+def _check_layout(values: dict, arch: ArchitectureSpec, model_id: str) -> None:
+    """vLLM's parallel-layout rules (:func:`estimator.validation.check_parallelism`) for an LLM row."""
+    check_parallelism(num_gpus=int(values["num_gpus"]), tensor_parallel=int(values["tensor_parallel"]),
+                      expert_parallel=int(values["expert_parallel"]), data_parallel=int(values["data_parallel"]),
+                      num_attention_heads=arch.num_attention_heads, num_kv_heads=arch.num_kv_heads,
+                      num_experts=arch.num_experts, model=model_id)
 
 
 def _domain_warnings(domain: Domain | None, model_id: str, gpu_key: str, engine: str) -> list[str]:
@@ -124,7 +132,7 @@ def resolve_row(raw: dict, catalog: Catalog, extra_models: dict[str, Architectur
     task = catalog.tasks[task_key]
     gpu_key = catalog.resolve("gpu", str(values["gpu_model"]))
     values.update(model_id=model_id, task=task_key, gpu_model=gpu_key)
-    _positive_numbers(values)
+    _checked_numbers(values)
     check_model_runs_task(model_id, arch, task_key, task)
     num_gpus = int(values["num_gpus"])
     family = family_of(arch.kind)
@@ -135,11 +143,11 @@ def resolve_row(raw: dict, catalog: Catalog, extra_models: dict[str, Architectur
         _fill_diffusion_defaults(values, num_gpus)
     else:
         _fill_llm_defaults(values, arch, task, num_gpus)
+        _check_layout(values, arch, model_id)
         if domain is not None and values["weight_precision"] not in domain.precisions:
             warnings.append(f"precision {values['weight_precision']} absent from training data")
-    batch = values[family.batch_column]
-    if domain is not None and not domain.batch_min <= batch <= domain.batch_max:
-        warnings.append(f"batch {int(batch)} outside the measured range {domain.batch_min}-{domain.batch_max}")
+    if domain is not None:
+        warnings += out_of_training_range(values, domain)
     return ResolvedRow(values, arch, warnings)
 
 
@@ -186,6 +194,8 @@ def predict_frame(configs: pd.DataFrame, bundle: PredictorBundle, catalog: Catal
     80%-coverage interval: quantiles of leave-one-model-out log residuals whose tails were widened per family until
     80% of each held-out model's rows fall inside (``card.interval_tails``), not the plain p10/p90 of residuals.
     """
+    if not isinstance(configs, pd.DataFrame):
+        raise InputError(f"configs must be a pandas DataFrame of configurations, got {type(configs).__name__}")
     extra_models = extra_models or {}
     resolved: dict[int, ResolvedRow] = {}
     status = ["ok"] * len(configs)
@@ -198,7 +208,7 @@ def predict_frame(configs: pd.DataFrame, bundle: PredictorBundle, catalog: Catal
             if why:
                 raise ConfigurationError(why)
             resolved[position] = row
-        except (ConfigurationError, UnknownKeyError) as exc:
+        except (ConfigurationError, UnknownKeyError, InputError, ImpossibleConfigurationError) as exc:
             status[position], reasons[position] = "error", str(exc)
     out = configs.reset_index(drop=True).copy()
     for column in (*LLM.outputs, *DIFFUSION.outputs):

@@ -9,6 +9,7 @@ import math
 from pathlib import Path
 
 from estimator.learn.card import Card
+from estimator.safe_io import write_text_atomic
 
 SPLIT_NOTES = {
     "leave-one-model-out": "every configuration of one model held out (headline)",
@@ -200,14 +201,14 @@ def update_readme(card: Card, readme: Path) -> bool:
         return False
     head, rest = text.split(README_START, 1)
     _, tail = rest.split(README_END, 1)
-    readme.write_text(f"{head}{README_START}\n{readme_accuracy_block(card)}\n{README_END}{tail}")
+    write_text_atomic(readme, f"{head}{README_START}\n{readme_accuracy_block(card)}\n{README_END}{tail}")
     return True
 
 
 def write_accuracy_report(card: Card, path: Path) -> Path:
     """Write :func:`accuracy_markdown` to ``path`` (and refresh the README table next to ``benchmarks/``)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(accuracy_markdown(card))
+    write_text_atomic(path, accuracy_markdown(card))
     readme = path.parent.parent / "README.md"
     if readme.exists():
         update_readme(card, readme)

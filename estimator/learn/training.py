@@ -27,6 +27,7 @@ from estimator.learn.features import featurize
 from estimator.learn.predictor import LGB_PARAMS, NUM_ROUNDS, TARGETS, PredictorBundle, fit_regressors, target_card
 from estimator.learn.reference import reference_from_frames
 from estimator.paths import predictors_dir
+from estimator.validation import trained_input_ranges
 
 DEFAULT_PREDICTOR = "default"
 #: what was chosen where (the report prints this): nothing about a held-out group is chosen on its own rows
@@ -67,7 +68,8 @@ def _domain(frame: pd.DataFrame, family: str) -> Domain:
                   gpu_engines=sorted(set(frame["gpu_model"] + "|" + frame["engine"])),
                   tasks=sorted(frame["task"].unique()), precisions=sorted(frame["weight_precision"].unique()),
                   num_gpus=sorted(int(v) for v in frame["num_gpus"].unique()),
-                  batch_min=int(frame[batch].min()), batch_max=int(frame[batch].max()), rows=len(frame))
+                  batch_min=int(frame[batch].min()), batch_max=int(frame[batch].max()), rows=len(frame),
+                  ranges=trained_input_ranges(frame))
 
 
 def split_by_family(runs: pd.DataFrame) -> dict[str, pd.DataFrame]:

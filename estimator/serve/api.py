@@ -19,7 +19,7 @@ from collections.abc import Sequence
 import pandas as pd
 
 from estimator.catalog.catalog import ArchitectureSpec, Catalog, load_catalog
-from estimator.explain.attribution import ChangeAttribution, explain_frame
+from estimator.explain.attribution import QUANTITIES, ChangeAttribution, explain_frame
 from estimator.explain.attribution import explain_change as _explain_change
 from estimator.learn.calibration import describe as describe_calibration
 from estimator.learn.family import family_of
@@ -40,6 +40,7 @@ from estimator.schema import (
 from estimator.serve import fleet_plan, inputs, planning, recommend, risk
 from estimator.serve.calibration import CalibrationLike, calibrate, with_calibration
 from estimator.serve.costs import CostInputs
+from estimator.validation import ImpossibleConfigurationError, InputError
 
 __all__ = ["CostInputs", "calibrate", "estimate", "explain", "explain_change", "explain_configuration",
            "load_predictor", "plan", "predict_frame", "what_if"]
@@ -131,9 +132,7 @@ def _latency_limit(target: planning.Target, max_itl_ms: float | None, max_latenc
 def _sweep(target: planning.Target, gpu_models: list[str], *, num_gpus, batches, precision, input_tokens,
            output_tokens, steps, resolution, frames, ulysses_degree, ring_degree, catalog, extra_models,
            predictor):
-    """Sweep, predict and mark feasibility: (configs, predictions, feasible mask)."""
-    inputs.check_positive(num_gpus=num_gpus, batch=batches, input_tokens=input_tokens, output_tokens=output_tokens,
-                    steps=steps, frames=frames, ulysses_degree=ulysses_degree, ring_degree=ring_degree)
+    """Sweep, predict and mark feasibility: (configs, predictions, feasible mask). Numbers arrive checked."""
     if precision is not None and target.is_diffusion:
         raise OptionError("{precision} applies to LLM tasks (diffusion runs in bfloat16)", "precision")
     if precision is not None and precision not in BYTES_PER_PARAM:
@@ -199,18 +198,23 @@ def estimate(model: str, task: str, gpu: str, *, num_gpus: int | Sequence[int] |
         UnknownKeyError: an unknown model/task/GPU (with close matches).
         ValueError: non-positive numbers, a malformed resolution, options of the other task family.
     """
+    inputs.require_text(model=model, task=task, gpu=gpu)
+    inputs.check_text(precision=precision, resolution=resolution)
+    n = inputs.checked_numbers(input_tokens=input_tokens, output_tokens=output_tokens, max_itl_ms=max_itl_ms,
+                               max_latency_s=max_latency_s, steps=steps, frames=frames, ulysses_degree=ulysses_degree,
+                               ring_degree=ring_degree)
+    counts = inputs.as_list(num_gpus, "num_gpus")
+    batches = inputs.as_list(batch, "batch") if batch is not None else inputs.as_list(max_num_seqs, "max_num_seqs")
     catalog = catalog or load_catalog()
     bundle = with_calibration(predictor, calibration, catalog, extra_models)
     target = planning.resolve_target(model, task, catalog, extra_models)
     gpu_key = catalog.resolve("gpu", gpu)
-    limit = _latency_limit(target, max_itl_ms, max_latency_s)
-    inputs.check_positive(max_itl_ms=max_itl_ms, max_latency_s=max_latency_s)
-    batches = inputs.as_list(batch if batch is not None else max_num_seqs)
+    limit = _latency_limit(target, n["max_itl_ms"], n["max_latency_s"])
     configs, predictions, feasible = _sweep(
-        target, [gpu_key], num_gpus=inputs.as_list(num_gpus), batches=batches, precision=precision,
-        input_tokens=input_tokens, output_tokens=output_tokens, steps=steps, resolution=resolution, frames=frames,
-        ulysses_degree=ulysses_degree, ring_degree=ring_degree, catalog=catalog, extra_models=extra_models,
-        predictor=bundle)
+        target, [gpu_key], num_gpus=counts, batches=batches, precision=precision,
+        input_tokens=n["input_tokens"], output_tokens=n["output_tokens"], steps=n["steps"], resolution=resolution,
+        frames=n["frames"], ulysses_degree=n["ulysses_degree"], ring_degree=n["ring_degree"], catalog=catalog,
+        extra_models=extra_models, predictor=bundle)
     energy, latency = _energy_latency(target)
     ok = predictions[feasible]
     rows = {label: inputs.prediction_from_row(ok.loc[label].to_dict(), target.family) for label in ok.index}
@@ -219,15 +223,35 @@ def estimate(model: str, task: str, gpu: str, *, num_gpus: int | Sequence[int] |
     best_within = planning.min_energy(ok, energy, latency, limit) if (limit is not None and not ok.empty) else None
     first = configs.iloc[0].to_dict()
     ceiling_note = recommend.ceiling_warning(target, ok, rows, best, latency, limit, energy)
-    return Estimate(
+    result = Estimate(
         model_id=target.model_id, task=target.task_key, gpu_model=gpu_key, family=target.family,
         workload=_workload(target, first), energy_metric=energy, latency_metric=latency, latency_limit=limit,
         configurations=list(rows.values()), frontier=[rows[label] for label in front],
         min_energy=rows.get(best), min_energy_within_limit=rows.get(best_within),
         infeasible=_infeasible(predictions, feasible, target.family),
-        assumptions=_assumptions(target, first, user_precision=precision is not None,
-                                 user_tokens=input_tokens is not None or output_tokens is not None, bundle=bundle),
+        assumptions=[*_name_notes(catalog, gpu=[gpu], model=[model]),
+                     *_assumptions(target, first, user_precision=precision is not None,
+                                   user_tokens=input_tokens is not None or output_tokens is not None, bundle=bundle)],
         warnings=[*ceiling_note, *inputs.unique(w for p in rows.values() for w in p.warnings)])
+    if not result.configurations:
+        by_reason: dict[str, list[str]] = {}
+        for p in result.infeasible:
+            by_reason.setdefault(p.reason, []).append(str(p.configuration.num_gpus))
+        reasons = "; ".join(f"{', '.join(counts)} x {gpu_key}: {reason}" for reason, counts in by_reason.items())
+        raise ImpossibleConfigurationError(f"no configuration of {target.model_id} fits on {gpu_key}: {reasons}",
+                                           result=result)
+    return result
+
+
+def _name_notes(catalog: Catalog, **names: list) -> list[str]:
+    """'<kind> h100 taken as H100-SXM (why)' for every documented default among the names the user gave."""
+    notes = []
+    for kind, values in names.items():
+        for value in values:
+            if isinstance(value, str) and (kind != "model" or value in catalog.aliases.get("model", {})
+                                           or value.lower() in catalog.taken.get("model", {})):
+                notes.append(catalog.note(kind, value))
+    return inputs.unique(notes)
 
 
 # -------------------------------------------------------------------------------------------------- what-if
@@ -249,10 +273,10 @@ def what_if(base: dict, *, predictor: PredictorBundle | None = None,
         :class:`WhatIf` with both predictions and ``deltas[metric]`` (absolute and percent). A side that cannot
         run has ``status='error'`` and the reason (the arithmetic); its deltas are None.
     """
+    base_checked, change_raw = inputs.normalize(base, "base"), inputs.normalize(changes, "changes")
     catalog = catalog or load_catalog()
     bundle = with_calibration(predictor, calibration, catalog, extra_models)
-    base_raw = inputs.with_gpu_count(inputs.normalize(base), bundle, catalog, extra_models)
-    change_raw = inputs.normalize(changes)
+    base_raw = inputs.with_gpu_count(base_checked, bundle, catalog, extra_models)
     changed_raw = {**base_raw, **change_raw}
     layout = ("tensor_parallel", "expert_parallel", "data_parallel")
     if "num_gpus" in change_raw and not any(k in change_raw for k in layout):
@@ -273,10 +297,16 @@ def what_if(base: dict, *, predictor: PredictorBundle | None = None,
         both = a is not None and b is not None
         deltas[name] = Delta(base=a, changed=b, absolute=b - a if both else None,
                              percent=100.0 * (b - a) / a if both and a else None)
-    return WhatIf(family=target.family, changes={k: v for k, v in changes.items() if v is not None},
-                  base=before, changed=after, deltas=deltas,
-                  assumptions=_assumptions(target, base_row, user_precision="weight_precision" in base_raw,
-                                           user_tokens="avg_output_len" in base_raw, bundle=bundle))
+    result = WhatIf(family=target.family, changes={k: v for k, v in changes.items() if v is not None},
+                    base=before, changed=after, deltas=deltas,
+                    assumptions=[*_name_notes(catalog, gpu=[base_raw["gpu_model"], changed_raw["gpu_model"]],
+                                              model=[base_raw["model_id"], changed_raw["model_id"]]),
+                                 *_assumptions(target, base_row, user_precision="weight_precision" in base_raw,
+                                               user_tokens="avg_output_len" in base_raw, bundle=bundle)])
+    if before.status != "ok" and after.status != "ok":
+        raise ImpossibleConfigurationError(f"neither side can run: base: {before.reason}; changed: {after.reason}",
+                                           result=result)
+    return result
 
 
 def explain_change(whatif: WhatIf, *, predictor: PredictorBundle | None = None,
@@ -314,10 +344,19 @@ def explain_configuration(config: dict, *, quantity: str | None = None, predicto
     Returns:
         :class:`estimator.explain.model.Attribution`: baseline x product of group multipliers = the prediction.
     """
+    checked = inputs.normalize(config, "config")
+    inputs.check_text(quantity=quantity)
     catalog = catalog or load_catalog()
     bundle = with_calibration(predictor, calibration, catalog, extra_models)
-    raw = inputs.with_gpu_count(inputs.normalize(config), bundle, catalog, extra_models)
-    _, row = inputs.complete(raw, catalog, extra_models)
+    raw = inputs.with_gpu_count(checked, bundle, catalog, extra_models)
+    target, row = inputs.complete(raw, catalog, extra_models)
+    family = family_of(target.family)
+    if quantity is not None and quantity not in QUANTITIES[family.name]:
+        known = ", ".join(QUANTITIES[family.name])
+        raise InputError(f"quantity {quantity!r} is not a quantity of {family.name} configurations (known: {known})")
+    predicted = predict_frame(pd.DataFrame([row]), predictor=bundle, catalog=catalog, extra_models=extra_models)
+    if predicted.loc[0, "status"] != "ok":
+        raise ImpossibleConfigurationError(str(predicted.loc[0, "reason"]))
     return explain_frame(pd.DataFrame([row]), predictor=bundle, catalog=catalog, extra_models=extra_models,
                          quantity=quantity)[0]
 
@@ -356,16 +395,28 @@ def plan(model: str, task: str, *, demand_rps: float | None = None, demand_token
     Returns:
         A :class:`Plan`; ``chosen`` is None and ``reason`` says why when nothing qualifies.
     """
+    inputs.require_text(model=model, task=task)
+    inputs.check_text(precision=precision, resolution=resolution)
+    if gpus is not None and (isinstance(gpus, str) or not isinstance(gpus, Sequence)):
+        raise InputError(f"gpus must be a list of GPU names, got {type(gpus).__name__} {gpus!r}")
+    inputs.check_text(**{f"gpus[{i}]": g for i, g in enumerate(gpus or [])})
+    n = inputs.checked_numbers(demand_rps=demand_rps, demand_tokens_per_sec=demand_tokens_per_sec,
+                               max_itl_ms=max_itl_ms, max_latency_s=max_latency_s, power_budget_kw=power_budget_kw,
+                               gpu_budget=gpu_budget, input_tokens=input_tokens, output_tokens=output_tokens,
+                               steps=steps, frames=frames, max_p90_itl_ms=max_p90_itl_ms)
+    max_p90_itl_ms = n["max_p90_itl_ms"]
+    demand_rps, demand_tokens_per_sec, power_budget_kw, gpu_budget = (
+        n["demand_rps"], n["demand_tokens_per_sec"], n["power_budget_kw"], n["gpu_budget"])
+    input_tokens, output_tokens, steps, frames = n["input_tokens"], n["output_tokens"], n["steps"], n["frames"]
+    counts = inputs.as_list(num_gpus, "num_gpus")
+    batches = inputs.as_list(batch, "batch") if batch is not None else inputs.as_list(max_num_seqs, "max_num_seqs")
     catalog = catalog or load_catalog()
     bundle = with_calibration(predictor, calibration, catalog, extra_models)
     target = planning.resolve_target(model, task, catalog, extra_models)
-    limit = _latency_limit(target, max_itl_ms, max_latency_s)
+    limit = _latency_limit(target, n["max_itl_ms"], n["max_latency_s"])
     ceiling_note = []
     if limit is None and target.is_diffusion:  # never recommend a batch above the task's latency ceiling
         limit, ceiling_note = recommend.default_latency_limit(target)
-    inputs.check_positive(demand_rps=demand_rps, demand_tokens_per_sec=demand_tokens_per_sec, max_itl_ms=max_itl_ms,
-                          max_latency_s=max_latency_s, power_budget_kw=power_budget_kw, gpu_budget=gpu_budget,
-                          max_p90_itl_ms=max_p90_itl_ms)
     if demand_rps is not None and demand_tokens_per_sec is not None:
         raise OptionError("give one demand: {demand_rps} or {demand_tokens_per_sec}, not both", "demand_rps",
                           "demand_tokens_per_sec")
@@ -380,9 +431,8 @@ def plan(model: str, task: str, *, demand_rps: float | None = None, demand_token
         gpu_keys = inputs.unique(catalog.resolve("gpu", g) for g in gpus)
     else:
         gpu_keys = (domain.gpus if domain is not None else None) or sorted(catalog.gpus)
-    batches = inputs.as_list(batch if batch is not None else max_num_seqs)
     configs, predictions, feasible = _sweep(
-        target, gpu_keys, num_gpus=inputs.as_list(num_gpus), batches=batches, precision=precision,
+        target, gpu_keys, num_gpus=counts, batches=batches, precision=precision,
         input_tokens=input_tokens, output_tokens=output_tokens, steps=steps, resolution=resolution, frames=frames,
         ulysses_degree=None, ring_degree=None, catalog=catalog, extra_models=extra_models, predictor=bundle)
     first = configs.iloc[0].to_dict()

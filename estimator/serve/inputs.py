@@ -9,7 +9,7 @@ user reads (:func:`output_frame`).
 from __future__ import annotations
 
 import difflib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import get_args
 
 import numpy as np
@@ -22,6 +22,7 @@ from estimator.learn.prediction import predict_frame as _predict_frame
 from estimator.learn.predictor import PredictorBundle
 from estimator.schema import Configuration, Metric, Prediction, metrics_for
 from estimator.serve import planning
+from estimator.validation import InputError, check_number
 
 
 def split_warnings(text) -> list[str]:
@@ -64,19 +65,47 @@ def unique(items) -> list[str]:
     return list(dict.fromkeys(item for item in items if item))
 
 
-def as_list(value) -> list[int] | None:
+def as_list(value, name: str = "value") -> list[int] | None:
+    """One number or a sequence of them -> a list of checked whole numbers (None stays None).
+
+    Raises:
+        InputError: a non-number, a fraction, a non-finite or out-of-range value, naming ``name``.
+    """
     if value is None:
         return None
+    if isinstance(value, Mapping | set | bytes):
+        raise InputError(f"{name} must be a number or a list of numbers, got {type(value).__name__}")
     values = list(value) if isinstance(value, Sequence) and not isinstance(value, str) else [value]
-    return [int(v) for v in values]
+    return [int(check_number(name, v)) for v in values]
 
 
-def check_positive(**numbers) -> None:
-    """Raise ``ValueError`` naming the first non-positive number (lists are checked element by element)."""
+def checked_numbers(**numbers) -> dict:
+    """Each argument checked against :data:`estimator.validation.BOUNDS` (lists item by item) and converted;
+    None stays None. Raises :class:`InputError` naming the first bad argument and value."""
+    out = {}
     for name, value in numbers.items():
-        for item in value if isinstance(value, list | tuple) else [value]:
-            if item is not None and not item > 0:
-                raise ValueError(f"{name} must be positive, got {item}")
+        if value is None:
+            out[name] = None
+        elif isinstance(value, list | tuple):
+            out[name] = [check_number(name, item) for item in value]
+        else:
+            out[name] = check_number(name, value)
+    return out
+
+
+def require_text(**values) -> None:
+    """Required names (model, task, gpu): present and text."""
+    for name, value in values.items():
+        if value is None:
+            raise InputError(f"{name} is required (a catalog name or alias)")
+    check_text(**values)
+
+
+def check_text(**values) -> None:
+    """Names (model, task, gpu, precision, resolution) must be text; None is allowed for optional ones."""
+    for name, value in values.items():
+        if value is not None and not isinstance(value, str):
+            raise InputError(f"{name} must be a name (text), got {type(value).__name__} {value!r}")
 
 
 #: friendly names accepted by what_if / --set -> ML.ENERGY column names
@@ -88,25 +117,35 @@ _SPECIAL_KEYS = ("batch", "resolution", "height", "width")
 _NAME_KEYS = ("model_id", "task", "gpu_model", "weight_precision")
 
 
-def normalize(config: dict) -> dict:
+def normalize(config: Mapping, what: str = "configuration") -> dict:
+    """Friendly keys -> ML.ENERGY column names, every number checked (:mod:`estimator.validation`).
+
+    Raises:
+        InputError: ``config`` is not a mapping, a key is unknown or given twice (``gpus`` and ``num_gpus``), a
+            name is not text, or a number is malformed or out of range.
+    """
+    if not isinstance(config, Mapping):
+        raise InputError(f"{what} must be a dict of configuration keys (model, task, gpu, ...), got "
+                         f"{type(config).__name__}")
     known = set(Configuration.model_fields) | set(_KEY_NAMES) | set(_SPECIAL_KEYS)
-    out = {}
+    out: dict = {}
+    given: dict[str, str] = {}
     for key, value in config.items():
         if value is None:
             continue
         if key not in known:
-            close = difflib.get_close_matches(key, sorted(known), n=3, cutoff=0.5)
+            close = difflib.get_close_matches(str(key), sorted(known), n=3, cutoff=0.5)
             hint = f" Did you mean: {', '.join(close)}?" if close else ""
-            raise ValueError(f"unknown configuration key {key!r}.{hint} Known: {', '.join(sorted(known))}")
+            raise InputError(f"unknown configuration key {key!r}.{hint} Known: {', '.join(sorted(known))}")
         name = _KEY_NAMES.get(key, key)
-        if name not in _NAME_KEYS and name != "resolution":
-            try:
-                number = float(value)
-            except (TypeError, ValueError):
-                raise ValueError(f"{key}={value!r} is not a number") from None
-            if not number > 0:
-                raise ValueError(f"{key} must be positive, got {value}")
-            value = int(number) if number.is_integer() else number
+        slot = "batch" if name in ("batch", "max_num_seqs", "batch_size") else name
+        if slot in given:
+            raise InputError(f"{slot} given more than once ({given[slot]} and {key})")
+        given[slot] = key
+        if name in _NAME_KEYS or name == "resolution":
+            check_text(**{key: value})
+        else:
+            value = check_number(key, value)
         out[name] = value
     return out
 

@@ -26,6 +26,7 @@ from estimator.catalog.catalog import ArchitectureSpec, Catalog, TaskSpec
 from estimator.learn.family import Family, family_of
 from estimator.learn.features import default_parallelism, default_sequence_parallel, featurize
 from estimator.learn.prediction import check_model_runs_task
+from estimator.validation import InputError, check_number
 
 #: max_num_seqs values of the ML.ENERGY v3 LLM sweeps
 LLM_BATCHES = (8, 16, 32, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048, 3072, 4096)
@@ -75,14 +76,17 @@ def resolve_target(model: str, task: str, catalog: Catalog,
 
 def parse_resolution(text: str) -> tuple[int, int]:
     """``'1024x768'`` -> (height 1024, width 768) in pixels; ``'720p'`` is not accepted (say both sides)."""
+    if not isinstance(text, str):
+        raise InputError(f"resolution must be text HEIGHTxWIDTH in pixels, e.g. '1024x1024', got {text!r}")
     parts = text.lower().replace("*", "x").split("x")
     try:
         height, width = (int(p) for p in parts)
     except ValueError:
-        raise ValueError(f"resolution {text!r} is not HEIGHTxWIDTH in pixels, e.g. 1024x1024") from None
-    if height <= 0 or width <= 0:
-        raise ValueError(f"resolution {text!r} must be positive")
-    return height, width
+        raise InputError(f"resolution {text!r} is not HEIGHTxWIDTH in whole pixels, e.g. 1024x1024") from None
+    try:
+        return check_number("image_height", height), check_number("image_width", width)
+    except InputError as exc:
+        raise InputError(f"resolution {text!r}: {exc}") from None
 
 
 def llm_row(target: Target, gpu_model: str, num_gpus: int, max_num_seqs: int, *, precision: str | None = None,

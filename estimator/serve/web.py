@@ -486,6 +486,13 @@ def _cached_estimate(key: str, extra_models: dict | None, cal: dict[str, Any]) -
         model, gpu, values = json.loads(key)
         if len(_ESTIMATES) >= 256:
             _ESTIMATES.pop(next(iter(_ESTIMATES)))
-        est = estimator.estimate(model, values.pop("task"), gpu, extra_models=extra_models, **cal, **values)
+        from estimator.validation import ImpossibleConfigurationError
+
+        try:
+            est = estimator.estimate(model, values.pop("task"), gpu, extra_models=extra_models, **cal, **values)
+        except ImpossibleConfigurationError as exc:  # nothing fits: the page shows the CLI's reason
+            if exc.result is None:
+                raise
+            est = exc.result
         _ESTIMATES[full_key] = (est.model_dump_json(), "" if est.configurations else no_fit_message(est))
     return _ESTIMATES[full_key]

@@ -60,8 +60,8 @@ def test_diffusion_records_follow_mlenergy_identity_and_import(tmp_path):
         assert r.batch_latency_s == pytest.approx(3.0 * r.batch_size)
         assert r.avg_power_watts * r.batch_latency_s / r.batch_size == pytest.approx(r.energy_per_image_joules)
     assert engine.batches == [1] * 5 + [4] * 2  # 1 warm-up + 4 timed (12 s >= 10 s); 1 warm-up + 1 timed
-    stable, unstable = import_run_dir(tmp_path / "run", "dit", tmp_path / "local")
-    assert stable + unstable == 2
+    result = import_run_dir(tmp_path / "run", "dit", tmp_path / "local")
+    assert result.written + result.unstable_left_out == 2
     line = (tmp_path / "local" / "dit.jsonl").read_text().splitlines()
     assert all(DiffusionRecord.model_validate_json(x).task == "text-to-image" for x in line)
 

@@ -78,7 +78,7 @@ def test_import_rejects_invalid_records(tmp_path):
     path.write_text(json.dumps(rec) + "\n")
     result = CliRunner().invoke(app, ["import", str(tmp_path / "run"), "--dest", str(tmp_path / "local")])
     flat = "".join(result.output.split())  # rich wraps long paths
-    assert result.exit_code == 1 and "records.jsonl:1:invalidrunrecord" in flat
+    assert result.exit_code == 2 and "records.jsonl:1:invalidrunrecord" in flat
 
 
 def test_measure_imports_without_torch_vllm_zeus_or_pynvml():

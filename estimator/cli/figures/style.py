@@ -88,7 +88,10 @@ def legend_outside(axes, **kwargs) -> None:
 def save(figure, path: Path | str) -> Path:
     """Write ``figure`` as PNG (150 dpi) or SVG by the path's suffix, then close it; returns the path."""
     path = check_plot_path(path)
-    figure.savefig(path, dpi=150, bbox_inches="tight")
+    from estimator.safe_io import atomic_writer
+
+    with atomic_writer(path, "wb") as handle:  # a crash or a concurrent run never leaves half a file
+        figure.savefig(handle, dpi=150, bbox_inches="tight", format=Path(path).suffix.lstrip(".").lower() or "png")
     import matplotlib.pyplot as plt
 
     plt.close(figure)
