@@ -1,7 +1,7 @@
 """How much a few measured runs improve the predictions (issue 11 item 5) -> ``benchmarks/calibration.md``.
 
 Run (one command; about 10 minutes on 2 cores the first time, seconds once the fold cache in /tmp is current):
-``PYTHONPATH=$PWD /work/venv/bin/python benchmarks/calibration.py``
+``PYTHONPATH=. .venv/bin/python benchmarks/calibration.py``
 
 Every uncalibrated prediction below comes from a predictor retrained without the model (or GPU) it predicts
 (:mod:`benchmarks.calibration_folds`, i.e. :func:`estimator.learn.evaluate.out_of_fold`), so no held-out row or measured
@@ -42,7 +42,7 @@ from estimator.paths import project_root  # noqa: E402
 from estimator.serve.api import load_predictor  # noqa: E402
 
 OUT = Path(__file__).with_name("calibration.md")
-COMMAND = "PYTHONPATH=$PWD /work/venv/bin/python benchmarks/calibration.py"
+COMMAND = "PYTHONPATH=. .venv/bin/python benchmarks/calibration.py"
 LEARNED = {"llm": ("avg_power_watts", "output_throughput_tokens_per_sec", "median_itl_ms"),
            "diffusion": ("avg_power_watts", "batch_latency_s")}
 ENERGY = {"llm": "energy_per_token_joules", "diffusion": "energy_per_item_joules"}
@@ -260,10 +260,9 @@ def report(results: dict[str, dict], timed: dict, components_source: str) -> str
               "training fold's deployments with >= 4 batch sizes and the two runs solve the rest. It needs runs of "
               "the same deployment, so it has no prediction for the per-model and new-GPU scenarios.",
               "- New GPU: the H200 rows are the project's own torch-cudagraph runs (`datasets/local/h200-*.jsonl`), "
-              "predicted by a predictor trained without any H200 row; n is small (two model shapes). The "
-              "uncalibrated predictor is already close there, and what one model's runs teach the GPU level does "
-              "not carry to the other model: calibration makes these 13 rows worse. Read it as a demonstration "
-              "with two models, not a rate.",
+              "predicted by a predictor trained without any H200 row; n is small (a few model shapes), so read it "
+              "as a demonstration, not a rate. Whether what one model's runs teach the GPU level carries to the "
+              "other models shows in the calibrated against the uncalibrated column.",
               f"- Variance components: {components_source}. They are seven numbers per quantity (model, "
               "deployment, GPU, engine, batch-curve sd and length, noise) estimated from all models' held-out "
               "residuals, including the evaluated model's, plus one interval widening per family chosen so that "

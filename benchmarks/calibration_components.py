@@ -1,6 +1,6 @@
 """Estimate the calibration's variance components from held-out residuals and freeze them.
 
-Run: ``PYTHONPATH=$PWD /work/venv/bin/python benchmarks/calibration_components.py`` -> writes
+Run: ``PYTHONPATH=. .venv/bin/python benchmarks/calibration_components.py`` -> writes
 ``models/calibration/components.json`` (what :func:`estimator.learn.calibration.load_components` reads when the
 predictor card carries none). The out-of-fold predictions come from :mod:`benchmarks.calibration_folds` (cached
 under /tmp; minutes on 2 cores the first time); the estimators are
@@ -24,7 +24,7 @@ from estimator.learn.training import data_hash  # noqa: E402
 from estimator.paths import project_root  # noqa: E402
 from estimator.serve.api import load_predictor  # noqa: E402
 
-COMMAND = "PYTHONPATH=$PWD /work/venv/bin/python benchmarks/calibration_components.py"
+COMMAND = "PYTHONPATH=. .venv/bin/python benchmarks/calibration_components.py"
 
 
 def interval_scale(frames, oof, components: dict, card: dict, family: str) -> float:

@@ -1,6 +1,6 @@
 """Calibration on the lent H200 (issue 11 item 6): two measured batch sizes calibrate the torch backend's MoE runs.
 
-Run alone: ``PYTHONPATH=$PWD /work/venv/bin/python benchmarks/calibration_demo.py`` (``benchmarks/calibration.py``
+Run alone: ``PYTHONPATH=. .venv/bin/python benchmarks/calibration_demo.py`` (``benchmarks/calibration.py``
 includes its section in ``benchmarks/calibration.md``). About a minute: one predictor fit.
 
 The sweep is a ``datasets/local/*.jsonl`` file measured by ``measure/`` on the lent H200: a mixture-of-experts model
@@ -68,7 +68,7 @@ def demo_section() -> list[str]:
     if path is None:
         lines += [f"No MoE sweep (Qwen3-30B-A3B shape) with >= {MIN_BATCHES} batch sizes on the H200 "
                   "(torch-cudagraph) is in `datasets/local` yet, so the MoE demonstration has not run; it runs as "
-                  "soon as the file lands (`PYTHONPATH=$PWD /work/venv/bin/python benchmarks/calibration.py`). "
+                  "soon as the file lands (`PYTHONPATH=. .venv/bin/python benchmarks/calibration.py`). "
                   "Until then, the same procedure on the dense sweep measured earlier on the lent H200:", ""]
         path = find_sweep(moe=False)
         if path is None:
