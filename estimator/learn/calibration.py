@@ -25,9 +25,10 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
-from estimator.catalog.catalog import ArchitectureSpec, Catalog, UnknownKeyError
+from estimator.catalog.catalog import ArchitectureSpec, Catalog, UnknownKeyError, load_catalog
 from estimator.learn import calibration_runs as cr
 from estimator.learn.calibration_model import CURVE, LEVELS, Components, Posterior, RowKeys, fit_posterior
+from estimator.learn.prediction import ConfigurationError, predict_frame, resolve_row
 from estimator.learn.predictor import PredictorBundle
 from estimator.paths import project_root
 
@@ -213,8 +214,6 @@ def _uncalibrated_error(runs: list[CalibrationRun]) -> dict[str, dict[str, float
 
 def _predict_runs(rows: cr.RunRows, bundle: PredictorBundle, catalog: Catalog, extra_models: dict
                   ) -> tuple[list[CalibrationRun], list[RejectedRun], list[tuple]]:
-    from estimator.learn.prediction import ConfigurationError, predict_frame, resolve_row
-
     runs, rejects, keys = [], [], []
     if not rows.configs:
         return runs, rejects, keys
@@ -267,8 +266,6 @@ def calibrate(frame: pd.DataFrame, predictor: PredictorBundle, *, catalog: Catal
     Raises:
         CalibrationError: no usable run (every row's reason is in the message).
     """
-    from estimator.catalog.catalog import load_catalog
-
     bundle = predictor.uncalibrated()
     catalog = catalog or load_catalog()
     extra_models = extra_models or {}

@@ -19,6 +19,7 @@ import pandas as pd
 from estimator.catalog.catalog import ArchitectureSpec, Catalog
 from estimator.learn.calibration import ENERGY, QUANTITIES, Calibration, row_keys
 from estimator.learn.calibration_model import LEVELS, RowKeys
+from estimator.learn.prediction import resolve_row
 from estimator.learn.predictor import PredictorBundle
 
 #: derived output -> (quantities whose shifts multiply it with a sign, interval source, interval flipped)
@@ -66,8 +67,6 @@ def levels_note(calibration: Calibration, family: str, keys: RowKeys) -> str:
 
 def _resolve(out: pd.DataFrame, configs: pd.DataFrame, bundle: PredictorBundle, catalog: Catalog,
              extra_models: dict) -> dict[str, list[tuple[int, RowKeys, dict]]]:
-    from estimator.learn.prediction import resolve_row
-
     groups: dict[str, list[tuple[int, RowKeys, dict]]] = {"llm": [], "diffusion": []}
     for position, raw in enumerate(configs.to_dict("records")):
         if out["status"].iat[position] != "ok":

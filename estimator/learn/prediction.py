@@ -236,11 +236,7 @@ def predict_frame(configs: pd.DataFrame, bundle: PredictorBundle, catalog: Catal
                             f"fits, so predicted at the batch that fits")
                     warnings[p] = "; ".join(filter(None, [warnings[p], note]))
     out["status"], out["reason"], out["warnings"] = status, reasons, warnings
-    if bundle.calibration is not None:
-        from estimator.learn.calibration_apply import apply_calibration
-
-        out = apply_calibration(out, configs, bundle.calibration, bundle.uncalibrated(), catalog, extra_models)
-    return out
+    return bundle.calibrate_output(out, configs, catalog, extra_models)
 
 
 def _fill(out: pd.DataFrame, positions: list[int], frame: pd.DataFrame, features: pd.DataFrame,

@@ -208,18 +208,33 @@ class PredictorMismatchError(ValueError):
 class PredictorBundle:
     """All target regressors plus the card (what was trained on what, interval calibration, bounds)."""
 
-    def __init__(self, regressors: dict[str, TargetRegressor], card: Card, calibration=None):
+    def __init__(self, regressors: dict[str, TargetRegressor], card: Card, calibration=None, apply_calibration=None):
         self.regressors = regressors
         self.card = card
         #: an estimator.learn.calibration.Calibration applied to every prediction (None: the predictor as trained)
         self.calibration = calibration
+        # the step that applies it (estimator.learn.calibration_apply.apply_calibration), handed in by the layer
+        # that calibrates so that prediction, below the calibration modules, never imports them
+        self._apply_calibration = apply_calibration
 
-    def with_calibration(self, calibration) -> PredictorBundle:
-        """The same predictor with ``calibration`` applied to its predictions (a new bundle; this one unchanged)."""
-        return PredictorBundle(self.regressors, self.card, calibration)
+    def with_calibration(self, calibration, apply_calibration) -> PredictorBundle:
+        """The same predictor with ``calibration`` applied to its predictions (a new bundle; this one unchanged).
+
+        Args:
+            calibration: an ``estimator.learn.calibration.Calibration``.
+            apply_calibration: ``(out, configs, calibration, uncalibrated_bundle, catalog, extra_models) -> out``,
+                i.e. ``estimator.learn.calibration_apply.apply_calibration``.
+        """
+        return PredictorBundle(self.regressors, self.card, calibration, apply_calibration)
 
     def uncalibrated(self) -> PredictorBundle:
         return self if self.calibration is None else PredictorBundle(self.regressors, self.card)
+
+    def calibrate_output(self, out, configs, catalog, extra_models):
+        """``out`` (predict_frame's frame) with this bundle's calibration applied; unchanged without one."""
+        if self.calibration is None:
+            return out
+        return self._apply_calibration(out, configs, self.calibration, self.uncalibrated(), catalog, extra_models)
 
     @property
     def intervals(self) -> dict[str, dict[str, list[float]]]:

@@ -17,6 +17,7 @@ import pandas as pd
 from estimator.catalog.catalog import ArchitectureSpec, Catalog, load_catalog
 from estimator.learn.calibration import Calibration, as_calibration
 from estimator.learn.calibration import calibrate as _calibrate
+from estimator.learn.calibration_apply import apply_calibration
 from estimator.learn.predictor import PredictorBundle, load_predictor
 
 CalibrationLike = Calibration | str | Path | None
@@ -50,4 +51,4 @@ def with_calibration(predictor: PredictorBundle | None, calibration: Calibration
     bundle = predictor or load_predictor()
     loaded = as_calibration(calibration, bundle.uncalibrated(), catalog=catalog or load_catalog(),
                             extra_models=extra_models)
-    return bundle if loaded is None else bundle.with_calibration(loaded)
+    return bundle if loaded is None else bundle.with_calibration(loaded, apply_calibration)
