@@ -161,7 +161,7 @@ class DecodeStep:
     kv_pool_per_gpu_bytes: float  # vLLM's KV pool per GPU (memory.llm_kv_pool_bytes_per_gpu)
     comm_s: float  # tensor-parallel all-reduce time of the step (latency + volume), configuration's GPU
     ref_comm_s: float  # the same on the reference GPU
-    ttft_s: float  # time to first token from prefill physics (physics only; no run records TTFT)
+    ttft_s: float  # time to first token from prefill physics (physics only; benchmarks/ttft.md)
 
     @property
     def roofline_step_s(self) -> float:
