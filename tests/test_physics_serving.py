@@ -172,3 +172,18 @@ def test_unet_parameters_derived_from_config_match_the_stated_count(catalog, mod
     arch = catalog.models[model]
     assert unet_cost(arch, arch.default_height, arch.default_width).params / 1e9 == pytest.approx(
         stated_billions, rel=0.02)
+
+
+def test_static_batch_ttft_is_the_whole_padded_rounds_prefill(catalog):
+    """The static harness's TTFT (measure/backends/torch_backend.py _round) is the whole round's prefill: 8
+    Llama-3.1-8B prompts padded to 1000 tokens = 8 x 15.27 TFLOP = 122.2 TFLOP, 123.5 ms at 989.5 TFLOP/s on one
+    H100. On 2 GPUs (TP 2) compute halves (61.7 ms) and 2 x 32 all-reduces of 8000 x 4096 x 2 B = 65.5 MB each
+    add 64 x (6 us + 65.5 MB / 450 GB/s per direction) = 9.70 ms."""
+    llama, gpu = catalog.models["meta-llama/Llama-3.1-8B-Instruct"], catalog.gpus["H100-SXM"]
+    assert gpu.interconnect_bandwidth_gb_per_sec == 900
+    one = step.static_batch_ttft_s(llama, gpu, precision="bfloat16", num_gpus=1, tensor_parallel=1, prompts=8,
+                                   padded_prompt_tokens=1000)
+    assert one * 1e3 == pytest.approx(8 * 15.43, rel=0.01)
+    two = step.static_batch_ttft_s(llama, gpu, precision="bfloat16", num_gpus=2, tensor_parallel=2, prompts=8,
+                                   padded_prompt_tokens=1000)
+    assert two * 1e3 == pytest.approx(8 * 15.43 / 2 + 64 * (6e-3 + 65.536e6 / 450e9 * 1e3), rel=0.01)

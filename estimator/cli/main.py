@@ -200,9 +200,10 @@ def predict(
                                              "ML.ENERGY column names: model_id, task, gpu_model, num_gpus (required), "
                                              "weight_precision, "
                                              "max_num_seqs, tensor_parallel, expert_parallel, data_parallel, "
-                                             "avg_output_len (LLM) or batch_size, inference_steps, image_height, "
-                                             "image_width, video_height, video_width, num_frames, ulysses_degree, "
-                                             "ring_degree (diffusion). Empty cells: as the engine would.")],
+                                             "avg_input_len, avg_output_len (LLM) or batch_size, inference_steps, "
+                                             "image_height, image_width, video_height, video_width, num_frames, "
+                                             "ulysses_degree, ring_degree (diffusion). Empty cells: as the engine "
+                                             "would.")],
     output_path: Annotated[Path | None, typer.Option("--output", "-o", metavar="CSV", help="Where to write the "
                                                      "predictions CSV (default: standard output); written whole "
                                                      "or not at all.")] = None,
@@ -294,8 +295,8 @@ def what_if_command(
     resolution: Resolution = None,
     frames: Frames = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="A change KEY=VALUE, repeatable: gpu=h100, "
-                                                   "num_gpus=4, batch=256, precision=fp8, output_tokens=1000, "
-                                                   "model=..., steps=..., resolution=768x768.",
+                                                   "num_gpus=4, batch=256, precision=fp8, input_tokens=2000, "
+                                                   "output_tokens=1000, model=..., steps=..., resolution=768x768.",
                                                    metavar="KEY=VALUE")] = None,
     electricity_usd_per_kwh: costs.ElectricityPrice = None,
     grid_gco2_per_kwh: costs.GridIntensity = None,

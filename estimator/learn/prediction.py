@@ -34,7 +34,7 @@ from estimator.validation import (
 
 LLM_OUTPUTS = LLM.outputs
 DIFFUSION_OUTPUTS = DIFFUSION.outputs
-#: physics-only outputs (no run records them yet, so nothing is learned or calibrated; no interval)
+#: physics-only outputs (nothing is learned or calibrated; no interval; TTFT checked in benchmarks/ttft.md)
 PHYSICS_ONLY_OUTPUTS = ("ttft_physics_ms",)
 #: interval of a derived quantity -> which calibrated residual it uses
 INTERVAL_OF = {"tokens_per_sec_per_watt": "energy_per_token_joules", "items_per_sec": "batch_latency_s"}
@@ -227,7 +227,7 @@ def predict_frame(configs: pd.DataFrame, bundle: PredictorBundle, catalog: Catal
         profile_length = np.array([is_blank(records[p].get("avg_output_len")) for p in positions])
         _fill(out, positions, frame, features, bundle, family.name, profile_length)
         if family is LLM:
-            # TTFT from prefill physics alone (labelled "physics only": no run records TTFT to learn from)
+            # TTFT from prefill physics alone (labelled "physics only": not learned; benchmarks/ttft.md checks it)
             out.loc[positions, "ttft_physics_ms"] = features["ttft_physics_s"].to_numpy(float) * 1e3
             for p, feasible, batch in zip(positions, features["max_feasible_batch"], frame["max_num_seqs"],
                                           strict=True):

@@ -77,7 +77,8 @@ def prefill_flops(arch: ArchitectureSpec, linear_flops_per_token: float, prompt_
 
 def ttft_physics_s(prefill_flops_per_prompt: float, weight_bytes_read: float, prompts: float, peak_flops: float,
                    bandwidth_bytes_per_s: float, num_gpus: int) -> float:
-    """Time to first token from prefill physics alone (labelled "physics only": no run records TTFT yet).
+    """Time to first token from prefill physics alone (labelled "physics only": nothing fitted; checked against
+    the project's measured runs in ``benchmarks/ttft.md``).
 
     ``prompts`` prompts are prefilled together (a batch arriving at once); the step is compute bound unless the
     prompts are short: max(prefill FLOPs / peak, weights / bandwidth), spread over ``num_gpus``.

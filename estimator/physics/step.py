@@ -161,7 +161,7 @@ class DecodeStep:
     kv_pool_per_gpu_bytes: float  # vLLM's KV pool per GPU (memory.llm_kv_pool_bytes_per_gpu)
     comm_s: float  # tensor-parallel all-reduce time of the step (latency + volume), configuration's GPU
     ref_comm_s: float  # the same on the reference GPU
-    ttft_s: float  # time to first token from prefill physics (physics only; no run records TTFT)
+    ttft_s: float  # time to first token from prefill physics (physics only; benchmarks/ttft.md)
 
     @property
     def roofline_step_s(self) -> float:
@@ -209,6 +209,25 @@ def decode_step(arch: ArchitectureSpec, gpu: GPUSpec, ref_gpu: GPUSpec, *, preci
                       ref_memory_s, max(prefill_per_seq, 1.0) / max(output_tokens, 1.0),
                       batch / (ceiling_compute_s + memory_s + comm_s), comm, touched, kv_pool_per_gpu_bytes, comm_s,
                       tensor_parallel_step_time_s(arch, ref_gpu, tensor_parallel, batch), ttft)
+
+
+def static_batch_ttft_s(arch: ArchitectureSpec, gpu: GPUSpec, *, precision: str, num_gpus: int,
+                        tensor_parallel: int, prompts: int, padded_prompt_tokens: float) -> float:
+    """Time to first token (s) of a static batch: ``prompts`` prompts, each right-padded to
+    ``padded_prompt_tokens`` (the round's longest), prefilled in one go before any of them gets its first token.
+
+    This is what the project's static-batch harness measures (``measure/backends/torch_backend.py`` ``_round``:
+    the round's prefill runs on a ``[prompts, longest]`` right-padded tensor, ``torch_dense.prefill``, and every
+    request's TTFT is that whole prefill). It is not the serving TTFT the predictor outputs (one prompt joining a
+    running batch, :func:`decode_step`); :mod:`benchmarks.ttft` compares both with the measured runs.
+    Roofline at peak rates (:func:`serving.ttft_physics_s`) plus the prefill's tensor-parallel all-reduces.
+    """
+    tokens = prompts * padded_prompt_tokens
+    per_prompt = prefill_flops(arch, linear_flops_per_token(arch), padded_prompt_tokens)
+    weights = weight_bytes_read_per_step(arch, precision, tokens)
+    return (ttft_physics_s(per_prompt, weights, prompts, peak_flops(gpu, precision),
+                           gpu.hbm_bandwidth_tb_per_sec * 1e12, num_gpus)
+            + tensor_parallel_step_time_s(arch, gpu, tensor_parallel, tokens))
 
 
 def _weights_read(arch: ArchitectureSpec, precision: str, batch: float, data_parallel: int) -> tuple[float, float]:

@@ -170,6 +170,14 @@ def output_groups(modalities: set[str]) -> list[tuple[str, str, str | None]]:
     return groups
 
 
+def physics_only_columns(groups) -> list[str]:
+    """Physics-only outputs written for LLM rows (``learn/prediction.py`` PHYSICS_ONLY_OUTPUTS: a value, no
+    interval, e.g. ``ttft_physics_ms``) when the file has LLM rows."""
+    from estimator.learn.prediction import LLM_OUTPUTS, PHYSICS_ONLY_OUTPUTS
+
+    return list(PHYSICS_ONLY_OUTPUTS) if any(source in LLM_OUTPUTS for source, _, _ in groups) else []
+
+
 def significant(values: np.ndarray, digits: int = SIGNIFICANT_DIGITS) -> np.ndarray:
     """``values`` rounded to ``digits`` significant digits (NaN and 0 unchanged), so they print short."""
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -205,6 +213,10 @@ def _chunk_output(text: pd.DataFrame, predictions: pd.DataFrame | None, errors: 
             if only is not None:
                 values[modality != only] = np.nan
             out[name + suffix] = significant(values)
+    for name in physics_only_columns(groups):
+        values = predictions.get(name, pd.Series(np.nan, index=range(rows))).to_numpy(float).copy()
+        values[failed] = np.nan
+        out[name] = significant(values)
     status = predictions.get("status", pd.Series("error", index=range(rows))).fillna("error").to_numpy(object)
     reason = predictions.get("reason", pd.Series("", index=range(rows))).fillna("").to_numpy(object)
     warnings = predictions.get("warnings", pd.Series("", index=range(rows))).fillna("").to_numpy(object)
@@ -323,6 +335,7 @@ def predict_csv(input_path: Path, output_path: Path | None, *, predict: Callable
     header = read_header(input_path)
     groups = output_groups(_modalities(input_path, header, catalog))
     names = [escape_formula(n) for n in header] + [name + s for _, name, _ in groups for s in ("", "_p10", "_p90")]
+    names += physics_only_columns(groups)
     names += ["status", "reason", "warnings", *extra_columns]
     summary = PredictSummary()
     target = contextlib.nullcontext(sys.stdout) if output_path is None else atomic_writer(output_path)
