@@ -175,6 +175,31 @@ def _target_groups(values: np.ndarray, phi: np.ndarray, offset: float, ref: floa
     return groups
 
 
+#: the nearest-neighbour member's item (estimator/learn/neighbours.py)
+NEIGHBOUR_LABEL = "similar measured runs (nearest neighbours, physics-scaled)"
+
+
+def _adjustments(regressor, features: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """(physical-bound adjustment, nearest-neighbour share) per row, log space; zeros where a regressor has none."""
+    zeros = np.zeros(len(features))
+    bound = regressor.bound_adjustment(features) if hasattr(regressor, "bound_adjustment") else zeros
+    neighbour = regressor.neighbour_adjustment(features) if hasattr(regressor, "neighbour_adjustment") else zeros
+    return bound, neighbour
+
+
+def _adjustment_groups(regressor, adjust: tuple[np.ndarray, np.ndarray], row: int) -> dict[str, _Group]:
+    """Items beyond TreeSHAP and the prior: a binding physical bound, and the nearest-neighbour member's share."""
+    bound, neighbour = (float(values[row]) for values in adjust)
+    groups = {}
+    if abs(bound) > 1e-12:  # a physical bound (e.g. power <= GPUs x TDP) binds
+        spec = regressor.target
+        limit = f"{spec.name} <= {spec.ceiling}" if spec.ceiling else f"{spec.name} >= {spec.floor}"
+        groups[f"physical bound: {limit}"] = _Group("latent", "utilization", "physics", bound)
+    if abs(neighbour) > 1e-12:
+        groups[NEIGHBOUR_LABEL] = _Group("latent", "similarity", "neighbours", neighbour)
+    return groups
+
+
 _INPUTS: dict[str, list[str]] = {}
 
 
@@ -235,25 +260,19 @@ def _attribute_family(rows: list[tuple[int, dict]], family: str, quantity: str |
         phi, bias, offset = regressor.contributions(features)
         names = offset_names(regressor)
         inputs = offset_inputs(names, features.iloc[:1])
-        bound = (regressor.bound_adjustment(features) if hasattr(regressor, "bound_adjustment")
-                 else np.zeros(len(features)))
         per_target[target] = (phi, bias, offset, bundle.predict_log(target, features), names,
-                              features[inputs].to_numpy(float), inputs, bound)
+                              features[inputs].to_numpy(float), inputs, _adjustments(regressor, features))
     calibrated = _calibration_items(bundle, family, [values for _, values in rows])
     for row_index, (position, values) in enumerate(rows):
         parts = []
         combined: dict[str, _Group] = {}
         baseline_log = prediction_log = 0.0
         for target, sign in part_specs:
-            phi, bias, offset, predicted_log, offset_name, input_values, inputs, bound = per_target[target]
+            phi, bias, offset, predicted_log, offset_name, input_values, inputs, adjust = per_target[target]
             ref = reference.get(target, 0.0)
             groups = _target_groups(matrix[row_index], phi[row_index], float(offset[row_index]), ref, family,
                                     offset_name, dict(zip(inputs, map(float, input_values[row_index]), strict=True)))
-            if abs(float(bound[row_index])) > 1e-12:  # a physical bound (e.g. power <= GPUs x TDP) binds
-                spec = bundle.regressors[target].target
-                limit = f"{target} <= {spec.ceiling}" if spec.ceiling else f"{target} >= {spec.floor}"
-                groups[f"physical bound: {limit}"] = _Group("latent", "utilization", "physics",
-                                                            float(bound[row_index]))
+            groups.update(_adjustment_groups(bundle.regressors[target], adjust, row_index))
             shift = 0.0
             if calibrated:  # the calibration's shift of this target: its own item (estimator/learn/calibration.py)
                 label, shifts = calibrated

@@ -76,7 +76,8 @@ class FactorContribution(BaseModel):
     group: str = Field(description="'layer/factor', or a 'physics prior: ...' / 'identity: ...' label")
     layer: str
     factor: str
-    kind: str = Field(description="'learned' (TreeSHAP), 'physics' (offset) or 'identity' (exact term)")
+    kind: str = Field(description="'learned' (TreeSHAP), 'physics' (offset or bound), 'identity' (exact term), "
+                                  "'neighbours' (nearest measured runs) or 'calibration'")
     log_contribution: float
     multiplier: float = Field(description="exp(log_contribution): the factor this item multiplies by")
     top_features: list[FeatureValue] = Field(default_factory=list, description="largest |log| first (3 at most)")

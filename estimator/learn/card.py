@@ -4,7 +4,8 @@ One typed, versioned schema, read through :func:`read_card` only. The card carri
 *and* bounds (ceiling/floor), so a loaded predictor uses the offsets and bounds it was trained with, never a
 different copy from code. Version 1 is the layout written since the first trained predictor (its files carry no
 ``schema_version`` key; that absence means 1). Version 2 (issue 18) adds the task-profile intervals, interval tails
-per reading and quantity, and where each evaluation choice was made.
+per reading and quantity, and where each evaluation choice was made. Version 3 adds each target's
+nearest-neighbour member (``neighbour_offset``; estimator/learn/neighbours.py).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from estimator.safe_io import write_text_atomic
 
 CARD_FILE = "card.json"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 class _Strict(BaseModel):
@@ -34,6 +35,8 @@ class TargetCard(_Strict):
     ceiling: str = Field(default="", description="offset name bounding the prediction from above ('' = none)")
     floor: str = Field(default="", description="offset name bounding the prediction from below ('' = none)")
     monotone: dict[str, int] = Field(default_factory=dict)
+    neighbour_offset: str = Field(default="", description="offset of the physics-scaled nearest-neighbour member "
+                                  "('<target>__neighbours.json'); '' = none (cards before version 3)")
 
 
 class FeatureCard(_Strict):

@@ -23,6 +23,7 @@ import pandas as pd
 
 from estimator.learn.card import Card, TargetCard, read_card, write_card
 from estimator.learn.family import family_of, feature_names
+from estimator.learn.neighbours import NeighbourMember
 from estimator.paths import predictors_dir
 
 #: small trees: with ~40 models, deeper trees memorise model identity instead of physics (chosen on
@@ -35,6 +36,8 @@ LGB_PARAMS = {
     "verbose": -1, "deterministic": True, "force_row_wise": True, "num_threads": 1, "seed": 7,
 }
 NUM_ROUNDS = 500
+#: file name suffix of a target's nearest-neighbour member (JSON; estimator/learn/neighbours.py)
+NEIGHBOURS_SUFFIX = "__neighbours.json"
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,7 @@ class TargetSpec:
     monotone: dict[str, int] = field(default_factory=dict)
     ceiling: str = ""  # physical upper bound (an offset name): the prediction never exceeds it
     floor: str = ""  # physical lower bound (an offset name)
+    neighbour_offset: str = ""  # the physics-scaled nearest-neighbour member's offset ('' = no such member)
 
 
 def _zero(features: pd.DataFrame) -> np.ndarray:
@@ -102,11 +106,14 @@ OFFSETS = {"none": _zero, "gpu_tdp": _gpu_tdp, "roofline_throughput_ref": _roofl
 #: training data; they keep the ensemble's GPU-agnostic members from promising an L4 H100-class numbers.
 TARGETS = (
     TargetSpec("avg_power_watts", "llm", "avg_power_watts", ("none", "gpu_tdp"), {"log2_max_num_seqs": 1},
-               ceiling="gpu_tdp"),
+               ceiling="gpu_tdp", neighbour_offset="gpu_tdp"),
     TargetSpec("output_throughput_tokens_per_sec", "llm", "output_throughput_tokens_per_sec",
-               ("none", "roofline_throughput_ref", "roofline_throughput"), ceiling="throughput_ceiling"),
-    TargetSpec("median_itl_ms", "llm", "median_itl_ms", ("none", "roofline_step"), floor="half_roofline_step"),
-    TargetSpec("p90_itl_ms", "llm", "p90_itl_ms", ("roofline_step",), floor="half_roofline_step"),
+               ("none", "roofline_throughput_ref", "roofline_throughput"), ceiling="throughput_ceiling",
+               neighbour_offset="roofline_throughput"),
+    TargetSpec("median_itl_ms", "llm", "median_itl_ms", ("none", "roofline_step"), floor="half_roofline_step",
+               neighbour_offset="roofline_step"),
+    TargetSpec("p90_itl_ms", "llm", "p90_itl_ms", ("roofline_step",), floor="half_roofline_step",
+               neighbour_offset="roofline_step"),
     TargetSpec("batch_latency_s", "diffusion", "batch_latency_s", ("roofline_latency_ref", "roofline_latency"),
                floor="roofline_latency"),
     TargetSpec("diffusion_avg_power_watts", "diffusion", "avg_power_watts", ("gpu_tdp",), ceiling="gpu_tdp"),
@@ -144,13 +151,31 @@ class TargetRegressor:
             residual = np.log(y) - OFFSETS[offset](features)
             dataset = lgb.Dataset(matrix, residual, feature_name=names, free_raw_data=False)
             self.boosters_[offset] = lgb.train(params, dataset, num_boost_round=self.num_rounds)
+        self.neighbours_ = None
+        if self.target.neighbour_offset:
+            log_y = np.log(y)
+            member = NeighbourMember(self.target.neighbour_offset)
+            member.fit(features, names, log_y - OFFSETS[member.offset](features))
+            member.centre = float(np.mean(log_y - self._mean_offset(features)))
+            self.neighbours_ = member
         return self
+
+    def _mean_offset(self, features: pd.DataFrame) -> np.ndarray:
+        return np.mean([OFFSETS[o](features) for o in self.boosters_], axis=0)
+
+    def _neighbour_log(self, features: pd.DataFrame) -> np.ndarray:
+        member = self.neighbours_
+        return member.predict_residual(features) + OFFSETS[member.offset](features)
 
     def predict_log(self, features: pd.DataFrame) -> np.ndarray:
         """Natural log of the prediction: the members' mean, held inside the target's physical bounds."""
         matrix = self._matrix(features)
         members = [b.predict(matrix) + OFFSETS[o](features) for o, b in self.boosters_.items()]
-        return self._bounded(features, np.mean(members, axis=0))
+        raw = np.mean(members, axis=0)
+        if self.neighbours_ is not None:
+            weight = self.neighbours_.weight
+            raw = (1.0 - weight) * raw + weight * self._neighbour_log(features)
+        return self._bounded(features, raw)
 
     def _bounded(self, features: pd.DataFrame, raw: np.ndarray) -> np.ndarray:
         if self.target.ceiling:
@@ -162,12 +187,22 @@ class TargetRegressor:
     def bound_adjustment(self, features: pd.DataFrame) -> np.ndarray:
         """log(bounded / unbounded) prediction: 0 unless a physical bound binds (see :data:`TARGETS`)."""
         contrib, bias, offset = self.contributions(features)
-        raw = contrib.sum(axis=1) + bias + offset
+        raw = contrib.sum(axis=1) + bias + offset + self.neighbour_adjustment(features)
         return self._bounded(features, raw) - raw
 
+    def neighbour_adjustment(self, features: pd.DataFrame) -> np.ndarray:
+        """log-space share of the nearest-neighbour member beyond its baseline: ``w (r + offset_nn - mean offset
+        - centre)`` (0 without the member); see :mod:`estimator.learn.neighbours`."""
+        member = self.neighbours_
+        if member is None:
+            return np.zeros(len(features))
+        return member.weight * (self._neighbour_log(features) - self._mean_offset(features) - member.centre)
+
     def contributions(self, features: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(per-feature TreeSHAP contributions, bias, physics offset) averaged over members, in log space; they
-        sum exactly to :meth:`predict_log` plus :meth:`bound_adjustment` (zero unless a physical bound binds)."""
+        """(per-feature TreeSHAP contributions, bias, physics offset) of the boosters, in log space. With
+        :meth:`neighbour_adjustment` they sum exactly to :meth:`predict_log` minus :meth:`bound_adjustment` (zero
+        unless a physical bound binds). The offset is the boosters' mean prior; with a nearest-neighbour member of
+        weight w, contributions are scaled by (1 - w) and the bias gains w x the member's centre."""
         matrix = self._matrix(features)
         contribs, biases, offsets = [], [], []  # unbounded; see bound_adjustment
         for offset, booster in self.boosters_.items():
@@ -175,17 +210,22 @@ class TargetRegressor:
             contribs.append(contrib[:, :-1])
             biases.append(contrib[:, -1])
             offsets.append(OFFSETS[offset](features))
-        return np.mean(contribs, axis=0), np.mean(biases, axis=0), np.mean(offsets, axis=0)
+        contrib, bias, offset = np.mean(contribs, axis=0), np.mean(biases, axis=0), np.mean(offsets, axis=0)
+        if self.neighbours_ is not None:
+            weight = self.neighbours_.weight
+            contrib, bias = (1.0 - weight) * contrib, (1.0 - weight) * bias + weight * self.neighbours_.centre
+        return contrib, bias, offset
 
     def to_texts(self) -> dict[str, str]:
         return {offset: booster.model_to_string() for offset, booster in self.boosters_.items()}
 
     @classmethod
-    def from_texts(cls, target: TargetSpec, texts: dict[str, str]) -> TargetRegressor:
+    def from_texts(cls, target: TargetSpec, texts: dict[str, str], neighbours_text: str = "") -> TargetRegressor:
         import lightgbm as lgb
 
         regressor = cls(target)
         regressor.boosters_ = {offset: lgb.Booster(model_str=text) for offset, text in texts.items()}
+        regressor.neighbours_ = NeighbourMember.from_text(neighbours_text) if neighbours_text else None
         return regressor
 
 
@@ -248,11 +288,13 @@ class PredictorBundle:
     def save(self, directory: Path) -> None:
         """Write one LightGBM text file per target member (``<target>__<offset>.txt``) and card.json."""
         directory.mkdir(parents=True, exist_ok=True)
-        for stale in directory.glob("*.txt"):
+        for stale in [*directory.glob("*.txt"), *directory.glob(f"*{NEIGHBOURS_SUFFIX}")]:
             stale.unlink()
         for name, regressor in self.regressors.items():
             for offset, text in regressor.to_texts().items():
                 (directory / f"{name}__{offset}.txt").write_text(text)
+            if regressor.neighbours_ is not None:
+                (directory / f"{name}{NEIGHBOURS_SUFFIX}").write_text(regressor.neighbours_.to_text())
         write_card(self.card, directory)
 
     @classmethod
@@ -268,16 +310,18 @@ class PredictorBundle:
         for name in card.targets:
             spec = card.target_specs[name]
             target = TargetSpec(name, spec.family, spec.column, tuple(spec.offsets), dict(spec.monotone),
-                                ceiling=spec.ceiling, floor=spec.floor)
+                                ceiling=spec.ceiling, floor=spec.floor, neighbour_offset=spec.neighbour_offset)
             texts = {offset: (directory / f"{name}__{offset}.txt").read_text() for offset in spec.offsets}
-            regressors[name] = TargetRegressor.from_texts(target, texts)
+            neighbours = (directory / f"{name}{NEIGHBOURS_SUFFIX}").read_text() if spec.neighbour_offset else ""
+            regressors[name] = TargetRegressor.from_texts(target, texts, neighbours)
         return cls(regressors, card)
 
 
 def target_card(target: TargetSpec) -> TargetCard:
     """How a target is recorded in the card (offsets and bounds travel with the artifact)."""
     return TargetCard(family=target.family, column=target.column, offsets=list(target.offsets),
-                      ceiling=target.ceiling, floor=target.floor, monotone=dict(target.monotone))
+                      ceiling=target.ceiling, floor=target.floor, monotone=dict(target.monotone),
+                      neighbour_offset=target.neighbour_offset)
 
 
 def _import_lightgbm_without_sklearn() -> None:
