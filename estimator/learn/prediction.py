@@ -92,6 +92,14 @@ def _domain_warnings(domain: Domain | None, model_id: str, gpu_key: str, engine:
     return warnings
 
 
+#: attention data parallelism is one measured model in the training data, with a mechanism the physics does not
+#: model (ML.ENERGY v3: Qwen3-Coder-480B-FP8 at DP=EP=8 used 2.2-5.6x the J/token of its BF16 expert-parallel twin,
+#: "load imbalance and stragglers"; see benchmarks/accuracy.md, geometric bias per held-out model)
+ATTENTION_DP_WARNING = ("attention data parallel (data_parallel > 1): one model measured in this layout, where "
+                        "stragglers cost 2-6x the energy of expert parallelism; held out, the predictor was about "
+                        "3x too low for it: read energy as a lower bound")
+
+
 def _fill_diffusion_defaults(values: dict, num_gpus: int) -> None:
     values.setdefault("batch_size", 1)
     ulysses, ring = default_sequence_parallel(num_gpus, values.get("ulysses_degree"), values.get("ring_degree"))
@@ -146,6 +154,8 @@ def resolve_row(raw: dict, catalog: Catalog, extra_models: dict[str, Architectur
         _check_layout(values, arch, model_id)
         if domain is not None and values["weight_precision"] not in domain.precisions:
             warnings.append(f"precision {values['weight_precision']} absent from training data")
+        if int(values["data_parallel"]) > 1:
+            warnings.append(ATTENTION_DP_WARNING)
     if domain is not None:
         warnings += out_of_training_range(values, domain)
     return ResolvedRow(values, arch, warnings)
