@@ -74,3 +74,21 @@ def test_estimate_objects_carry_the_physics_only_ttft():
     prediction = what_if({**BASE, "avg_input_len": 2000.0}).base
     assert prediction.physics_only["ttft_physics_ms"] > 0
     assert "ttft_physics_ms" not in prediction.metrics
+
+
+def test_output_length_defaults_to_the_models_own_profile_with_profile_intervals(catalog):
+    """Without an output length the frontier uses the model's measured mean on the task (Llama answers chat in
+    ~390 tokens, not the task-wide ~600), says so, and takes the task-profile intervals (output-length
+    uncertainty); the same length given by the user takes the narrower 'given' intervals."""
+    from estimator import estimate, what_if
+
+    tokens, level = catalog.profile_output_tokens("meta-llama/Llama-3.1-8B-Instruct", "lm-arena-chat")
+    assert level == "model" and 300 < tokens < 500 < catalog.tasks["lm-arena-chat"].mean_output_tokens
+    result = estimate(model="meta-llama/Llama-3.1-8B-Instruct", task="lm-arena-chat", gpu="H100-SXM")
+    assert result.workload.output_tokens == tokens
+    assert any("this model's measured mean" in line for line in result.assumptions)
+    base = {**BASE}
+    profiled = what_if(base).base.metrics["energy_per_request_joules"]
+    given = what_if({**base, "output_tokens": tokens}).base.metrics["energy_per_request_joules"]
+    assert profiled.value == given.value
+    assert profiled.p90 / profiled.p10 > given.p90 / given.p10
