@@ -93,3 +93,25 @@ def test_nested_coverage_never_uses_the_held_out_groups_residuals():
     assert inside_outlier[-1] == 0.0
     assert holdout.nested_coverage(residuals, groups) == pytest.approx(np.mean(inside_outlier) * 100)
 
+
+
+def test_held_out_predictions_never_read_the_held_out_measurements(runs, catalog):
+    """End to end, with the real boosters, the nearest-neighbour member and the output-length profile: poisoning
+    every measured value of the held-out model (power, throughput, ITL, output length) must not move a single one
+    of its leave-one-model-out predictions, while it does move the other models' (so the check can fail)."""
+    from estimator.learn.features import featurize
+
+    frame = split_by_family(runs)["llm"]
+    keep = frame["model_id"].isin(["Qwen/Qwen3-8B", "Qwen/Qwen3-32B", "meta-llama/Llama-3.1-8B-Instruct"])
+    frame = frame[keep & frame["gpu_model"].eq("B200")].reset_index(drop=True)
+    poisoned = frame.copy()
+    held = poisoned["model_id"].eq("Qwen/Qwen3-8B").to_numpy()
+    for column in ("avg_power_watts", "output_throughput_tokens_per_sec", "median_itl_ms", "p90_itl_ms",
+                   "avg_output_len"):
+        poisoned.loc[held, column] = poisoned.loc[held, column] * 7.0
+    features = featurize(frame, catalog)  # the "given" reading's inputs are the workload's, as for a user
+    clean = ev.out_of_fold(frame, features, "llm", "leave-one-model-out", catalog)
+    dirty = ev.out_of_fold(poisoned, features, "llm", "leave-one-model-out", catalog)
+    for column in ("pred_energy_per_token_joules", "profile_pred_energy_per_token_joules", "profile_output_len"):
+        np.testing.assert_allclose(dirty.loc[held, column], clean.loc[held, column], rtol=1e-12)
+        assert not np.allclose(dirty.loc[~held, column], clean.loc[~held, column])
