@@ -16,11 +16,11 @@ from estimator.catalog.params import moe_layer_count, param_breakdown
 from estimator.physics.memory import (
     BF16_BYTES,
     BILLION,
+    bytes_per_param,
     expert_bytes,
     full_attention_layers,
     kv_bytes_per_sequence_at,
     max_concurrent_sequences,
-    non_expert_bytes_per_param,
     weight_bytes_total,
 )
 from estimator.physics.serving import (
@@ -51,8 +51,7 @@ def weight_bytes_read_per_step(arch: ArchitectureSpec, precision: str, batch: fl
     token); a tied matrix is streamed by the LM head every step, so it is read.
     """
     # vision tower: loaded (weight_bytes_total) but not read by a text decode step
-    total = (weight_bytes_total(arch, precision)
-             - arch.vision_params_billions * BILLION * non_expert_bytes_per_param(arch, precision))
+    total = weight_bytes_total(arch, precision) - arch.vision_params_billions * BILLION * bytes_per_param(precision)
     embedding = input_embedding_only_params(arch) * BF16_BYTES
     if arch.architecture != "moe":
         return total - embedding
