@@ -122,30 +122,3 @@ def test_unknown_precision_is_a_clear_error():
     """A typo in a precision name must not silently default to bf16."""
     with pytest.raises(ValueError, match="unknown precision"):
         memory.bytes_per_param("fp7")
-
-
-def test_activation_quant_kernels_count_the_w8a8_launches_of_a_decode_step(catalog):
-    """vLLM runs fp8 checkpoints as W8A8 with dynamic activation scales: one quantisation kernel before each
-    quantised GEMM group. Qwen3-235B-FP8: 94 layers x (qkv + o + the two expert GEMMs) = 376; DeepSeek-V3.1 (MLA,
-    3 dense + 58 MoE layers with a shared expert): 61 x 3 + 3 x 2 + 58 x (2 + 2) = 421; Llama-4-Maverick-FP8
-    quantises only the routed experts of its 24 MoE layers: 48; a bf16 checkpoint none."""
-    qwen = catalog.models["Qwen/Qwen3-235B-A22B-Instruct-2507-FP8"]
-    assert step.activation_quant_kernels_per_step(qwen, "fp8") == 94 * 4
-    deepseek = catalog.models["deepseek-ai/DeepSeek-V3.1"]
-    assert step.activation_quant_kernels_per_step(deepseek, "fp8") == 61 * 3 + 3 * 2 + 58 * 4
-    maverick = catalog.models["meta-llama/Llama-4-Maverick-17B-128E-Instruct-FP8"]
-    assert step.activation_quant_kernels_per_step(maverick, "fp8") == 48
-    assert step.activation_quant_kernels_per_step(qwen, "bfloat16") == 0
-
-
-def test_expert_gemm_rows_is_the_m_dimension_of_the_grouped_expert_gemms(catalog):
-    """A decode step of 16 sequences on Qwen3-30B-A3B (128 experts, top-8) makes 128 token-expert assignments per
-    MoE layer over 128 x (1 - (120/128)^16) = 82.43 distinct experts (uniform routing): 1.553 rows per expert GEMM,
-    far below a GEMM tile; a dense model multiplies the whole batch by each weight matrix."""
-    moe = catalog.models["Qwen/Qwen3-30B-A3B-Instruct-2507"]
-    touched = 128 * (1 - (120 / 128) ** 16)
-    assert touched == pytest.approx(82.43, abs=0.01)
-    assert step.expert_gemm_rows(moe, 16) == pytest.approx(16 * 8 / touched, rel=1e-9)
-    assert step.expert_gemm_rows(moe, 4096) == pytest.approx(4096 * 8 / 128, rel=1e-6)
-    dense = catalog.models["meta-llama/Llama-3.1-8B-Instruct"]
-    assert step.expert_gemm_rows(dense, 16) == 16

@@ -98,10 +98,6 @@ class ArchitectureSpec(_Entry):
     total_params_billions: float = Field(gt=0)
     active_params_billions: float = Field(gt=0)
     native_precision: Precision
-    quantized_scope: Literal["all_linear", "routed_experts"] = Field(
-        default="all_linear", description="weights a quantized checkpoint stores at its precision: every linear "
-        "layer (embeddings and LM head stay bf16), or only the routed experts (attention, dense and shared MLPs stay "
-        "bf16, as Llama-4-Maverick-FP8)")
     # transformer LLM body (zero for diffusion)
     num_layers: int = Field(default=0, ge=0)
     hidden_size: int = Field(default=0, ge=0)

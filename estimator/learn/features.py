@@ -62,7 +62,6 @@ LLM_FEATURES = [
     _f("log_prefill_flops_per_output_token", "latent", "compute"),
     _f("log_comm_bytes_per_token", "latent", "communication"),
     _f("touched_expert_share", "latent", "compute"), _f("tp_comm_share", "latent", "communication"),
-    _f("log2_expert_gemm_rows", "latent", "utilization"), _f("log1p_activation_quant_kernels", "latent", "utilization"),
 ]
 DIFFUSION_FEATURES = [
     _f("log_denoiser_params_billions", "algorithm", "model"), _f("denoiser_hidden_size", "algorithm", "model"),
@@ -146,8 +145,6 @@ def llm_features_row(arch: ArchitectureSpec, gpu: GPUSpec, ref_gpu: GPUSpec, *, 
         log_prefill_flops_per_output_token=math.log(s.prefill_flops_per_output_token),
         log_comm_bytes_per_token=math.log1p(s.comm_bytes_per_token), touched_expert_share=s.touched_expert_share,
         tp_comm_share=s.comm_s / s.roofline_step_s,
-        log2_expert_gemm_rows=math.log2(s.expert_gemm_rows),
-        log1p_activation_quant_kernels=math.log1p(s.activation_quant_kernels),
         # not a model input: TTFT from prefill physics alone, output as "physics only" (learn/prediction.py)
         ttft_physics_s=s.ttft_s,
         fits_in_memory=float(s.max_feasible_batch >= 1.0), max_feasible_batch=s.max_feasible_batch,

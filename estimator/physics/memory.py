@@ -57,28 +57,12 @@ def bytes_per_param(precision: str) -> float:
         raise ValueError(f"unknown precision {precision!r}; known: {', '.join(BYTES_PER_PARAM)}") from exc
 
 
-def non_expert_bytes_per_param(arch: ArchitectureSpec, precision: str) -> float:
-    """Storage bytes per weight of the linear layers outside the MoE experts (attention, dense MLPs, vision tower).
-
-    A checkpoint quantises them unless its quantisation covers only experts: ``mxfp4`` on an MoE model (as gpt-oss
-    ships), or a catalog ``quantized_scope = "routed_experts"`` (Llama-4-Maverick-FP8 keeps attention, dense and
-    shared MLPs in bf16: catalog notes in models/catalog/architectures.toml, from the model card); those stay bf16.
-    """
-    quantised = bytes_per_param(precision)
-    if arch.architecture != "moe" or not arch.num_experts:
-        return quantised
-    if precision == "mxfp4" or arch.quantized_scope == "routed_experts":
-        return BF16_BYTES
-    return quantised
-
-
 def weight_bytes_total(arch: ArchitectureSpec, precision: str) -> float:
     """All weights of the model in bytes at ``precision``.
 
-    Embeddings and the LM head stay bf16. Routed experts are stored at ``precision``; shared experts too, except
-    under ``quantized_scope = "routed_experts"``; every other linear layer at :func:`non_expert_bytes_per_param`
-    (``precision`` for a checkpoint that quantises every linear layer, fp8/nvfp4/int and ``mxfp4`` on a dense
-    model; bf16 where only the experts are quantised).
+    Quantised checkpoints (fp8, nvfp4, int) quantise every linear layer; embeddings stay in bf16. ``mxfp4`` on an
+    MoE model quantises only the routed and shared experts (as gpt-oss ships: attention stays bf16); on a dense
+    model it quantises every linear layer (there are no experts to confine it to).
     """
     if arch.kind == "diffusion":
         params = (arch.denoiser_params_billions + arch.text_encoder_params_billions + arch.vae_params_billions)
@@ -87,14 +71,13 @@ def weight_bytes_total(arch: ArchitectureSpec, precision: str) -> float:
     # other_params (MTP head, Omni talker) are not loaded by a serving engine for text generation
     parts_total = parts.total_billions - arch.other_params_billions
     quantised = bytes_per_param(precision)
-    rest_bytes = non_expert_bytes_per_param(arch, precision)
-    shared_bytes = rest_bytes if arch.quantized_scope == "routed_experts" else quantised
     embedding = parts.embedding_billions * BILLION * BF16_BYTES
-    routed = parts.routed_experts_billions * BILLION * quantised
-    shared = parts.shared_experts_billions * BILLION * shared_bytes
-    rest_billions = (parts_total - parts.embedding_billions - parts.routed_experts_billions
-                     - parts.shared_experts_billions)
-    return embedding + routed + shared + rest_billions * BILLION * rest_bytes
+    experts_billions = parts.routed_experts_billions + parts.shared_experts_billions
+    if precision == "mxfp4" and experts_billions > 0:
+        experts = experts_billions * BILLION * quantised
+        rest = (parts_total - parts.embedding_billions - experts_billions) * BILLION * BF16_BYTES
+        return embedding + experts + rest
+    return embedding + (parts_total - parts.embedding_billions) * BILLION * quantised
 
 
 def expert_bytes(arch: ArchitectureSpec, precision: str) -> float:

@@ -16,11 +16,11 @@ from estimator.catalog.params import moe_layer_count, param_breakdown
 from estimator.physics.memory import (
     BF16_BYTES,
     BILLION,
+    bytes_per_param,
     expert_bytes,
     full_attention_layers,
     kv_bytes_per_sequence_at,
     max_concurrent_sequences,
-    non_expert_bytes_per_param,
     weight_bytes_total,
 )
 from estimator.physics.serving import (
@@ -43,51 +43,6 @@ def expected_distinct_experts(num_experts: int, experts_per_token: int, tokens: 
     return num_experts * (1.0 - (1.0 - experts_per_token / num_experts) ** max(tokens, 0.0))
 
 
-def expert_gemm_rows(arch: ArchitectureSpec, batch: float) -> float:
-    """Rows (tokens) each weight GEMM of a decode step multiplies: the batch for a dense layer; for an MoE layer the
-    token-expert assignments per touched expert, ``batch x top-k / E[distinct experts]`` (uniform routing,
-    :func:`expected_distinct_experts`).
-
-    This is the M dimension of the grouped expert GEMMs. vLLM's fused MoE kernel pads each expert's rows to its
-    tile height (``moe_align_block_size``, vllm/model_executor/layers/fused_moe/moe_align_block_size.py) and the
-    project's torch backend to 16 rows (``measure/backends/torch_moe.py`` ``ALIGN_ROWS``), so a few rows per expert
-    leave the tensor cores mostly idle while each touched expert's weights are still streamed in full.
-    """
-    if arch.architecture != "moe" or not arch.num_experts:
-        return max(batch, 1.0)
-    touched = expected_distinct_experts(arch.num_experts, arch.num_experts_per_token, batch)
-    return max(batch, 1.0) * arch.num_experts_per_token / max(touched, 1.0)
-
-
-#: precisions whose checkpoints vLLM runs as W8A8 with dynamic activation scales: before every quantised GEMM a
-#: kernel quantises the bf16 activations (``per_token_group_quant_fp8`` / ``scaled_fp8_quant`` in
-#: vllm/model_executor/layers/quantization/utils/fp8_utils.py; ``moe_kernel_quantize_input`` before each of the two
-#: expert GEMMs in vllm/model_executor/layers/fused_moe/utils.py)
-DYNAMIC_ACTIVATION_QUANT = ("fp8", "int8")
-
-
-def activation_quant_kernels_per_step(arch: ArchitectureSpec, precision: str) -> float:
-    """Activation-quantisation kernels one decode step runs in series (kernel launches per step, any batch).
-
-    One per quantised GEMM group of a layer: attention input and output projections (2; MLA 3: the fused q/kv
-    down-projection, q up-projection and output), each dense MLP or MoE block's gate-up and down GEMMs (2), the
-    shared experts' (2 more). A checkpoint that quantises only the routed experts (``quantized_scope``) runs them
-    only before the expert GEMMs. Zero for bf16 and weight-only formats. These are fixed-latency launches that
-    halving the weight bytes does not pay for at small batch (ML.ENERGY: FP8 costs more energy than BF16 at
-    batch <= 16, shared/docs/paper-notes.md "Precision effects").
-    """
-    if precision not in DYNAMIC_ACTIVATION_QUANT:
-        return 0.0
-    moe_layers = moe_layer_count(arch)
-    moe_kernels = moe_layers * 2.0
-    if arch.quantized_scope == "routed_experts":
-        return moe_kernels
-    attention = arch.num_layers * (3.0 if arch.attention == "mla" else 2.0)
-    dense_mlp = ((arch.num_mlp_layers or arch.num_layers) - moe_layers) * 2.0
-    shared = moe_layers * 2.0 if arch.num_shared_experts else 0.0
-    return attention + dense_mlp + moe_kernels + shared
-
-
 def weight_bytes_read_per_step(arch: ArchitectureSpec, precision: str, batch: float) -> float:
     """Weight bytes one decode step reads (all GPUs together): dense weights once, MoE experts only if
     some token in the batch routes to them.
@@ -96,8 +51,7 @@ def weight_bytes_read_per_step(arch: ArchitectureSpec, precision: str, batch: fl
     token); a tied matrix is streamed by the LM head every step, so it is read.
     """
     # vision tower: loaded (weight_bytes_total) but not read by a text decode step
-    total = (weight_bytes_total(arch, precision)
-             - arch.vision_params_billions * BILLION * non_expert_bytes_per_param(arch, precision))
+    total = weight_bytes_total(arch, precision) - arch.vision_params_billions * BILLION * bytes_per_param(precision)
     embedding = input_embedding_only_params(arch) * BF16_BYTES
     if arch.architecture != "moe":
         return total - embedding
@@ -208,8 +162,6 @@ class DecodeStep:
     comm_s: float  # tensor-parallel all-reduce time of the step (latency + volume), configuration's GPU
     ref_comm_s: float  # the same on the reference GPU
     ttft_s: float  # time to first token from prefill physics (physics only; benchmarks/ttft.md)
-    expert_gemm_rows: float  # tokens per touched expert per MoE layer (the batch for dense models)
-    activation_quant_kernels: float  # dynamic activation-quantisation launches per step (0 unless W8A8)
 
     @property
     def roofline_step_s(self) -> float:
@@ -256,8 +208,7 @@ def decode_step(arch: ArchitectureSpec, gpu: GPUSpec, ref_gpu: GPUSpec, *, preci
     return DecodeStep(context, feasible, batch, flops, bytes_moved, kv_read, compute_s, memory_s, ref_compute_s,
                       ref_memory_s, max(prefill_per_seq, 1.0) / max(output_tokens, 1.0),
                       batch / (ceiling_compute_s + memory_s + comm_s), comm, touched, kv_pool_per_gpu_bytes, comm_s,
-                      tensor_parallel_step_time_s(arch, ref_gpu, tensor_parallel, batch), ttft,
-                      expert_gemm_rows(arch, batch), activation_quant_kernels_per_step(arch, precision))
+                      tensor_parallel_step_time_s(arch, ref_gpu, tensor_parallel, batch), ttft)
 
 
 def static_batch_ttft_s(arch: ArchitectureSpec, gpu: GPUSpec, *, precision: str, num_gpus: int,
