@@ -116,6 +116,8 @@ class Prediction(_Model):
     reason: str = ""
     warnings: list[str] = Field(default_factory=list)
     metrics: dict[str, Metric] = Field(default_factory=dict)
+    physics_only: dict[str, float] = Field(default_factory=dict, description="outputs from the physics alone, "
+                                           "no learned part and no interval (ttft_physics_ms: a lower bound)")
     calibration: str = Field(default="", description="when a calibration is applied: the levels (with their "
                              "runs) that moved this prediction")
 

@@ -31,9 +31,10 @@ def test_fold_violations_catch_a_leak(runs, catalog):
 
 
 def test_task_profile_reading_uses_training_fold_lengths_only(runs, catalog, monkeypatch):
-    """Under leave-one-model-out the profile length given to a held-out model is the mean over the OTHER models
-    of their mean output length; the held-out model's own lengths (even absurd ones) never enter it, and its
-    training fold never contains its rows."""
+    """Under leave-one-model-out the profile length given to a held-out model comes from the OTHER models only:
+    its publisher's other models where the fold has them (Qwen3-8B -> Qwen3-32B), else every other model's
+    mean (Llama-3.1-8B -> the Qwen models). The held-out model's own lengths (even absurd ones) never enter it,
+    and its training fold never contains its rows."""
     frame = split_by_family(runs)["llm"]
     keep = frame["model_id"].isin(["Qwen/Qwen3-8B", "Qwen/Qwen3-32B", "meta-llama/Llama-3.1-8B-Instruct"])
     frame = frame[keep & frame["task"].eq("lm-arena-chat")].reset_index(drop=True)
@@ -56,18 +57,26 @@ def test_task_profile_reading_uses_training_fold_lengths_only(runs, catalog, mon
     for models in seen["train_models"]:
         assert len(models) == 2
     held = frame["model_id"].eq("Qwen/Qwen3-8B").to_numpy()
-    others = frame[~held].groupby("model_id")["avg_output_len"].mean().mean()
-    assert oof.loc[held, "profile_output_len"].to_numpy() == pytest.approx(others)
-    assert oof.loc[held, "profile_pred_energy_per_request_joules"].to_numpy() == pytest.approx(others)
+    sibling = frame.loc[frame["model_id"].eq("Qwen/Qwen3-32B"), "avg_output_len"].mean()
+    assert oof.loc[held, "profile_output_len"].to_numpy() == pytest.approx(sibling)
+    assert oof.loc[held, "profile_pred_energy_per_request_joules"].to_numpy() == pytest.approx(sibling)
     assert (oof.loc[held, "pred_energy_per_request_joules"] == 1e6).all()  # the "given" reading keeps it
+    llama = frame["model_id"].eq("meta-llama/Llama-3.1-8B-Instruct").to_numpy()
+    qwen_means = frame[~llama].groupby("model_id")["avg_output_len"].mean().mean()  # poisoned 8B included
+    assert oof.loc[llama, "profile_output_len"].to_numpy() == pytest.approx(qwen_means)
 
 
 def test_task_profile_is_mean_of_model_means():
-    """One model with many configurations does not dominate the task's profile."""
-    train = pd.DataFrame({"task": ["chat"] * 4, "model_id": ["a", "a", "a", "b"],
-                          "avg_output_len": [100.0, 100.0, 100.0, 500.0]})
-    assert holdout.task_output_profile(train) == {"chat": 300.0}
-    assert holdout.with_profile_lengths(train.assign(task="gpqa"), {"chat": 300.0}) is None
+    """One model with many configurations does not dominate the task's or the publisher's profile; the levels
+    go model -> publisher -> task, and a task nobody in the fold ran has no profile."""
+    train = pd.DataFrame({"task": ["chat"] * 5, "model_id": ["o/a", "o/a", "o/a", "o/b", "p/c"],
+                          "avg_output_len": [100.0, 100.0, 100.0, 500.0, 900.0]})
+    profile = holdout.task_output_profile(train)
+    assert profile.by_task == {"chat": 500.0} and profile.by_publisher["chat"]["o"] == 300.0
+    assert profile.tokens("o/a", "chat") == (100.0, "model")
+    assert profile.tokens("o/new", "chat") == (300.0, "publisher")
+    assert profile.tokens("q/new", "chat") == (500.0, "task")
+    assert holdout.with_profile_lengths(train.assign(task="gpqa"), profile) is None
 
 
 def test_nested_coverage_never_uses_the_held_out_groups_residuals():
@@ -84,3 +93,25 @@ def test_nested_coverage_never_uses_the_held_out_groups_residuals():
     assert inside_outlier[-1] == 0.0
     assert holdout.nested_coverage(residuals, groups) == pytest.approx(np.mean(inside_outlier) * 100)
 
+
+
+def test_held_out_predictions_never_read_the_held_out_measurements(runs, catalog):
+    """End to end, with the real boosters, the nearest-neighbour member and the output-length profile: poisoning
+    every measured value of the held-out model (power, throughput, ITL, output length) must not move a single one
+    of its leave-one-model-out predictions, while it does move the other models' (so the check can fail)."""
+    from estimator.learn.features import featurize
+
+    frame = split_by_family(runs)["llm"]
+    keep = frame["model_id"].isin(["Qwen/Qwen3-8B", "Qwen/Qwen3-32B", "meta-llama/Llama-3.1-8B-Instruct"])
+    frame = frame[keep & frame["gpu_model"].eq("B200")].reset_index(drop=True)
+    poisoned = frame.copy()
+    held = poisoned["model_id"].eq("Qwen/Qwen3-8B").to_numpy()
+    for column in ("avg_power_watts", "output_throughput_tokens_per_sec", "median_itl_ms", "p90_itl_ms",
+                   "avg_output_len"):
+        poisoned.loc[held, column] = poisoned.loc[held, column] * 7.0
+    features = featurize(frame, catalog)  # the "given" reading's inputs are the workload's, as for a user
+    clean = ev.out_of_fold(frame, features, "llm", "leave-one-model-out", catalog)
+    dirty = ev.out_of_fold(poisoned, features, "llm", "leave-one-model-out", catalog)
+    for column in ("pred_energy_per_token_joules", "profile_pred_energy_per_token_joules", "profile_output_len"):
+        np.testing.assert_allclose(dirty.loc[held, column], clean.loc[held, column], rtol=1e-12)
+        assert not np.allclose(dirty.loc[~held, column], clean.loc[~held, column])

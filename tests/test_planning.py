@@ -73,12 +73,14 @@ def test_size_fleet_with_only_a_power_budget_reports_the_demand_served():
 
 
 def test_llm_sweep_uses_the_engine_parallelism_and_task_profile(catalog):
-    """The sweep must describe what vLLM would run: TP over all GPUs for dense, EP for MoE, task token means."""
+    """The sweep must describe what vLLM would run: TP over all GPUs for dense, EP for MoE, the task's input mean
+    and the output length profile (Llama-3.1-70B's own measured mean on chat, not the task-wide mean)."""
     dense = planning.resolve_target("llama-70b", "chat", catalog)
     frame = planning.sweep_frame(dense, ["B200"])
     assert len(frame) == len(planning.GPU_COUNTS) * len(planning.LLM_BATCHES)
     assert (frame["tensor_parallel"] == frame["num_gpus"]).all() and (frame["expert_parallel"] == 1).all()
-    assert math.isclose(frame["avg_output_len"].iloc[0], dense.task.mean_output_tokens)
+    assert dense.profile_output_level == "model"
+    assert math.isclose(frame["avg_output_len"].iloc[0], dense.profile_output_tokens)
     moe_key = next(k for k, m in catalog.models.items() if m.architecture == "moe" and m.kind == "llm")
     moe = planning.resolve_target(moe_key, "chat", catalog)
     frame = planning.sweep_frame(moe, ["H100-SXM"], num_gpus=[4], batches=[64])

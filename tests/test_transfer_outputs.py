@@ -52,3 +52,43 @@ def test_accuracy_report_regenerates_from_the_card(bundle):
     text = accuracy_markdown(bundle.card)
     assert "llm, task-profile length" in text and "task profile (training fold)" in text
     assert (project_root() / "benchmarks" / "accuracy.md").read_text() == text
+
+
+def test_attention_data_parallel_is_flagged_as_a_lower_bound(bundle, catalog):
+    """Attention DP is a straggler mechanism the physics does not model (one measured model, 2-6x the energy of
+    expert parallelism): such predictions must say so, and the expert-parallel default must not."""
+    base = {"model_id": "Qwen/Qwen3-Coder-480B-A35B-Instruct-FP8", "task": "sourcegraph-fim", "gpu_model": "B200",
+            "num_gpus": 8, "max_num_seqs": 64}
+    rows = pd.DataFrame([{**base, "data_parallel": 8, "expert_parallel": 8, "tensor_parallel": 1}, base])
+    out = predict_frame(rows, bundle, catalog)
+    assert (out["status"] == "ok").all(), list(out["reason"])
+    assert "attention data parallel" in out["warnings"].iloc[0]
+    assert "attention data parallel" not in out["warnings"].iloc[1]
+
+
+def test_estimate_objects_carry_the_physics_only_ttft():
+    """The API objects (what --json and the web page show) carry TTFT, labelled physics-only, not as a Metric
+    with an interval it does not have."""
+    from estimator import what_if
+
+    prediction = what_if({**BASE, "avg_input_len": 2000.0}).base
+    assert prediction.physics_only["ttft_physics_ms"] > 0
+    assert "ttft_physics_ms" not in prediction.metrics
+
+
+def test_output_length_defaults_to_the_models_own_profile_with_profile_intervals(catalog):
+    """Without an output length the frontier uses the model's measured mean on the task (Llama answers chat in
+    ~390 tokens, not the task-wide ~600), says so, and takes the task-profile intervals (output-length
+    uncertainty); the same length given by the user takes the narrower 'given' intervals."""
+    from estimator import estimate, what_if
+
+    tokens, level = catalog.profile_output_tokens("meta-llama/Llama-3.1-8B-Instruct", "lm-arena-chat")
+    assert level == "model" and 300 < tokens < 500 < catalog.tasks["lm-arena-chat"].mean_output_tokens
+    result = estimate(model="meta-llama/Llama-3.1-8B-Instruct", task="lm-arena-chat", gpu="H100-SXM")
+    assert result.workload.output_tokens == tokens
+    assert any("this model's measured mean" in line for line in result.assumptions)
+    base = {**BASE}
+    profiled = what_if(base).base.metrics["energy_per_request_joules"]
+    given = what_if({**base, "output_tokens": tokens}).base.metrics["energy_per_request_joules"]
+    assert profiled.value == given.value
+    assert profiled.p90 / profiled.p10 > given.p90 / given.p10

@@ -18,6 +18,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from estimator.catalog.output_lengths import OUTPUT_LENGTHS_FILE, OutputLengthProfile, read_output_lengths
 from estimator.paths import catalog_dir
 
 ModelKind = Literal["llm", "mllm", "diffusion"]
@@ -210,7 +211,15 @@ class Catalog(BaseModel):
                                                        description="kind -> name -> candidate keys (refused)")
     taken: dict[str, dict[str, str]] = Field(default_factory=dict,
                                              description="kind -> alias -> why its entry is the default")
+    output_lengths: OutputLengthProfile = Field(default_factory=OutputLengthProfile,
+                                                description="measured mean output tokens by task, model, publisher")
     content_hash: str = ""
+
+    def profile_output_tokens(self, model_id: str, task_key: str) -> tuple[float, str]:
+        """(mean output tokens per response, level) when the user gives none: the model's own measured mean on
+        the task, else its publisher's, else ``tasks.toml``'s (:mod:`estimator.catalog.output_lengths`)."""
+        task_mean = self.tasks[task_key].mean_output_tokens
+        return self.output_lengths.tokens(model_id, task_key, task_mean) or (task_mean, "task")
 
     def _table(self, kind: str) -> dict:
         return {"gpu": self.gpus, "model": self.models, "task": self.tasks}[kind]
@@ -318,12 +327,13 @@ def _load_catalog_cached(directory_str: str) -> Catalog:
             if alias.lower() != alias:
                 raise CatalogError(f"{files['aliases']}: [{kind}] alias {alias!r} must be lower-case")
         aliases[kind] = dict(mapping)
+    lengths_path = directory / OUTPUT_LENGTHS_FILE
     digest = hashlib.sha256()
-    for path in files.values():
+    for path in [*files.values(), *([lengths_path] if lengths_path.exists() else [])]:
         digest.update(path.read_bytes())
     ambiguous, taken = _read_names(directory / "names.toml", tables, aliases)
     return Catalog(gpus=gpus, models=models, tasks=tasks, aliases=aliases, ambiguous=ambiguous, taken=taken,
-                   content_hash=digest.hexdigest()[:16])
+                   output_lengths=read_output_lengths(lengths_path), content_hash=digest.hexdigest()[:16])
 
 
 def _read_names(path: Path, tables: dict[str, dict], aliases: dict[str, dict[str, str]]) -> tuple[dict, dict]:

@@ -35,8 +35,8 @@ Precision = Annotated[str | None, typer.Option(
     metavar="NAME", help="LLM weight precision: bfloat16, fp8, mxfp4, int8, int4 (default: the model's native "
     "precision).")]
 OutputTokens = Annotated[float | None, typer.Option(
-    metavar="TOKENS", help="Mean output tokens per request (default: the task profile, e.g. ~600 for "
-    "chat).")]
+    metavar="TOKENS", help="Mean output tokens per request (default: the model's measured mean on the task, else "
+    "its publisher's models', else the task's; e.g. ~390 for Llama-3.1-8B on chat).")]
 InputTokens = Annotated[float | None, typer.Option(
     metavar="TOKENS", help="Mean prompt tokens per request (default: the task profile).")]
 MaxItl = Annotated[float | None, typer.Option(

@@ -4,8 +4,9 @@ A user predicting an unmeasured model either knows the mean response length of t
 given": the workload's measured mean ``avg_output_len`` is an input) or does not, and takes it from the task
 profile. In a held-out evaluation that profile must come from the training fold only (the held-out model's own
 lengths would leak its answer): :func:`task_output_profile` computes it from the training rows of each fold,
-the same way ``models/catalog/task_lengths.py`` computes the published profile (mean over models of each model's
-mean output length). Input lengths are not in the published data: both readings use the frozen estimates of
+the same way ``models/catalog/output_lengths.py`` computes the product's profile (the model's own mean where
+measured, else its publisher's models' mean, else the task's mean over models; every level averages models).
+Input lengths are not in the published data: both readings use the frozen estimates of
 ``models/catalog/tasks.toml`` (``mean_input_tokens``, derived from the benchmark code, see its notes), or the
 run's own ``avg_input_len`` where a local record measured it.
 
@@ -18,39 +19,39 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from estimator.catalog.output_lengths import OutputLengthProfile, profile_from_runs
+
 GIVEN, PROFILE = "given", "task-profile"
 READINGS = (GIVEN, PROFILE)
 READING_NOTES = {
     GIVEN: "output length given (the workload's measured mean response length is an input, as a user who knows "
            "it gives it)",
-    PROFILE: "output length from the task profile (mean over the TRAINING fold's models of each model's mean "
-             "output length for that task; the held-out rows' lengths are never read)",
+    PROFILE: "output length from the profile of the TRAINING fold (the same model's mean on the task where the "
+             "fold measured it, else the mean of its publisher's models, else of all models; the held-out rows' "
+             "lengths are never read)",
 }
 #: quantile tails tried when calibrating intervals (widest last)
 TAILS = (0.10, 0.09, 0.08, 0.07, 0.06, 0.05, 0.04, 0.03, 0.02)
 
 
-def task_output_profile(train: pd.DataFrame) -> dict[str, float]:
-    """Mean output length (tokens) per task from training rows: mean over models of each model's mean.
+def task_output_profile(train: pd.DataFrame) -> OutputLengthProfile:
+    """The output-length profile of the training fold (:func:`estimator.catalog.output_lengths.profile_from_runs`:
+    a model's own mean, else its publisher's models', else the task's mean over models).
 
     Args:
         train: run rows of the training fold (``task``, ``model_id``, ``avg_output_len`` in tokens).
-
-    Returns:
-        task -> mean output tokens; tasks absent from ``train`` are absent here.
     """
-    per_model = train.groupby(["task", "model_id"])["avg_output_len"].mean()
-    return {str(task): float(values.mean()) for task, values in per_model.groupby(level=0)}
+    return profile_from_runs(train)
 
 
-def with_profile_lengths(test: pd.DataFrame, profile: dict[str, float]) -> pd.DataFrame | None:
-    """Copy of ``test`` whose ``avg_output_len`` is the training fold's task profile; None when a test task is
-    missing from the profile (leave-task-out: no training model ran the task, so there is no honest profile)."""
-    tasks = test["task"].astype(str)
-    if not tasks.isin(list(profile)).all():
+def with_profile_lengths(test: pd.DataFrame, profile: OutputLengthProfile) -> pd.DataFrame | None:
+    """Copy of ``test`` whose ``avg_output_len`` comes from the training fold's profile; None when a test task is
+    missing from it (leave-task-out: no training model ran the task, so there is no honest profile)."""
+    found = [profile.tokens(str(m), str(t)) for m, t in zip(test["model_id"], test["task"], strict=True)]
+    if any(f is None for f in found):
         return None
     out = test.copy()
-    out["avg_output_len"] = tasks.map(profile).to_numpy(float)
+    out["avg_output_len"] = [tokens for tokens, _ in found]
     return out
 
 

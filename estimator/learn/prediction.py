@@ -92,6 +92,17 @@ def _domain_warnings(domain: Domain | None, model_id: str, gpu_key: str, engine:
     return warnings
 
 
+#: optional input column: "profile" when a caller filled avg_output_len from the output-length profile itself
+#: (estimator.serve.planning.llm_row), so the row still takes the task-profile intervals
+OUTPUT_LENGTH_SOURCE = "avg_output_len_source"
+#: attention data parallelism is one measured model in the training data, with a mechanism the physics does not
+#: model (ML.ENERGY v3: Qwen3-Coder-480B-FP8 at DP=EP=8 used 2.2-5.6x the J/token of its BF16 expert-parallel twin,
+#: "load imbalance and stragglers"; see benchmarks/accuracy.md, geometric bias per held-out model)
+ATTENTION_DP_WARNING = ("attention data parallel (data_parallel > 1): one model measured in this layout, where "
+                        "stragglers cost 2-6x the energy of expert parallelism; held out, the predictor was about "
+                        "3x too low for it: read energy as a lower bound")
+
+
 def _fill_diffusion_defaults(values: dict, num_gpus: int) -> None:
     values.setdefault("batch_size", 1)
     ulysses, ring = default_sequence_parallel(num_gpus, values.get("ulysses_degree"), values.get("ring_degree"))
@@ -102,14 +113,15 @@ def _fill_diffusion_defaults(values: dict, num_gpus: int) -> None:
                                  f"{int(values['ring_degree'])} must equal num_gpus = {num_gpus}")
 
 
-def _fill_llm_defaults(values: dict, arch: ArchitectureSpec, task: TaskSpec, num_gpus: int) -> None:
+def _fill_llm_defaults(values: dict, arch: ArchitectureSpec, task: TaskSpec, num_gpus: int,
+                       profile_output_tokens: float) -> None:
     values.setdefault("max_num_seqs", DEFAULT_MAX_NUM_SEQS)
     values.setdefault("weight_precision", arch.native_precision)
     tp, ep, dp = default_parallelism(arch, num_gpus)
     values.setdefault("tensor_parallel", tp)
     values.setdefault("expert_parallel", ep)
     values.setdefault("data_parallel", dp)
-    values.setdefault("avg_output_len", task.mean_output_tokens)
+    values.setdefault("avg_output_len", profile_output_tokens)
     values.setdefault("avg_input_len", task.mean_input_tokens)
     values.setdefault("kv_cache_dtype", "auto")
     if str(values["kv_cache_dtype"]) not in memory.KV_DTYPE_BYTES:
@@ -142,10 +154,12 @@ def resolve_row(raw: dict, catalog: Catalog, extra_models: dict[str, Architectur
     if family is DIFFUSION:
         _fill_diffusion_defaults(values, num_gpus)
     else:
-        _fill_llm_defaults(values, arch, task, num_gpus)
+        _fill_llm_defaults(values, arch, task, num_gpus, catalog.profile_output_tokens(model_id, task_key)[0])
         _check_layout(values, arch, model_id)
         if domain is not None and values["weight_precision"] not in domain.precisions:
             warnings.append(f"precision {values['weight_precision']} absent from training data")
+        if int(values["data_parallel"]) > 1:
+            warnings.append(ATTENTION_DP_WARNING)
     if domain is not None:
         warnings += out_of_training_range(values, domain)
     return ResolvedRow(values, arch, warnings)
@@ -224,7 +238,8 @@ def predict_frame(configs: pd.DataFrame, bundle: PredictorBundle, catalog: Catal
             continue
         frame = pd.DataFrame([resolved[p].values for p in positions], index=positions)
         features = featurize(frame, catalog, extra_models)
-        profile_length = np.array([is_blank(records[p].get("avg_output_len")) for p in positions])
+        profile_length = np.array([is_blank(records[p].get("avg_output_len"))
+                                   or records[p].get(OUTPUT_LENGTH_SOURCE) == "profile" for p in positions])
         _fill(out, positions, frame, features, bundle, family.name, profile_length)
         if family is LLM:
             # TTFT from prefill physics alone (labelled "physics only": not learned; benchmarks/ttft.md checks it)

@@ -39,6 +39,11 @@ EVALUATION_CHOICES = {
     "LightGBM parameters and rounds": "frozen before this evaluation (set in an earlier round; not re-tuned here)",
     "physical bound margins": "frozen constants in estimator.learn.predictor.TARGETS (set once; they do not bind "
                               "in training rows)",
+    "nearest-neighbour member (k = 5, GPU descriptors out of the distance, weight 1/3)": "chosen once on "
+        "leave-family-out and leave-GPU-out LLM energy per token, not on the headline split; frozen before this "
+        "evaluation (benchmarks/transfer-log.md)",
+    "output-length profile (model, then publisher, then task)": "a fixed rule, not tuned; inside each fold from the "
+        "training fold's rows (estimator.catalog.output_lengths)",
 }
 
 

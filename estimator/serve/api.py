@@ -19,6 +19,7 @@ from collections.abc import Sequence
 import pandas as pd
 
 from estimator.catalog.catalog import ArchitectureSpec, Catalog, load_catalog
+from estimator.catalog.output_lengths import LEVEL_NOTES
 from estimator.explain.attribution import QUANTITIES, ChangeAttribution, explain_frame
 from estimator.explain.attribution import explain_change as _explain_change
 from estimator.learn.calibration import describe as describe_calibration
@@ -103,7 +104,8 @@ def _assumptions(target: planning.Target, row: dict, *, user_precision: bool, us
                 *common]
     layout = ("expert parallel over all GPUs (MoE)" if target.arch.architecture == "moe"
               else "tensor parallel over all GPUs")
-    origin = "set by you" if user_tokens else "the task profile's means"
+    origin = ("set by you" if user_tokens else
+              f"input: the task's mean; output: {LEVEL_NOTES.get(target.profile_output_level, 'the task profile')}")
     return [f"engine: {LLM_ENGINE} as in the ML.ENERGY v3 training data, steady state at max_num_seqs; "
             f"parallelism: {layout}",
             f"precision: {row['weight_precision']} ({'set by you' if user_precision else 'native'})",

@@ -18,6 +18,7 @@ import pandas as pd
 from estimator.catalog.catalog import Catalog, UnknownKeyError
 from estimator.learn.family import DIFFUSION, LLM
 from estimator.learn.features import DEFAULT_MAX_NUM_SEQS, is_blank
+from estimator.learn.prediction import PHYSICS_ONLY_OUTPUTS
 from estimator.learn.prediction import predict_frame as _predict_frame
 from estimator.learn.predictor import PredictorBundle
 from estimator.schema import Configuration, Metric, Prediction, metrics_for
@@ -56,9 +57,11 @@ def prediction_from_row(row: dict, family: str) -> Prediction:
             if not is_blank(value):
                 metrics[name] = Metric(value=float(value), p10=float(row[f"{name}_p10"]),
                                        p90=float(row[f"{name}_p90"]))
+    physics_only = {name: float(row[name]) for name in PHYSICS_ONLY_OUTPUTS
+                    if row.get("status") == "ok" and not is_blank(row.get(name))}
     return Prediction(configuration=_configuration(row), status=row.get("status", "error"),
                       reason=str(row.get("reason") or ""), warnings=split_warnings(row.get("warnings")),
-                      metrics=metrics, calibration=str(row.get("calibration") or ""))
+                      metrics=metrics, physics_only=physics_only, calibration=str(row.get("calibration") or ""))
 
 
 def unique(items) -> list[str]:

@@ -25,7 +25,7 @@ import pandas as pd
 from estimator.catalog.catalog import ArchitectureSpec, Catalog, TaskSpec
 from estimator.learn.family import Family, family_of
 from estimator.learn.features import default_parallelism, default_sequence_parallel, featurize
-from estimator.learn.prediction import check_model_runs_task
+from estimator.learn.prediction import OUTPUT_LENGTH_SOURCE, check_model_runs_task
 from estimator.validation import InputError, check_number
 
 #: max_num_seqs values of the ML.ENERGY v3 LLM sweeps
@@ -43,6 +43,10 @@ class Target:
     arch: ArchitectureSpec
     task_key: str
     task: TaskSpec
+    #: mean output tokens when the user gives none, and its level ('model', 'publisher' or 'task'; see
+    #: estimator/catalog/output_lengths.py); 0 for diffusion
+    profile_output_tokens: float = 0.0
+    profile_output_level: str = "task"
 
     @property
     def family(self) -> str:
@@ -71,7 +75,8 @@ def resolve_target(model: str, task: str, catalog: Catalog,
     task_key = catalog.resolve("task", task)
     spec = catalog.tasks[task_key]
     check_model_runs_task(model_id, arch, task_key, spec)
-    return Target(model_id, arch, task_key, spec)
+    tokens, level = (0.0, "task") if spec.kind == "diffusion" else catalog.profile_output_tokens(model_id, task_key)
+    return Target(model_id, arch, task_key, spec, tokens, level)
 
 
 def parse_resolution(text: str) -> tuple[int, int]:
@@ -97,7 +102,9 @@ def llm_row(target: Target, gpu_model: str, num_gpus: int, max_num_seqs: int, *,
             "weight_precision": precision or target.arch.native_precision, "max_num_seqs": max_num_seqs,
             "tensor_parallel": tp, "expert_parallel": ep, "data_parallel": dp,
             "avg_input_len": float(input_tokens or target.task.mean_input_tokens),
-            "avg_output_len": float(output_tokens or target.task.mean_output_tokens)}
+            "avg_output_len": float(output_tokens or target.profile_output_tokens or target.task.mean_output_tokens),
+            # the prediction takes the task-profile intervals (output-length uncertainty) unless the user gave it
+            OUTPUT_LENGTH_SOURCE: "given" if output_tokens else "profile"}
 
 
 def diffusion_row(target: Target, gpu_model: str, num_gpus: int, batch_size: int, *, steps: int | None = None,
