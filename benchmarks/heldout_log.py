@@ -4,8 +4,9 @@ Runs the LLM part of the evaluation (no artifact is written) under the named spl
 reading, median / p90 APE and nested interval coverage of every LLM quantity (leave-GPU-out per direction too).
 ``benchmarks/transfer-log.md`` keeps the results of each change of issue 18 measured this way.
 
-Run: ``PYTHONPATH=. .venv/bin/python benchmarks/heldout_log.py LABEL [split,split,...]`` (default splits:
-leave-one-model-out, leave-family-out, leave-gpu-out; several minutes on 2 cores).
+Run: ``PYTHONPATH=. .venv/bin/python benchmarks/heldout_log.py LABEL [split,split,...] [--by-model]`` (default
+splits: leave-one-model-out, leave-family-out, leave-gpu-out; several minutes on 2 cores). ``--by-model`` adds each
+held-out model's geometric bias (predicted / measured) of J/token, power and throughput, "output length given".
 """
 
 from __future__ import annotations
@@ -46,14 +47,28 @@ def summarise(metrics: dict) -> dict[str, str]:
     return out
 
 
+def by_model(metrics: dict, split: str = "leave-one-model-out") -> dict[str, str]:
+    """'model' -> 'J/token xR (power xR, throughput xR)' geometric biases of one split, output length given."""
+    by_quantity = metrics.get(split, {}).get("llm", {})
+    biases = {name: (by_quantity.get(name) or {}).get("model_bias", {}).get("by_group", {})
+              for name in ("energy_per_token_joules", "avg_power_watts", "output_throughput_tokens_per_sec")}
+    energy, power, throughput = biases.values()
+    return {model: f"x{ratio:.2f} (power x{power.get(model, float('nan')):.2f}, "
+                   f"throughput x{throughput.get(model, float('nan')):.2f})" for model, ratio in sorted(energy.items())}
+
+
 def main() -> None:
-    label = sys.argv[1] if len(sys.argv) > 1 else "current"
-    splits = tuple(sys.argv[2].split(",")) if len(sys.argv) > 2 else DEFAULT_SPLITS
+    flags = [arg for arg in sys.argv[1:] if arg.startswith("--")]
+    args = [arg for arg in sys.argv[1:] if not arg.startswith("--")]
+    label = args[0] if args else "current"
+    splits = tuple(args[1].split(",")) if len(args) > 1 else DEFAULT_SPLITS
     start = time.time()
     catalog = load_catalog()
     frame = split_by_family(load_runs(catalog=catalog))["llm"]
     metrics, _ = evaluate_all({"llm": frame}, {"llm": featurize(frame, catalog)}, catalog, splits)
-    print(json.dumps({"label": label, "seconds": round(time.time() - start), **summarise(metrics)}, indent=1))
+    extra = {"by_model_lomo_given": by_model(metrics)} if "--by-model" in flags else {}
+    print(json.dumps({"label": label, "seconds": round(time.time() - start), **summarise(metrics), **extra},
+                     indent=1))
 
 
 if __name__ == "__main__":
