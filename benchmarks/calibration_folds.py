@@ -27,7 +27,16 @@ from estimator.catalog.catalog import load_catalog
 from estimator.learn import evaluate as ev
 from estimator.learn.data import load_runs
 from estimator.learn.features import featurize
-from estimator.learn.predictor import LGB_PARAMS, NUM_ROUNDS, fit_regressors, predict_end_metrics, targets_for
+from estimator.learn.neighbours import ALGORITHM, NEIGHBOUR_WEIGHT, NEIGHBOURS_K
+from estimator.learn.predictor import (
+    LGB_PARAMS,
+    NUM_ROUNDS,
+    TARGETS,
+    fit_regressors,
+    predict_end_metrics,
+    target_card,
+    targets_for,
+)
 from estimator.learn.training import data_hash, split_by_family
 
 #: one LightGBM thread: on a shared, oversubscribed 2-core machine OpenMP's spinning threads cost far more than they
@@ -39,7 +48,12 @@ SPLITS = ("leave-one-model-out", "leave-gpu-out", "leave-engine-out")
 
 
 def _cache_key(runs: pd.DataFrame) -> str:
-    params = json.dumps({"lgb": {k: v for k, v in LGB_PARAMS.items() if k != "num_threads"}, "rounds": NUM_ROUNDS},
+    """Data hash plus everything that shapes the fold predictors: booster parameters, each target's offsets,
+    bounds and neighbour member, and the catalog (physics inputs and the output-length profile)."""
+    params = json.dumps({"lgb": {k: v for k, v in LGB_PARAMS.items() if k != "num_threads"}, "rounds": NUM_ROUNDS,
+                         "targets": [target_card(t).model_dump() for t in TARGETS],
+                         "neighbours": [ALGORITHM, NEIGHBOURS_K, NEIGHBOUR_WEIGHT],
+                         "catalog": load_catalog().content_hash},
                         sort_keys=True)
     return f"{data_hash(runs)}-{hashlib.sha256(params.encode()).hexdigest()[:8]}"
 

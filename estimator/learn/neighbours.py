@@ -25,6 +25,8 @@ import pandas as pd
 #: stays in (it is a layout choice)
 EXCLUDED_FEATURES = frozenset({"gpu_memory_gb", "gpu_bandwidth_tb_per_sec", "gpu_peak_tflops", "gpu_tdp_watts",
                                "gpu_generation", "gpu_interconnect_gb_per_sec"})
+#: names the member's algorithm (cached out-of-fold predictions are keyed by it, benchmarks/calibration_folds.py)
+ALGORITHM = "rows-1"
 #: neighbours averaged, and the member's weight in the target's log-space ensemble (the boosters share the rest)
 NEIGHBOURS_K = 5
 NEIGHBOUR_WEIGHT = 1.0 / 3.0
