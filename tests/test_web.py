@@ -202,3 +202,13 @@ def test_page_answers_before_the_api_is_built():
     answer = TestClient(broken).get("/api/catalog")
     assert answer.status_code == 500
     assert answer.json()["error"] == "the server could not start its API: no module named fastapi"
+
+
+def test_catalog_gives_each_model_its_own_default_output_length(client):
+    """The form's output-length placeholder must be what the API will assume: Llama-3.1-70B's measured mean on chat
+    (~350 tokens), not the task-wide ~600; a model nobody measured keeps the task's."""
+    models = {m["key"]: m for m in client.get("/api/catalog").json()["models"]}
+    own = models["meta-llama/Llama-3.1-70B-Instruct"]["output_tokens"]["lm-arena-chat"]
+    assert own["level"] == "model" and 300 < own["tokens"] < 420
+    diffusion = next(m for m in models.values() if m["kind"] == "diffusion")
+    assert diffusion["output_tokens"] == {}

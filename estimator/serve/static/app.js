@@ -603,7 +603,10 @@ function showTaskFields() {
   for (const node of document.querySelectorAll(".video")) node.hidden = !(spec && spec.modality === "text-to-video");
   if (spec) {
     $("f-input_tokens").placeholder = `task: ${fmt(spec.mean_input_tokens)}`;
-    $("f-output_tokens").placeholder = `task: ${fmt(spec.mean_output_tokens)}`;
+    const name = $("f-model").value.trim().toLowerCase();
+    const model = state.catalog.models.find((m) => m.key.toLowerCase() === name || m.aliases.includes(name));
+    const own = model && model.output_tokens && model.output_tokens[spec.key];
+    $("f-output_tokens").placeholder = own ? `${own.level}: ${fmt(own.tokens)}` : `task: ${fmt(spec.mean_output_tokens)}`;
   }
 }
 
@@ -650,6 +653,7 @@ async function init() {
   $("f-model").addEventListener("change", () => {
     if ($("f-model").value.trim() !== state.hfName) { state.hfConfig = null; state.hfName = null;
       $("config-status").textContent = ""; $("f-config").value = ""; }
+    showTaskFields();
     refreshFrontier();
   });
   $("f-task").addEventListener("change", () => { showTaskFields(); refreshFrontier(); });
