@@ -96,3 +96,18 @@ def llm_features_and_power():
     features = featurize(frame, catalog)
     assert set(feature_names("llm")) <= set(features.columns)
     return features, frame["avg_power_watts"].to_numpy(float)
+
+
+def test_shared_search_gives_the_same_answer_and_is_not_shared_across_training_sets():
+    """predict_end_metrics shares one neighbour search between targets; it must change no number, and members
+    trained on different rows must not borrow each other's neighbours."""
+    rng = np.random.default_rng(2)
+    train = _frame({"a": rng.normal(size=30), "b": rng.normal(size=30)})
+    query = _frame({"a": rng.normal(size=9), "b": rng.normal(size=9)})
+    first = NeighbourMember("none", k=3).fit(train, ["a", "b"], rng.normal(size=30))
+    same_rows = NeighbourMember("none", k=3).fit(train, ["a", "b"], rng.normal(size=30))
+    other_rows = NeighbourMember("none", k=3).fit(train.iloc[:20], ["a", "b"], rng.normal(size=20))
+    cache: dict = {}
+    for member in (first, same_rows, other_rows):
+        np.testing.assert_array_equal(member.predict_residual(query, cache), member.predict_residual(query))
+    assert len(cache) == 2  # first and same_rows shared one search

@@ -16,6 +16,7 @@ member did not help (leave-one-model-out 18.1% either way, leave-GPU-out 7.5% ->
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import numpy as np
@@ -66,22 +67,49 @@ class NeighbourMember:
         self.scale_ = np.where(scale > 0, scale, 1.0)  # a constant column adds no distance
         self.rows_ = (matrix - self.mean_) / self.scale_
         self.residuals_ = np.asarray(residuals, dtype=float)
+        self.fingerprint_ = None
         return self
 
-    def predict_residual(self, features: pd.DataFrame) -> np.ndarray:
-        """Inverse-squared-distance weighted mean residual of the ``k`` nearest training runs, per row."""
+    def predict_residual(self, features: pd.DataFrame, search_cache: dict | None = None) -> np.ndarray:
+        """Inverse-squared-distance weighted mean residual of the ``k`` nearest training runs, per row.
+
+        ``search_cache`` (a dict the caller keeps for one frame of features) shares the neighbour search between
+        members with the same training rows and features: the targets of one family usually have them.
+        """
+        key = (self._fingerprint(), self.k)
+        found = search_cache.get(key) if search_cache is not None else None
+        if found is None:
+            found = self._search(features)
+            if search_cache is not None:
+                search_cache[key] = found
+        nearest, weights = found
+        return (self.residuals_[nearest] * weights).sum(axis=1) / weights.sum(axis=1)
+
+    def _search(self, features: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """(indices of the k nearest training runs, their inverse-squared-distance weights), per row."""
         query = (features[self.features_].to_numpy(float) - self.mean_) / self.scale_
         k = min(self.k, len(self.rows_))
         row_norms = (self.rows_ ** 2).sum(axis=1)
-        out = np.empty(len(query))
+        nearest = np.empty((len(query), k), dtype=np.int64)
+        weights = np.empty((len(query), k))
         for start in range(0, len(query), _CHUNK_ROWS):
             block = query[start:start + _CHUNK_ROWS]
             distance = (block ** 2).sum(axis=1)[:, None] + row_norms[None, :] - 2.0 * block @ self.rows_.T
             distance = np.maximum(distance, 0.0)
-            nearest = np.argpartition(distance, k - 1, axis=1)[:, :k]
-            weights = 1.0 / (np.take_along_axis(distance, nearest, axis=1) + _DISTANCE_FLOOR)
-            out[start:start + len(block)] = (self.residuals_[nearest] * weights).sum(axis=1) / weights.sum(axis=1)
-        return out
+            chosen = np.argpartition(distance, k - 1, axis=1)[:, :k]
+            nearest[start:start + len(block)] = chosen
+            weights[start:start + len(block)] = 1.0 / (np.take_along_axis(distance, chosen, axis=1)
+                                                       + _DISTANCE_FLOOR)
+        return nearest, weights
+
+    def _fingerprint(self) -> str:
+        """Identifies the training rows and distance features (equal fingerprints: the same neighbour search)."""
+        if getattr(self, "fingerprint_", None) is None:
+            digest = hashlib.sha256(json.dumps(self.features_).encode())
+            for array in (self.rows_, self.mean_, self.scale_):
+                digest.update(np.ascontiguousarray(array, dtype=float).tobytes())
+            self.fingerprint_ = digest.hexdigest()[:16]
+        return self.fingerprint_
 
     def to_text(self) -> str:
         """JSON text of the fitted member (floats at 9 significant digits; no pickles)."""

@@ -163,18 +163,21 @@ class TargetRegressor:
     def _mean_offset(self, features: pd.DataFrame) -> np.ndarray:
         return np.mean([OFFSETS[o](features) for o in self.boosters_], axis=0)
 
-    def _neighbour_log(self, features: pd.DataFrame) -> np.ndarray:
+    def _neighbour_log(self, features: pd.DataFrame, search_cache: dict | None = None) -> np.ndarray:
         member = self.neighbours_
-        return member.predict_residual(features) + OFFSETS[member.offset](features)
+        return member.predict_residual(features, search_cache) + OFFSETS[member.offset](features)
 
-    def predict_log(self, features: pd.DataFrame) -> np.ndarray:
-        """Natural log of the prediction: the members' mean, held inside the target's physical bounds."""
+    def predict_log(self, features: pd.DataFrame, search_cache: dict | None = None) -> np.ndarray:
+        """Natural log of the prediction: the members' mean, held inside the target's physical bounds.
+
+        ``search_cache``: a dict kept by the caller for this one ``features`` frame, so that the targets' neighbour
+        members share one search (:meth:`estimator.learn.neighbours.NeighbourMember.predict_residual`)."""
         matrix = self._matrix(features)
         members = [b.predict(matrix) + OFFSETS[o](features) for o, b in self.boosters_.items()]
         raw = np.mean(members, axis=0)
         if self.neighbours_ is not None:
             weight = self.neighbours_.weight
-            raw = (1.0 - weight) * raw + weight * self._neighbour_log(features)
+            raw = (1.0 - weight) * raw + weight * self._neighbour_log(features, search_cache)
         return self._bounded(features, raw)
 
     def _bounded(self, features: pd.DataFrame, raw: np.ndarray) -> np.ndarray:
@@ -237,7 +240,8 @@ def predict_end_metrics(regressors: dict[str, TargetRegressor], features: pd.Dat
     diffusion).
     """
     spec = family_of(family)
-    return spec.end_metrics({name: regressors[name].predict_log(features) for name in spec.targets
+    search_cache: dict = {}  # one neighbour search per distinct training set, shared by the targets of this frame
+    return spec.end_metrics({name: regressors[name].predict_log(features, search_cache) for name in spec.targets
                              if name in regressors}, frame)
 
 
