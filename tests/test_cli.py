@@ -228,7 +228,7 @@ def test_measure_is_mounted_and_forwards_arguments():
 
 def test_train_reports_progress_and_the_split_summary(monkeypatch, tmp_path):
     """`train` is a thin wrapper: it must pass a progress callback, write to --output, replace the default
-    predictor only with --replace-default, and summarise."""
+    predictor (and the default output lengths) only with --replace-default, and summarise."""
     from estimator.learn import training
 
     calls = []
@@ -238,10 +238,13 @@ def test_train_reports_progress_and_the_split_summary(monkeypatch, tmp_path):
             "llm": {"energy_per_token_joules": {"median_ape_pct": 11.0, "p90_ape_pct": 42.0, "n": 7}},
             "diffusion": {"energy_per_item_joules": {"median_ape_pct": 12.0, "p90_ape_pct": 43.0, "n": 8}}}})
 
-    def fake_train(*, output, progress):
+    def fake_train(*, output, progress, update_output_lengths):
         calls.append(output)
+        updates.append(update_output_lengths)
         progress("fold 1")
         return _Bundle()
+
+    updates = []
 
     monkeypatch.setattr(training, "train", fake_train)
     monkeypatch.setattr(training, "default_output", lambda: tmp_path / "default")
@@ -252,6 +255,7 @@ def test_train_reports_progress_and_the_split_summary(monkeypatch, tmp_path):
     assert "default predictor is unchanged" in result.stdout
     assert _run("train", "--replace-default").exit_code == 0
     assert calls[-1] == tmp_path / "default"
+    assert updates == [False, True]  # only replacing the default rewrites the default output lengths
 
 
 def test_explain_command_json_is_exact_and_matches_the_prediction():

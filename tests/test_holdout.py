@@ -115,3 +115,27 @@ def test_held_out_predictions_never_read_the_held_out_measurements(runs, catalog
     for column in ("pred_energy_per_token_joules", "profile_pred_energy_per_token_joules", "profile_output_len"):
         np.testing.assert_allclose(dirty.loc[held, column], clean.loc[held, column], rtol=1e-12)
         assert not np.allclose(dirty.loc[~held, column], clean.loc[~held, column])
+
+
+def test_new_runs_refresh_the_default_output_lengths(runs, tmp_path, monkeypatch):
+    """After a measurement sweep, `train --replace-default` must also update the default output length per model
+    (models/catalog/output_lengths.toml): a stale file is detected, rewritten from the runs, and then current."""
+    import shutil
+
+    from estimator.catalog.catalog import forget_loaded_catalogs, load_catalog
+    from estimator.learn.training import refresh_output_lengths
+    from estimator.paths import catalog_dir
+
+    home = tmp_path / "home"
+    shutil.copytree(catalog_dir(), home / "models" / "catalog")
+    monkeypatch.setenv("JOULES_ESTIMATE_HOME", str(home))
+    changed = runs.copy()
+    llama = changed["model_id"].eq("meta-llama/Llama-3.1-8B-Instruct") & changed["task"].eq("lm-arena-chat")
+    changed.loc[llama, "avg_output_len"] = 1234.0  # a new sweep measured longer answers
+    assert refresh_output_lengths(runs, write=False) is False  # the committed file matches the committed runs
+    assert refresh_output_lengths(changed, write=True) is True
+    assert refresh_output_lengths(changed, write=False) is False
+    tokens, level = load_catalog().profile_output_tokens("meta-llama/Llama-3.1-8B-Instruct", "lm-arena-chat")
+    assert (tokens, level) == (1234.0, "model")
+    monkeypatch.delenv("JOULES_ESTIMATE_HOME")
+    forget_loaded_catalogs()

@@ -308,6 +308,11 @@ def load_catalog(directory: Path | None = None) -> Catalog:
     return _load_catalog_cached(str(directory.resolve()))
 
 
+def forget_loaded_catalogs() -> None:
+    """Drop the per-process catalog cache (after a catalog file was rewritten, e.g. by training)."""
+    _load_catalog_cached.cache_clear()
+
+
 @cache
 def _load_catalog_cached(directory_str: str) -> Catalog:
     directory = Path(directory_str)

@@ -91,6 +91,7 @@ def train_command(
         from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
         from estimator.learn import training
+        from estimator.learn.data import load_runs
         from estimator.paths import predictors_dir
 
         if output is not None and replace_default:
@@ -103,9 +104,12 @@ def train_command(
             def tick(label: str) -> None:
                 progress.update(step, advance=1, description=label)
 
-            bundle = training.train(output=target, progress=tick)
+            bundle = training.train(output=target, progress=tick, update_output_lengths=replace_default)
         typer.echo(f"wrote {target}" + ("" if replace_default else " (the default predictor is unchanged; use it "
                                         "with --replace-default, or load it by path)"))
+        if not replace_default and training.refresh_output_lengths(load_runs(), write=False):
+            typer.echo("note: models/catalog/output_lengths.toml (default output lengths) does not match these runs; "
+                       "--replace-default rewrites it")
         render.print_summary(render.accuracy_summary(bundle.card), "out-of-fold, from the new card")
 
 

@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from estimator.catalog.catalog import Catalog, load_catalog
+from estimator.catalog.catalog import Catalog, forget_loaded_catalogs, load_catalog
+from estimator.catalog.output_lengths import OUTPUT_LENGTHS_FILE, profile_from_runs
 from estimator.learn import evaluate as ev
 from estimator.learn import holdout
 from estimator.learn.card import Card, Domain, FeatureCard
@@ -26,7 +27,8 @@ from estimator.learn.family import FAMILIES, family_column, family_of
 from estimator.learn.features import featurize
 from estimator.learn.predictor import LGB_PARAMS, NUM_ROUNDS, TARGETS, PredictorBundle, fit_regressors, target_card
 from estimator.learn.reference import reference_from_frames
-from estimator.paths import predictors_dir
+from estimator.paths import catalog_dir, predictors_dir
+from estimator.safe_io import write_text_atomic
 from estimator.validation import trained_input_ranges
 
 DEFAULT_PREDICTOR = "default"
@@ -184,8 +186,22 @@ def baseline_metrics(frame: pd.DataFrame, catalog: Catalog) -> dict:
     return out
 
 
+def refresh_output_lengths(runs: pd.DataFrame, *, write: bool) -> bool:
+    """Whether ``models/catalog/output_lengths.toml`` (the default output length per model, publisher and task)
+    differs from the profile of ``runs``; with ``write``, rewrite it atomically and reload the catalog."""
+    llm = runs[family_column(runs["task_family"]).eq("llm")]
+    text = profile_from_runs(llm).to_toml()
+    path = catalog_dir() / OUTPUT_LENGTHS_FILE
+    stale = not path.exists() or path.read_text() != text
+    if stale and write:
+        write_text_atomic(path, text)
+        forget_loaded_catalogs()
+    return stale
+
+
 def train(*, root: Path | None = None, output: Path | None = None, evaluate: bool = True,
-          splits: tuple[str, ...] = ev.SPLITS, progress: Callable[[str], None] | None = None) -> PredictorBundle:
+          splits: tuple[str, ...] = ev.SPLITS, progress: Callable[[str], None] | None = None,
+          update_output_lengths: bool = False) -> PredictorBundle:
     """Fit every predictor on all runs, evaluate, and write ``models/predictors/default`` (or ``output``).
 
     Args:
@@ -194,9 +210,14 @@ def train(*, root: Path | None = None, output: Path | None = None, evaluate: boo
         evaluate: run the out-of-fold evaluation (needed for intervals; skip only for quick experiments).
         splits: which named splits to evaluate.
         progress: called with a short label after each fitted fold.
+        update_output_lengths: first rewrite ``models/catalog/output_lengths.toml`` from these runs (what the
+            default predictor's users get when they give no output length); the CLI does it with
+            ``--replace-default``.
     """
     catalog = load_catalog()
     runs = load_runs(root, catalog=catalog)
+    if update_output_lengths and refresh_output_lengths(runs, write=True):
+        catalog = load_catalog()
     frames = split_by_family(runs)
     features = {family: featurize(frame, catalog) for family, frame in frames.items()}
     regressors = fit_regressors(features, frames)
