@@ -221,6 +221,21 @@ class Catalog(BaseModel):
         task_mean = self.tasks[task_key].mean_output_tokens
         return self.output_lengths.tokens(model_id, task_key, task_mean) or (task_mean, "task")
 
+    def known_output_tokens(self, model_id: str) -> dict[str, dict]:
+        """task -> {"tokens", "level"} for the LLM/MLLM tasks where the output-length profile knows more about this
+        model than the task's mean (its own measured mean, or its publisher's): what a form should show as the
+        default. Empty for diffusion models."""
+        if self.models[model_id].kind == "diffusion":
+            return {}
+        found = {}
+        for task_key, task in self.tasks.items():
+            if task.kind == "diffusion":
+                continue
+            tokens, level = self.profile_output_tokens(model_id, task_key)
+            if level != "task":
+                found[task_key] = {"tokens": tokens, "level": level}
+        return found
+
     def _table(self, kind: str) -> dict:
         return {"gpu": self.gpus, "model": self.models, "task": self.tasks}[kind]
 

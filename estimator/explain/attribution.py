@@ -179,11 +179,14 @@ def _target_groups(values: np.ndarray, phi: np.ndarray, offset: float, ref: floa
 NEIGHBOUR_LABEL = "similar measured runs (nearest neighbours, physics-scaled)"
 
 
-def _adjustments(regressor, features: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """(physical-bound adjustment, nearest-neighbour share) per row, log space; zeros where a regressor has none."""
+def _adjustments(regressor, features: pd.DataFrame, search_cache: dict) -> tuple[np.ndarray, np.ndarray]:
+    """(physical-bound adjustment, nearest-neighbour share) per row, log space; zeros where a regressor has none.
+    ``search_cache`` shares one neighbour search per training set over this frame (see predict_end_metrics)."""
     zeros = np.zeros(len(features))
-    bound = regressor.bound_adjustment(features) if hasattr(regressor, "bound_adjustment") else zeros
-    neighbour = regressor.neighbour_adjustment(features) if hasattr(regressor, "neighbour_adjustment") else zeros
+    bound = (regressor.bound_adjustment(features, search_cache) if hasattr(regressor, "bound_adjustment")
+             else zeros)
+    neighbour = (regressor.neighbour_adjustment(features, search_cache) if hasattr(regressor, "neighbour_adjustment")
+                 else zeros)
     return bound, neighbour
 
 
@@ -255,13 +258,15 @@ def _attribute_family(rows: list[tuple[int, dict]], family: str, quantity: str |
     unit, part_specs, identity = QUANTITIES[family][quantity]
     matrix = features[names].to_numpy(float)
     per_target = {}
+    search_cache: dict = {}  # one neighbour search per training set for this frame (estimator/learn/neighbours.py)
     for target, _ in part_specs:
         regressor = bundle.regressors[target]
         phi, bias, offset = regressor.contributions(features)
         names = offset_names(regressor)
         inputs = offset_inputs(names, features.iloc[:1])
-        per_target[target] = (phi, bias, offset, bundle.predict_log(target, features), names,
-                              features[inputs].to_numpy(float), inputs, _adjustments(regressor, features))
+        per_target[target] = (phi, bias, offset, bundle.predict_log(target, features, search_cache), names,
+                              features[inputs].to_numpy(float), inputs,
+                              _adjustments(regressor, features, search_cache))
     calibrated = _calibration_items(bundle, family, [values for _, values in rows])
     for row_index, (position, values) in enumerate(rows):
         parts = []

@@ -14,13 +14,13 @@ measure record; the same record twice (counted once); and repeated runs of one c
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
+from estimator.learn.data import iter_jsonl
 from estimator.learn.features import is_blank
 
 #: configuration inputs (ML.ENERGY spelling) a run may carry; everything else in a row is a measurement or ignored
@@ -166,13 +166,7 @@ def read_run_file(path: Path) -> tuple[list[dict], list[str]]:
         raise FileNotFoundError(f"no runs file at {path}")
     if path.suffix in (".jsonl", ".json"):
         records, sources = [], []
-        for number, line in enumerate(path.read_text().splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{path}:{number}: not valid JSON ({exc})") from exc
+        for number, record in iter_jsonl(path):
             record.pop("provenance", None)
             records.append(record)
             sources.append(f"{path.name}:{number}")

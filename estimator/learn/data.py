@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -132,15 +132,24 @@ def local_row(path: Path, line_number: int, row: dict, family_of: dict[str, str]
             "provenance_json": json.dumps(provenance, sort_keys=True) if provenance else ""}
 
 
+def iter_jsonl(path: Path, error: type[Exception] = ValueError) -> Iterator[tuple[int, dict]]:
+    """(1-based line number, record) for each non-blank line of a JSON-lines file.
+
+    Raises:
+        error: a line is not valid JSON (the message names ``path:line``).
+    """
+    for line_number, line in enumerate(Path(path).read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            yield line_number, json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise error(f"{path}:{line_number}: not valid JSON ({exc})") from exc
+
+
 def _local_rows(directory: Path, family_of: dict[str, str]) -> Iterable[tuple[Path, dict]]:
     for path in sorted(directory.glob("*.jsonl")):
-        for line_number, line in enumerate(path.read_text().splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise RunDataError(f"{path}:{line_number}: not valid JSON ({exc})") from exc
+        for line_number, row in iter_jsonl(path, RunDataError):
             yield path, local_row(path, line_number, row, family_of)
 
 

@@ -187,19 +187,20 @@ class TargetRegressor:
             raw = np.maximum(raw, OFFSETS[self.target.floor](features))
         return raw
 
-    def bound_adjustment(self, features: pd.DataFrame) -> np.ndarray:
+    def bound_adjustment(self, features: pd.DataFrame, search_cache: dict | None = None) -> np.ndarray:
         """log(bounded / unbounded) prediction: 0 unless a physical bound binds (see :data:`TARGETS`)."""
         contrib, bias, offset = self.contributions(features)
-        raw = contrib.sum(axis=1) + bias + offset + self.neighbour_adjustment(features)
+        raw = contrib.sum(axis=1) + bias + offset + self.neighbour_adjustment(features, search_cache)
         return self._bounded(features, raw) - raw
 
-    def neighbour_adjustment(self, features: pd.DataFrame) -> np.ndarray:
+    def neighbour_adjustment(self, features: pd.DataFrame, search_cache: dict | None = None) -> np.ndarray:
         """log-space share of the nearest-neighbour member beyond its baseline: ``w (r + offset_nn - mean offset
         - centre)`` (0 without the member); see :mod:`estimator.learn.neighbours`."""
         member = self.neighbours_
         if member is None:
             return np.zeros(len(features))
-        return member.weight * (self._neighbour_log(features) - self._mean_offset(features) - member.centre)
+        return member.weight * (self._neighbour_log(features, search_cache) - self._mean_offset(features)
+                                - member.centre)
 
     def contributions(self, features: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(per-feature TreeSHAP contributions, bias, physics offset) of the boosters, in log space. With
@@ -286,8 +287,8 @@ class PredictorBundle:
         80%-coverage interval (see :func:`estimator.learn.holdout.choose_tail`)."""
         return self.card.intervals
 
-    def predict_log(self, target: str, features: pd.DataFrame) -> np.ndarray:
-        return self.regressors[target].predict_log(features)
+    def predict_log(self, target: str, features: pd.DataFrame, search_cache: dict | None = None) -> np.ndarray:
+        return self.regressors[target].predict_log(features, search_cache)
 
     def save(self, directory: Path) -> None:
         """Write one LightGBM text file per target member (``<target>__<offset>.txt``) and card.json."""

@@ -204,28 +204,13 @@ def catalog_listing() -> dict[str, list[dict[str, Any]]]:
     return {
         "models": [{**common("model", k), "display_name": m.display_name, "kind": m.kind, "modality": m.modality,
                     "total_params_billions": m.total_params_billions,
-                    "output_tokens": _own_output_tokens(catalog, k, m.kind)} for k, m in catalog.models.items()],
+                    "output_tokens": catalog.known_output_tokens(k)} for k, m in catalog.models.items()],
         "tasks": [{**common("task", k), "kind": t.kind, "modality": t.modality, "dataset": t.dataset,
                    "mean_input_tokens": t.mean_input_tokens, "mean_output_tokens": t.mean_output_tokens}
                   for k, t in catalog.tasks.items()],
         "gpus": [{**common("gpu", k), "display_name": g.display_name, "memory_gb": g.memory_gb,
                   "tdp_watts": g.tdp_watts} for k, g in catalog.gpus.items()],
     }
-
-
-def _own_output_tokens(catalog, model_id: str, kind: str) -> dict[str, dict[str, Any]]:
-    """task -> {tokens, level} where the output-length profile knows more than the task's mean (the model's own
-    measured mean or its publisher's; estimator/catalog/output_lengths.py): the form's default output length."""
-    if kind == "diffusion":
-        return {}
-    found = {}
-    for task_key, task in catalog.tasks.items():
-        if task.kind == "diffusion":
-            continue
-        tokens, level = catalog.profile_output_tokens(model_id, task_key)
-        if level != "task":
-            found[task_key] = {"tokens": tokens, "level": level}
-    return found
 
 
 def no_fit_message(est) -> str:
