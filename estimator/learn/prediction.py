@@ -6,6 +6,7 @@ targets, ``status`` != "ok" and a ``reason``; it never aborts the frame.
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,7 +19,7 @@ from estimator.learn.features import (
     DEFAULT_MAX_NUM_SEQS,
     default_parallelism,
     default_sequence_parallel,
-    featurize,
+    feature_rows,
     is_blank,
 )
 from estimator.learn.predictor import PredictorBundle, predict_end_metrics
@@ -210,11 +211,59 @@ def predict_frame(configs: pd.DataFrame, bundle: PredictorBundle, catalog: Catal
     """
     if not isinstance(configs, pd.DataFrame):
         raise InputError(f"configs must be a pandas DataFrame of configurations, got {type(configs).__name__}")
-    extra_models = extra_models or {}
+    records = configs.to_dict("records")
+    first, inverse = distinct_rows(records)
+    if len(first) == len(records):
+        out = _predict_rows(configs, records, bundle, catalog, extra_models or {})
+    else:  # a repeated row is predicted once (every step is a function of the row's values)
+        out = _predict_rows(configs.iloc[first], [records[p] for p in first], bundle, catalog, extra_models or {})
+        out = out.iloc[inverse].reset_index(drop=True)
+    return bundle.calibrate_output(out, configs, catalog, extra_models)
+
+
+def distinct_rows(records: list[dict]) -> tuple[list[int], np.ndarray]:
+    """(position of the first of each distinct row, index of each row's distinct row in that list).
+
+    Rows are equal only when every cell has the same type and value (floats bit for bit, so NaN equals NaN and
+    -0.0 differs from 0.0); a row holding anything but strings, integers, floats, booleans (Python or numpy) or
+    None equals no other row.
+    """
+    first: list[int] = []
+    seen: dict[tuple, int] = {}
+    inverse = np.empty(len(records), dtype=np.int64)
+    for position, raw in enumerate(records):
+        key = _row_key(raw, position)
+        index = seen.setdefault(key, len(first))
+        if index == len(first):
+            first.append(position)
+        inverse[position] = index
+    return first, inverse
+
+
+#: cell types compared by value in distinct_rows (floats by their bits); the type is part of the comparison
+_VALUE_TYPES = frozenset({str, int, bool, type(None), np.str_, np.int64, np.int32, np.bool_})
+_FLOAT_TYPES = frozenset({float, np.float64, np.float32})
+
+
+def _row_key(raw: dict, position: int) -> tuple:
+    key = []
+    for name, value in raw.items():
+        kind = type(value)
+        if kind in _FLOAT_TYPES:
+            key.append((name, kind, struct.pack("<d", value)))
+        elif kind in _VALUE_TYPES:
+            key.append((name, kind, value))
+        else:
+            return ("row", position)
+    return tuple(key)
+
+
+def _predict_rows(configs: pd.DataFrame, records: list[dict], bundle: PredictorBundle, catalog: Catalog,
+                  extra_models: dict[str, ArchitectureSpec]) -> pd.DataFrame:
+    """:func:`predict_frame` before calibration, for ``configs`` and the same rows as dicts (``records``)."""
     resolved: dict[int, ResolvedRow] = {}
     status = ["ok"] * len(configs)
     reasons = [""] * len(configs)
-    records = configs.to_dict("records")
     for position, raw in enumerate(records):
         try:
             row = resolve_row(raw, catalog, extra_models, bundle)
@@ -236,8 +285,9 @@ def predict_frame(configs: pd.DataFrame, bundle: PredictorBundle, catalog: Catal
         positions = [p for p, r in resolved.items() if family_of(r.arch.kind) is family]
         if not positions:
             continue
-        frame = pd.DataFrame([resolved[p].values for p in positions], index=positions)
-        features = featurize(frame, catalog, extra_models)
+        values = [resolved[p].values for p in positions]
+        frame = pd.DataFrame(values, index=positions)
+        features = pd.DataFrame(feature_rows(values, catalog, extra_models), index=positions)
         profile_length = np.array([is_blank(records[p].get("avg_output_len"))
                                    or records[p].get(OUTPUT_LENGTH_SOURCE) == "profile" for p in positions])
         _fill(out, positions, frame, features, bundle, family.name, profile_length)
@@ -251,7 +301,7 @@ def predict_frame(configs: pd.DataFrame, bundle: PredictorBundle, catalog: Catal
                             f"fits, so predicted at the batch that fits")
                     warnings[p] = "; ".join(filter(None, [warnings[p], note]))
     out["status"], out["reason"], out["warnings"] = status, reasons, warnings
-    return bundle.calibrate_output(out, configs, catalog, extra_models)
+    return out
 
 
 def _fill(out: pd.DataFrame, positions: list[int], frame: pd.DataFrame, features: pd.DataFrame,
