@@ -2,8 +2,8 @@
 
 Dumps (1) ``predict_frame`` on 4,000 configurations (the speed benchmark's generator: LLM and text-to-image rows,
 with duplicates and errors among them) plus 500 hand-varied LLM rows (precision, parallelism, tokens, kv dtype,
-blank cells), (2) one attribution (``explain_configuration``), (3) the CLI frontier's ``--json`` output and its table with ``--explain``, and
-compares a dump with another one exactly (floats by their bits, NaN equal to NaN).
+blank cells), (2) one attribution (``explain_configuration``), (3) the CLI frontier's ``--json`` output and its
+table with ``--explain``, and compares a dump with another one exactly (floats by their bits, NaN equal to NaN).
 
 Run: ``PYTHONPATH=. .venv/bin/python benchmarks/bit_identity.py --write /tmp/before.pkl`` on the old code, then
 ``... --compare /tmp/before.pkl`` on the new code (exit 1 on any difference).
@@ -99,7 +99,8 @@ def main() -> None:
         print(f"wrote {args.write}")
         return
     problems = compare(pickle.loads(args.compare.read_bytes()), dump())
-    print("\n".join(problems) if problems else "bit-identical: predict_frame (4,500 rows), attribution, CLI --json and table")
+    print("\n".join(problems) if problems
+          else "bit-identical: predict_frame (4,500 rows), attribution, CLI --json and table")
     sys.exit(1 if problems else 0)
 
 
