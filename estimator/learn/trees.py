@@ -148,11 +148,12 @@ class TreeArrays:
         x[np.isnan(x) | (np.abs(x) <= ZERO_THRESHOLD)] = 0.0
         flat = x.ravel()
         row_start = (np.arange(len(x)) * self.num_features)[:, None]
+        children = np.stack([self.right, self.left], axis=1).ravel()  # child of node n: [2n + (goes left)]
         node = np.broadcast_to(self.root, (len(x), len(self.root)))
         for _ in range(self.depth):
-            value = flat[row_start + self.feature[node]]
-            node = np.where(value <= self.threshold[node], self.left[node], self.right[node])
-        return np.cumsum(self.value[node], axis=1)[:, -1]
+            value = flat.take(row_start + self.feature.take(node))
+            node = children.take(2 * node + (value <= self.threshold.take(node)))
+        return np.cumsum(self.value.take(node), axis=1)[:, -1]
 
 
 _ARRAY_FIELDS = ("root", "feature", "threshold", "left", "right", "value")

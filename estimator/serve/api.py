@@ -221,7 +221,7 @@ def estimate(model: str, task: str, gpu: str, *, num_gpus: int | Sequence[int] |
         extra_models=extra_models, predictor=bundle)
     energy, latency = _energy_latency(target)
     ok = predictions[feasible]
-    rows = {label: inputs.prediction_from_row(ok.loc[label].to_dict(), target.family) for label in ok.index}
+    rows = {label: inputs.prediction_from_row(row, target.family) for label, row in ok.to_dict("index").items()}
     front = planning.pareto_front(ok, energy, latency) if not ok.empty else []
     best = planning.min_energy(ok, energy, latency) if not ok.empty else None
     best_within = planning.min_energy(ok, energy, latency, limit) if (limit is not None and not ok.empty) else None
