@@ -246,16 +246,17 @@ _FLOAT_TYPES = frozenset({float, np.float64, np.float32})
 
 
 def _row_key(raw: dict, position: int) -> tuple:
-    key = []
-    for name, value in raw.items():
+    """The cells' types and values; a float that equals another float without the same bits (0.0 and -0.0, NaNs)
+    by its bits. Every record of one frame has the same columns in the same order."""
+    values = list(raw.values())
+    for index, value in enumerate(values):
         kind = type(value)
         if kind in _FLOAT_TYPES:
-            key.append((name, kind, struct.pack("<d", value)))
-        elif kind in _VALUE_TYPES:
-            key.append((name, kind, value))
-        else:
+            if value == 0.0 or value != value:
+                values[index] = struct.pack("<d", value)
+        elif kind not in _VALUE_TYPES:
             return ("row", position)
-    return tuple(key)
+    return tuple(map(type, raw.values())), tuple(values)
 
 
 def _predict_rows(configs: pd.DataFrame, records: list[dict], bundle: PredictorBundle, catalog: Catalog,
