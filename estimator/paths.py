@@ -32,4 +32,9 @@ def cache_dir() -> Path | None:
     if override is not None:
         return Path(override) if override else None
     base = os.environ.get("XDG_CACHE_HOME")
-    return (Path(base) if base else Path.home() / ".cache") / "joules-estimate"
+    if base:
+        return Path(base) / "joules-estimate"
+    try:
+        return Path.home() / ".cache" / "joules-estimate"
+    except RuntimeError:  # no home directory: no cache
+        return None
