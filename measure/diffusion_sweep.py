@@ -1,5 +1,6 @@
-"""Measure a diffusion sweep (a DiT or a UNet denoiser, by the spec's ``engine``): per batch size, whole batches (every step of the pipeline) back to back inside one
-meter window of at least ``min_steady_state_s``, after a warm-up batch; one :class:`DiffusionRecord` each.
+"""Measure a diffusion sweep (a DiT or a UNet denoiser, by the spec's ``engine``): per batch size, whole batches
+(every step of the pipeline) back to back inside one meter window of at least ``min_steady_state_s``, after a
+warm-up batch; one :class:`DiffusionRecord` each.
 
 ``batch_latency_s`` = window time / batches, ``avg_power_watts`` = window energy / window time (summed over
 GPUs, nothing subtracted), ``energy_per_image_joules`` = power x latency / batch (ML.ENERGY's identity). The
