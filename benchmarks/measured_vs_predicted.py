@@ -201,7 +201,8 @@ def render(result: dict) -> str:
     same_hash = "equal to" if committed.card.data_hash == result["data_hash"] else "DIFFERENT from"
     big_batch = runs["gpu_model"].eq("H100-SXM") & runs["max_num_seqs"].between(64, 256)
     lines = [
-        "# Measured vs predicted: the `measure/` runs (torch-cudagraph and torch-dit, H100 and H200) (generated)",
+        "# Measured vs predicted: the `measure/` runs (torch-cudagraph, torch-dit, torch-unet; H100 and H200) "
+        "(generated)",
         "",
         f"Command: `{COMMAND}` (writes this file; {result['seconds']:.0f} s here, of which "
         f"{sum(result['fits'].values()):.0f} s in {len(result['fits'])} `train(evaluate=False)` fits).",
@@ -498,12 +499,14 @@ def continuous_vs_vllm(everything: pd.DataFrame) -> list[str]:
 
 
 def diffusion_section(result: dict) -> list[str]:
-    """The DiT runs: measured J/image, latency and power against the predictor (as xDiT; before retraining)."""
+    """The DiT and UNet runs: measured J/image, latency and power against the predictor (as xDiT; before
+    retraining)."""
     runs = result["diffusion"]
     if runs.empty:
         return []
-    out = ["## Diffusion: the DiT runs (before retraining; predicted as xDiT, the published engine)", "",
-           "The `torch-dit` backend runs the denoiser only (random weights; no text encoders, no VAE decode), so a "
+    out = ["## Diffusion: the DiT and UNet runs (before retraining; predicted as xDiT, the published engine)", "",
+           "The `torch-dit` and `torch-unet` backends run the denoiser only (random weights; no text encoders, no VAE "
+           "decode), so a "
            "few percent of the pipeline's energy is missing from the measurement by construction.", "",
            "| model | GPU | batch | steps | measured J/image | before J/image (APE) | committed J/image (APE) | "
            "measured latency s | before latency s | measured W | before W |",

@@ -81,7 +81,8 @@ def run_cmd(
 ) -> None:
     """Run every configuration of SPEC.toml on this machine's GPU; records go to OUT/records.jsonl.
 
-    A spec with ``kind = "diffusion"`` runs the DiT backend; ``tensor_parallel > 1`` spawns one process per GPU.
+    A spec with ``kind = "diffusion"`` runs its ``engine``'s denoiser (torch-dit or torch-unet); ``tensor_parallel > 1``
+    spawns one process per GPU.
 
     Exit codes: 0 done, 2 bad spec/option or missing package, 3 impossible on this machine, 1 internal error.
     """

@@ -1,8 +1,9 @@
 """What a diffusion sweep runs (:class:`DiffusionSweepSpec`) and what one measured batch size gives
 (:class:`DiffusionRecord`, ML.ENERGY's text-to-image column names and units).
 
-The denoiser shape (:class:`DiTShape`) uses diffusers' transformer config names where they exist; values come
-from each model's published ``transformer/config.json`` and the catalog (``models/catalog/architectures.toml``).
+The denoiser shape (:class:`DiTShape` for an MMDiT, :class:`UNetShape` for a UNet) uses diffusers' config names
+where they exist; values come from each model's published ``transformer/config.json`` or ``unet/config.json`` and
+the catalog (``models/catalog/architectures.toml``).
 """
 
 from __future__ import annotations
@@ -47,12 +48,48 @@ class DiTShape(_Strict):
         return (height // f) * (width // f)
 
 
+class UNetShape(_Strict):
+    """A ``UNet2DConditionModel`` (SD 1.x/2.x, SDXL): stages of ResNets and optional transformer stacks.
+
+    ``transformer_layers_per_block`` is the catalog's convention: 0 for a stage without attention (DownBlock2D /
+    UpBlock2D), even where diffusers' config lists a depth for it. ``num_attention_heads`` per stage is what
+    SDXL's config names ``attention_head_dim`` ([5, 10, 20]; diffusers reads it as the head count).
+    ``pooled_projection_dim`` > 0 adds SDXL's ``text_time`` embedding (pooled text + ``num_time_ids`` size/crop
+    numbers, each a ``addition_time_embed_dim`` sinusoid).
+    """
+
+    block_out_channels: list[int] = Field(min_length=1)
+    transformer_layers_per_block: list[int] = Field(min_length=1)
+    num_attention_heads: list[int] = Field(min_length=1)
+    layers_per_block: int = Field(default=2, gt=0)
+    mid_transformer_layers: int = Field(default=1, ge=0)
+    cross_attention_dim: int = Field(gt=0, description="text context width")
+    in_channels: int = Field(default=4, gt=0, description="latent channels")
+    vae_spatial_compression: int = Field(default=8, gt=0)
+    text_tokens: int = Field(default=77, gt=0)
+    pooled_projection_dim: int = Field(default=0, ge=0, description="SDXL text_embeds width; 0 = no add-embedding")
+    addition_time_embed_dim: int = Field(default=256, gt=0)
+    num_time_ids: int = Field(default=6, gt=0)
+    norm_num_groups: int = Field(default=32, gt=0)
+
+    @model_validator(mode="after")
+    def _check(self) -> UNetShape:
+        n = len(self.block_out_channels)
+        if len(self.transformer_layers_per_block) != n or len(self.num_attention_heads) != n:
+            raise ValueError("block_out_channels, transformer_layers_per_block and num_attention_heads need one "
+                             "entry per stage")
+        for c, heads in zip(self.block_out_channels, self.num_attention_heads, strict=True):
+            if c % self.norm_num_groups or c % heads:
+                raise ValueError(f"{c} channels: not divisible by norm_num_groups and the stage's heads")
+        return self
+
+
 class DiffusionSweepSpec(_Strict):
     """One diffusion sweep: a denoiser shape at the catalog's steps and resolution over several batch sizes."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9._-]+$")
     kind: Literal["diffusion"] = "diffusion"
-    engine: Literal["torch-dit"] = "torch-dit"
+    engine: Literal["torch-dit", "torch-unet"] = "torch-dit"
     model_id: str
     task: Literal["text-to-image"] = "text-to-image"
     gpu_indices: list[int] = Field(default=[0], min_length=1, max_length=1)
@@ -61,7 +98,7 @@ class DiffusionSweepSpec(_Strict):
     image_height: int = Field(gt=0)
     image_width: int = Field(gt=0)
     uses_cfg: bool = Field(description="classifier-free guidance: the denoiser runs on 2x batch (uncond + cond)")
-    shape: DiTShape
+    shape: DiTShape | UNetShape = Field(description="DiTShape for engine torch-dit, UNetShape for torch-unet")
     seed: int = 0
     device: str = "cuda"
     harness: HarnessSection = HarnessSection()
@@ -70,6 +107,9 @@ class DiffusionSweepSpec(_Strict):
     def _check(self) -> DiffusionSweepSpec:
         if any(b <= 0 for b in self.batch_sizes):
             raise ValueError("batch sizes must be positive")
+        wanted = UNetShape if self.engine == "torch-unet" else DiTShape
+        if not isinstance(self.shape, wanted):
+            raise ValueError(f"engine {self.engine} needs a [shape] of {wanted.__name__}'s fields")
         return self
 
     @classmethod

@@ -1,5 +1,6 @@
-"""Measure a diffusion sweep: per batch size, whole batches (every step of the pipeline) back to back inside one
-meter window of at least ``min_steady_state_s``, after a warm-up batch; one :class:`DiffusionRecord` each.
+"""Measure a diffusion sweep (a DiT or a UNet denoiser, by the spec's ``engine``): per batch size, whole batches
+(every step of the pipeline) back to back inside one meter window of at least ``min_steady_state_s``, after a
+warm-up batch; one :class:`DiffusionRecord` each.
 
 ``batch_latency_s`` = window time / batches, ``avg_power_watts`` = window energy / window time (summed over
 GPUs, nothing subtracted), ``energy_per_image_joules`` = power x latency / batch (ML.ENERGY's identity). The
@@ -20,16 +21,20 @@ from measure.meter import NvmlReader, PowerSampler, make_meter
 from measure.schema import Provenance
 from measure.sink import RECORDS_FILE, RunSink, git_sha, now_iso
 
-GUIDANCE = 7.0  # diffusers StableDiffusion3Pipeline's default guidance_scale (models/catalog notes)
+# diffusers' default guidance_scale of each engine's pipeline (models/catalog/architectures.toml sources):
+# StableDiffusion3Pipeline 7.0, StableDiffusionXLPipeline 5.0. Any value > 1 runs the same work.
+GUIDANCE = {"torch-dit": 7.0, "torch-unet": 5.0}
+BACKENDS = {"torch-dit": ("measure.backends.torch_dit", "build_dit_weights"),
+            "torch-unet": ("measure.backends.torch_unet", "build_unet_weights")}
 
 
-class DitEngine:
-    """Runs :func:`measure.backends.torch_dit.generate_images` with random bf16 weights of the spec's shape."""
-
-    name = "torch-dit"
+class DenoiserEngine:
+    """Runs the ``generate_images`` of the spec's backend (``torch-dit``: :mod:`measure.backends.torch_dit`,
+    ``torch-unet``: :mod:`measure.backends.torch_unet`) with random bf16 weights of the spec's shape."""
 
     def __init__(self, spec: DiffusionSweepSpec, denoise_batch: Any = None):
         self.spec, self._w, self._gen = spec, None, None
+        self.name = spec.engine
         self._run = denoise_batch  # tests pass a fake: (batch) -> None
 
     def version(self) -> str:
@@ -66,18 +71,29 @@ class DitEngine:
         if self._run is not None:
             self._run(batch)
             return
+        import importlib
+
         import torch
 
-        from measure.backends.torch_dit import build_dit_weights, generate_images
-
         s, dev = self.spec, self.device()
+        module_name, build = BACKENDS[s.engine]
+        backend = importlib.import_module(module_name)
         if self._w is None:
-            self._w = build_dit_weights(s.shape, dev, torch.bfloat16, s.seed)
+            self._w = getattr(backend, build)(s.shape, dev, torch.bfloat16, s.seed)
             self._gen = torch.Generator(device=dev).manual_seed(s.seed)
         with torch.inference_mode():
-            generate_images(self._w, s.shape, batch, s.inference_steps, s.image_height, s.image_width, s.uses_cfg,
-                            GUIDANCE, self._gen, dev, torch.bfloat16)
+            backend.generate_images(self._w, s.shape, batch, s.inference_steps, s.image_height, s.image_width,
+                                    s.uses_cfg, GUIDANCE[s.engine], self._gen, dev, torch.bfloat16)
         self.sync()
+
+
+def _describe(spec: DiffusionSweepSpec) -> str:
+    """What the denoiser is, for a record's notes."""
+    if spec.engine == "torch-unet":
+        return (f"UNet2DConditionModel shape (stages {list(spec.shape.block_out_channels)}, transformer depths "
+                f"{list(spec.shape.transformer_layers_per_block)}, mid {spec.shape.mid_transformer_layers}), eager "
+                "bf16, Euler steps")
+    return "MMDiT shape, eager bf16, flow-matching Euler steps"
 
 
 def measure_batch_size(spec: DiffusionSweepSpec, engine: Any, meter: Any, sampler: PowerSampler | None, batch: int,
@@ -118,7 +134,7 @@ def measure_batch_size(spec: DiffusionSweepSpec, engine: Any, meter: Any, sample
         window_energy_joules=window.total_joules, images_in_window=batches * batch, sampled_energy_joules=sampled,
         notes=f"{batches} whole batches in the window after one warm-up batch; denoiser only (random bf16 weights "
               "of the shape; text encoders and VAE decode not run); "
-              f"CFG {'on (2x denoiser batch)' if spec.uses_cfg else 'off'}",
+              f"CFG {'on (2x denoiser batch)' if spec.uses_cfg else 'off'}; {_describe(spec)}",
         provenance=provenance)
 
 
@@ -128,7 +144,7 @@ def run_diffusion_sweep(
 ) -> list[DiffusionRecord]:
     """Every batch size of ``spec``; records and timelines under ``out_dir`` (records.jsonl, timelines.jsonl)."""
     gpu = spec.gpu_indices[0]
-    engine = engine or DitEngine(spec)
+    engine = engine or DenoiserEngine(spec)
     reader = reader or NvmlReader()
     if hasattr(engine, "init_device"):
         engine.init_device()

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from measure.diffusion_schema import DiffusionSweepSpec
+from measure.diffusion_schema import DiffusionSweepSpec, UNetShape
 from measure.schema import RunConfig, SweepSpec
 
 BANDWIDTH_EFFICIENCY = 0.45
@@ -83,10 +83,18 @@ def plan_llm_run(run: RunConfig, gpu: str, first: bool) -> RunPlan:
 
 
 def denoise_seconds(spec: DiffusionSweepSpec, batch: int, gpu: str) -> float:
-    """Roofline time of one denoiser pass (compute-bound: 2 x params x tokens, plus attention)."""
+    """Roofline time of one denoiser pass (compute-bound: 2 x params x tokens, plus attention; a UNet's FLOPs
+    from :func:`estimator.physics.unet.unet_cost` of the catalog entry of ``spec.model_id``)."""
     s = spec.shape
     _, flops = _gpu(gpu)
     rows = batch * (2 if spec.uses_cfg else 1)
+    if isinstance(s, UNetShape):
+        from estimator.catalog.catalog import load_catalog
+        from estimator.physics.unet import unet_cost
+
+        catalog = load_catalog()
+        arch = catalog.models[catalog.resolve("model", spec.model_id)]
+        return rows * unet_cost(arch, spec.image_height, spec.image_width).flops / flops
     tokens = s.image_tokens(spec.image_height, spec.image_width) + s.text_tokens
     h, mlp = s.hidden_size, s.hidden_size * s.mlp_ratio
     per_token_joint = 2 * (2 * (4 * h * h + 2 * h * mlp)) / 2  # two streams' QKV, out, MLP per token pair

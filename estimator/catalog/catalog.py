@@ -136,6 +136,9 @@ class ArchitectureSpec(_Entry):
     mamba_conv_kernel: int = Field(default=0, ge=0)
     # multimodal
     vision_params_billions: float = Field(default=0.0, ge=0)
+    image_tokens_per_image: int = Field(
+        default=0, ge=0, description="prompt tokens one image becomes where the model's processor fixes the count "
+        "(Gemma 3: 256); 0 = resolution-dependent, the task's image-token estimate applies")
     other_params_billions: float = Field(
         default=0.0, ge=0, description="params outside the formula (audio encoder, talker, MTP head); say which")
     # diffusion
@@ -191,6 +194,10 @@ class TaskSpec(_Entry):
     modality: Literal["text", "vision-text", "omni", "text-to-image", "text-to-video"]
     dataset: str
     mean_input_tokens: float = Field(default=0.0, ge=0, description="prompt tokens incl. image/video tokens")
+    image_tokens_estimate: float = Field(
+        default=0.0, ge=0, description="the part of mean_input_tokens that is the request's one image, as estimated "
+        "for a resolution-dependent processor; replaced by a model's fixed count (ArchitectureSpec."
+        "image_tokens_per_image)")
     mean_output_tokens: float = Field(default=0.0, ge=0, description="mean over the data's runs")
     p90_output_tokens: float = Field(default=0.0, ge=0)
     max_output_tokens: int = Field(default=0, ge=0, description="benchmark's generation cap")
@@ -220,6 +227,27 @@ class Catalog(BaseModel):
         the task, else its publisher's, else ``tasks.toml``'s (:mod:`estimator.catalog.output_lengths`)."""
         task_mean = self.tasks[task_key].mean_output_tokens
         return self.output_lengths.tokens(model_id, task_key, task_mean) or (task_mean, "task")
+
+    def profile_input_tokens(self, task_key: str, arch: ArchitectureSpec | None = None) -> tuple[float, str]:
+        """(mean prompt tokens per request, level) when the user gives none: ``tasks.toml``'s estimate, with the
+        image's share replaced by the model's own count where its processor fixes one (level "model"; Gemma 3 turns
+        every image into 256 tokens whatever its resolution), else the task's (level "task")."""
+        task = self.tasks[task_key]
+        if arch is not None and arch.image_tokens_per_image and task.image_tokens_estimate:
+            return task.mean_input_tokens - task.image_tokens_estimate + arch.image_tokens_per_image, "model"
+        return task.mean_input_tokens, "task"
+
+    def known_input_tokens(self, model_id: str) -> dict[str, float]:
+        """task -> mean prompt tokens for the tasks where this model's own count replaces the task's estimate
+        (:meth:`profile_input_tokens` at level "model"): what a form should show as the default."""
+        arch = self.models[model_id]
+        found = {}
+        for task_key, task in self.tasks.items():
+            if task.kind != "diffusion" and arch.kind != "diffusion":
+                tokens, level = self.profile_input_tokens(task_key, arch)
+                if level == "model":
+                    found[task_key] = tokens
+        return found
 
     def known_output_tokens(self, model_id: str) -> dict[str, dict]:
         """task -> {"tokens", "level"} for the LLM/MLLM tasks where the output-length profile knows more about this

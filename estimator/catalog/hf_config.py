@@ -118,6 +118,9 @@ def architecture_from_hf_config(config: dict[str, Any], *, model_id: str, source
         kind, modality = "mllm", "vision-text"
         vision_billions = _vision_tower_billions(vision)
         notes.append(f"vision tower estimated from vision_config as a ViT: {vision_billions:.3f}B")
+        if config.get("mm_tokens_per_image"):  # a fixed count per image (Gemma 3's config.json: 256)
+            fields["image_tokens_per_image"] = int(config["mm_tokens_per_image"])
+            notes.append(f"{fields['image_tokens_per_image']} prompt tokens per image (mm_tokens_per_image)")
 
     precision, precision_note = _native_precision(config, text)
     if precision_note:

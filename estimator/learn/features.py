@@ -232,6 +232,9 @@ def feature_rows(configs: list[dict], catalog: Catalog,
             continue
         precision = _value(config, "weight_precision", arch.native_precision)
         tp, ep, dp = default_parallelism(arch, num_gpus)
+        input_tokens = _value(config, "avg_input_len", None)
+        if input_tokens is None:
+            input_tokens = catalog.profile_input_tokens(config["task"], arch)[0]
         output_tokens = _value(config, "avg_output_len", None)
         if output_tokens is None:  # looked up only when the row gives none (featurize runs per row)
             output_tokens = catalog.profile_output_tokens(model_id, config["task"])[0]
@@ -241,7 +244,7 @@ def feature_rows(configs: list[dict], catalog: Catalog,
             tensor_parallel=int(_value(config, "tensor_parallel", tp)),
             expert_parallel=int(_value(config, "expert_parallel", ep)),
             data_parallel=int(_value(config, "data_parallel", dp)),
-            input_tokens=float(_value(config, "avg_input_len", task.mean_input_tokens)),
+            input_tokens=float(input_tokens),
             output_tokens=float(output_tokens),
             is_reasoning=task.reasoning, modality=task.modality if arch.kind == "mllm" else "text",
             engine=engine, kv_cache_dtype=str(_value(config, "kv_cache_dtype", "auto")),

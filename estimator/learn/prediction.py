@@ -115,7 +115,7 @@ def _fill_diffusion_defaults(values: dict, num_gpus: int) -> None:
 
 
 def _fill_llm_defaults(values: dict, arch: ArchitectureSpec, task: TaskSpec, num_gpus: int,
-                       profile_output_tokens: float) -> None:
+                       profile_output_tokens: float, profile_input_tokens: float) -> None:
     values.setdefault("max_num_seqs", DEFAULT_MAX_NUM_SEQS)
     values.setdefault("weight_precision", arch.native_precision)
     tp, ep, dp = default_parallelism(arch, num_gpus)
@@ -123,7 +123,7 @@ def _fill_llm_defaults(values: dict, arch: ArchitectureSpec, task: TaskSpec, num
     values.setdefault("expert_parallel", ep)
     values.setdefault("data_parallel", dp)
     values.setdefault("avg_output_len", profile_output_tokens)
-    values.setdefault("avg_input_len", task.mean_input_tokens)
+    values.setdefault("avg_input_len", profile_input_tokens)
     values.setdefault("kv_cache_dtype", "auto")
     if str(values["kv_cache_dtype"]) not in memory.KV_DTYPE_BYTES:
         raise ConfigurationError(f"unknown kv_cache_dtype {values['kv_cache_dtype']!r}; known: "
@@ -155,7 +155,8 @@ def resolve_row(raw: dict, catalog: Catalog, extra_models: dict[str, Architectur
     if family is DIFFUSION:
         _fill_diffusion_defaults(values, num_gpus)
     else:
-        _fill_llm_defaults(values, arch, task, num_gpus, catalog.profile_output_tokens(model_id, task_key)[0])
+        _fill_llm_defaults(values, arch, task, num_gpus, catalog.profile_output_tokens(model_id, task_key)[0],
+                           catalog.profile_input_tokens(task_key, arch)[0])
         _check_layout(values, arch, model_id)
         if domain is not None and values["weight_precision"] not in domain.precisions:
             warnings.append(f"precision {values['weight_precision']} absent from training data")

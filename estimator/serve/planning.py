@@ -47,6 +47,8 @@ class Target:
     #: estimator/catalog/output_lengths.py); 0 for diffusion
     profile_output_tokens: float = 0.0
     profile_output_level: str = "task"
+    #: mean prompt tokens when the user gives none (Catalog.profile_input_tokens); 0 for diffusion
+    profile_input_tokens: float = 0.0
 
     @property
     def family(self) -> str:
@@ -75,8 +77,10 @@ def resolve_target(model: str, task: str, catalog: Catalog,
     task_key = catalog.resolve("task", task)
     spec = catalog.tasks[task_key]
     check_model_runs_task(model_id, arch, task_key, spec)
-    tokens, level = (0.0, "task") if spec.kind == "diffusion" else catalog.profile_output_tokens(model_id, task_key)
-    return Target(model_id, arch, task_key, spec, tokens, level)
+    if spec.kind == "diffusion":
+        return Target(model_id, arch, task_key, spec)
+    tokens, level = catalog.profile_output_tokens(model_id, task_key)
+    return Target(model_id, arch, task_key, spec, tokens, level, catalog.profile_input_tokens(task_key, arch)[0])
 
 
 def parse_resolution(text: str) -> tuple[int, int]:
@@ -101,7 +105,7 @@ def llm_row(target: Target, gpu_model: str, num_gpus: int, max_num_seqs: int, *,
     return {"model_id": target.model_id, "task": target.task_key, "gpu_model": gpu_model, "num_gpus": num_gpus,
             "weight_precision": precision or target.arch.native_precision, "max_num_seqs": max_num_seqs,
             "tensor_parallel": tp, "expert_parallel": ep, "data_parallel": dp,
-            "avg_input_len": float(input_tokens or target.task.mean_input_tokens),
+            "avg_input_len": float(input_tokens or target.profile_input_tokens),
             "avg_output_len": float(output_tokens or target.profile_output_tokens or target.task.mean_output_tokens),
             # the prediction takes the task-profile intervals (output-length uncertainty) unless the user gave it
             OUTPUT_LENGTH_SOURCE: "given" if output_tokens else "profile"}

@@ -204,7 +204,8 @@ def catalog_listing() -> dict[str, list[dict[str, Any]]]:
     return {
         "models": [{**common("model", k), "display_name": m.display_name, "kind": m.kind, "modality": m.modality,
                     "total_params_billions": m.total_params_billions,
-                    "output_tokens": catalog.known_output_tokens(k)} for k, m in catalog.models.items()],
+                    "output_tokens": catalog.known_output_tokens(k), "input_tokens": catalog.known_input_tokens(k)}
+                   for k, m in catalog.models.items()],
         "tasks": [{**common("task", k), "kind": t.kind, "modality": t.modality, "dataset": t.dataset,
                    "mean_input_tokens": t.mean_input_tokens, "mean_output_tokens": t.mean_output_tokens}
                   for k, t in catalog.tasks.items()],

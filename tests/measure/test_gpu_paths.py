@@ -1,6 +1,6 @@
 """The new torch paths on a real GPU (marked ``gpu``; run on the lent H200s, results in
 benchmarks/measure_selfcheck.md): the ragged Triton attention and the grouped-GEMM MoE against plain references,
-inside CUDA graphs, and tiny sweeps through continuous batching, MoE, tensor parallelism and the DiT."""
+inside CUDA graphs, and tiny sweeps through continuous batching, MoE, tensor parallelism, the DiT and the UNet."""
 
 from __future__ import annotations
 
@@ -120,3 +120,19 @@ def test_dit_on_cuda(tmp_path):
                   "num_single_layers": 1, "text_tokens": 77}, "harness": {"min_steady_state_s": 1.0}})
     rec = run_diffusion_sweep(spec, tmp_path / "dit", idle_s=0.5)[0]
     assert rec.window_energy_joules > 0 and rec.images_in_window >= 2
+
+
+def test_unet_on_cuda(tmp_path):
+    """A small UNet (two stages, cross-attention in the second) runs whole CFG batches on the GPU and yields a
+    torch-unet record with energy."""
+    from measure.diffusion_schema import DiffusionSweepSpec
+    from measure.diffusion_sweep import run_diffusion_sweep
+
+    spec = DiffusionSweepSpec.model_validate({
+        "name": "gpu-unet", "engine": "torch-unet", "model_id": "stabilityai/stable-diffusion-xl-base-1.0",
+        "batch_sizes": [2], "inference_steps": 4, "image_height": 512, "image_width": 512, "uses_cfg": True,
+        "shape": {"block_out_channels": [320, 640], "transformer_layers_per_block": [0, 2],
+                  "num_attention_heads": [5, 10], "mid_transformer_layers": 1, "cross_attention_dim": 2048,
+                  "pooled_projection_dim": 1280}, "harness": {"min_steady_state_s": 1.0}})
+    rec = run_diffusion_sweep(spec, tmp_path / "unet", idle_s=0.5)[0]
+    assert rec.engine == "torch-unet" and rec.window_energy_joules > 0 and rec.images_in_window >= 2

@@ -602,9 +602,10 @@ function showTaskFields() {
   for (const node of document.querySelectorAll(".diffusion")) node.hidden = !diffusion;
   for (const node of document.querySelectorAll(".video")) node.hidden = !(spec && spec.modality === "text-to-video");
   if (spec) {
-    $("f-input_tokens").placeholder = `task: ${fmt(spec.mean_input_tokens)}`;
     const name = $("f-model").value.trim().toLowerCase();
     const model = state.catalog.models.find((m) => m.key.toLowerCase() === name || m.aliases.includes(name));
+    const ownInput = model && model.input_tokens && model.input_tokens[spec.key];
+    $("f-input_tokens").placeholder = ownInput ? `model: ${fmt(ownInput)}` : `task: ${fmt(spec.mean_input_tokens)}`;
     const own = model && model.output_tokens && model.output_tokens[spec.key];
     $("f-output_tokens").placeholder = own ? `${own.level}: ${fmt(own.tokens)}` : `task: ${fmt(spec.mean_output_tokens)}`;
   }
