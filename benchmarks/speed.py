@@ -30,10 +30,13 @@ def _cli() -> list[str]:
 
 
 def _wall(command: list[str], runs: int) -> list[float]:
+    # .pyc files as a user has them (pip compiles at install): without this, a shell that sets
+    # PYTHONDONTWRITEBYTECODE makes every "cold" run compile the project's ~60 modules from source (~0.3 s)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     times = []
     for _ in range(runs):
         start = time.perf_counter()
-        subprocess.run(command, cwd=ROOT, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        subprocess.run(command, cwd=ROOT, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
         times.append(time.perf_counter() - start)
     return times
 
@@ -75,7 +78,10 @@ def _predict_frame_times(runs: int, n: int = 10_000) -> tuple[list[float], float
         start = time.perf_counter()
         out = predict_frame(configs, predictor=bundle, catalog=catalog)
         times.append(time.perf_counter() - start)
-    return times, load_s, out["status"].value_counts().to_dict()
+    from estimator.learn.prediction import distinct_rows
+
+    statuses = out["status"].value_counts().to_dict()
+    return times, load_s, {**statuses, "distinct rows": len(distinct_rows(configs.to_dict("records"))[0])}
 
 
 def _row(name: str, command: str, times: list[float], target: float) -> str:
@@ -97,6 +103,7 @@ def main() -> None:
     _wall(cli + frontier, 1)
     cold_times = _wall(cli + frontier, args.runs)
     predict_times, load_s, statuses = _predict_frame_times(args.runs)
+    from estimator.learn.trees import NUMPY_MAX_ROWS
     sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     lines = [
@@ -112,13 +119,16 @@ def main() -> None:
              TARGETS_S["predict_frame_10k"]),
         _row("help (fresh process)", "joules-estimate --help", help_times, TARGETS_S["help"]), "",
         f"predict_frame input: 9,000 LLM rows (every catalog LLM on H100/B200/H200, 1-8 GPUs, sweep batches) and "
-        f"1,000 text-to-image rows; statuses {statuses}. Loading the predictor and catalog once beforehand took "
-        f"{load_s:.2f} s (not included).", "",
+        f"1,000 text-to-image rows; statuses and distinct rows {statuses}. Loading the predictor and catalog once "
+        f"beforehand took {load_s:.2f} s (not included; LightGBM is imported and its boosters parsed in the first "
+        f"timed run, the first frame larger than {NUMPY_MAX_ROWS} rows).", "",
         "How the cold path stays fast: `estimator/cli/main.py` imports only typer at import time; pandas, the "
-        "predictor and rich tables load inside the command. `import lightgbm` would import scikit-learn and scipy "
-        "(~0.7 s) where installed; `estimator.learn.predictor.load_predictor` imports it with scikit-learn hidden, "
-        "since prediction only needs "
-        "`lightgbm.Booster`.", "",
+        f"predictor and rich tables load inside the command. Frames of up to {NUMPY_MAX_ROWS} rows are "
+        "predicted from the boosters' text in numpy, bit-identical to LightGBM (`estimator/learn/trees.py`; "
+        "parsed arrays cached by content hash under ~/.cache/joules-estimate), so the frontier never imports "
+        "LightGBM and scipy (~0.3 s); attribution and larger frames do, with scikit-learn hidden. The console "
+        "script ends with os._exit once its output is flushed (`estimator/cli/process.py`). `predict_frame` "
+        "predicts a repeated row once (the input's distinct rows are counted above).", "",
     ]
     args.output.write_text("\n".join(lines))
     print("\n".join(lines))

@@ -22,3 +22,19 @@ def catalog_dir() -> Path:
 
 def predictors_dir() -> Path:
     return project_root() / "models" / "predictors"
+
+
+def cache_dir() -> Path | None:
+    """Where derived files that can be rebuilt at any time are kept (parsed boosters, estimator/learn/trees.py):
+    ``$JOULES_ESTIMATE_CACHE_DIR`` (an empty value: no cache), else ``$XDG_CACHE_HOME/joules-estimate``, else
+    ``~/.cache/joules-estimate``."""
+    override = os.environ.get("JOULES_ESTIMATE_CACHE_DIR")
+    if override is not None:
+        return Path(override) if override else None
+    base = os.environ.get("XDG_CACHE_HOME")
+    if base:
+        return Path(base) / "joules-estimate"
+    try:
+        return Path.home() / ".cache" / "joules-estimate"
+    except RuntimeError:  # no home directory: no cache
+        return None

@@ -15,6 +15,12 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_cache_dir(tmp_path_factory):
+    """Parsed boosters (estimator/learn/trees.py) are cached in a temporary folder, not the user's ~/.cache."""
+    os.environ["JOULES_ESTIMATE_CACHE_DIR"] = str(tmp_path_factory.mktemp("cache"))
+
+
 @pytest.fixture(scope="session")
 def catalog():
     from estimator.catalog.catalog import load_catalog

@@ -485,8 +485,11 @@ def measure(ctx: typer.Context) -> None:
 
 
 def main() -> None:
-    """Console-script entry point (``joules-estimate``)."""
-    app()
+    """Console-script entry point (``joules-estimate``); ends the process without Python's teardown
+    (:func:`estimator.cli.process.run_then_exit`)."""
+    from estimator.cli.process import run_then_exit
+
+    run_then_exit(app)
 
 
 if __name__ == "__main__":

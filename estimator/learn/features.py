@@ -201,11 +201,18 @@ def featurize(configs: pd.DataFrame, catalog: Catalog,
     ``batch_size`` (steps, resolution, frames and Ulysses/Ring degrees default to the model's defaults).
     Keys must already be catalog keys (see :meth:`Catalog.resolve`).
     """
+    return pd.DataFrame(feature_rows(configs.to_dict("records"), catalog, extra_models), index=configs.index)
+
+
+def feature_rows(configs: list[dict], catalog: Catalog,
+                 extra_models: dict[str, ArchitectureSpec] | None = None) -> list[dict]:
+    """:func:`featurize` on configurations given as dicts (a missing key, None or NaN: the default), one dict of
+    features per configuration."""
     extra_models = extra_models or {}
     ref_gpu = catalog.gpus[REFERENCE_GPU]
     rows = []
     static_cache: dict = {}
-    for config in configs.to_dict("records"):
+    for config in configs:
         model_id = config["model_id"]
         arch = extra_models.get(model_id) or catalog.models[model_id]
         gpu = catalog.gpus[config["gpu_model"]]
@@ -242,7 +249,7 @@ def featurize(configs: pd.DataFrame, catalog: Catalog,
             is_reasoning=task.reasoning, modality=task.modality if arch.kind == "mllm" else "text",
             engine=engine, kv_cache_dtype=str(_value(config, "kv_cache_dtype", "auto")),
             static_cache=static_cache))
-    return pd.DataFrame(rows, index=configs.index)
+    return rows
 
 
 #: vLLM's default max_num_seqs (https://docs.vllm.ai/en/v0.11.1/configuration/engine_args.html), used when a single

@@ -6,6 +6,7 @@ targets, ``status`` != "ok" and a ``reason``; it never aborts the frame.
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,7 +19,7 @@ from estimator.learn.features import (
     DEFAULT_MAX_NUM_SEQS,
     default_parallelism,
     default_sequence_parallel,
-    featurize,
+    feature_rows,
     is_blank,
 )
 from estimator.learn.predictor import PredictorBundle, predict_end_metrics
@@ -211,11 +212,60 @@ def predict_frame(configs: pd.DataFrame, bundle: PredictorBundle, catalog: Catal
     """
     if not isinstance(configs, pd.DataFrame):
         raise InputError(f"configs must be a pandas DataFrame of configurations, got {type(configs).__name__}")
-    extra_models = extra_models or {}
+    records = configs.to_dict("records")
+    first, inverse = distinct_rows(records)
+    if len(first) == len(records):
+        out = _predict_rows(configs, records, bundle, catalog, extra_models or {})
+    else:  # a repeated row is predicted once (every step is a function of the row's values)
+        out = _predict_rows(configs.iloc[first], [records[p] for p in first], bundle, catalog, extra_models or {})
+        out = out.iloc[inverse].reset_index(drop=True)
+    return bundle.calibrate_output(out, configs, catalog, extra_models)
+
+
+def distinct_rows(records: list[dict]) -> tuple[list[int], np.ndarray]:
+    """(position of the first of each distinct row, index of each row's distinct row in that list).
+
+    Rows are equal only when every cell has the same type and value (floats bit for bit, so NaN equals NaN and
+    -0.0 differs from 0.0); a row holding anything but strings, integers, floats, booleans (Python or numpy) or
+    None equals no other row.
+    """
+    first: list[int] = []
+    seen: dict[tuple, int] = {}
+    inverse = np.empty(len(records), dtype=np.int64)
+    for position, raw in enumerate(records):
+        key = _row_key(raw, position)
+        index = seen.setdefault(key, len(first))
+        if index == len(first):
+            first.append(position)
+        inverse[position] = index
+    return first, inverse
+
+
+#: cell types compared by value in distinct_rows (floats by their bits); the type is part of the comparison
+_VALUE_TYPES = frozenset({str, int, bool, type(None), np.str_, np.int64, np.int32, np.bool_})
+_FLOAT_TYPES = frozenset({float, np.float64, np.float32})
+
+
+def _row_key(raw: dict, position: int) -> tuple:
+    """The cells' types and values; a float that equals another float without the same bits (0.0 and -0.0, NaNs)
+    by its bits. Every record of one frame has the same columns in the same order."""
+    values = list(raw.values())
+    for index, value in enumerate(values):
+        kind = type(value)
+        if kind in _FLOAT_TYPES:
+            if value == 0.0 or value != value:
+                values[index] = struct.pack("<d", value)
+        elif kind not in _VALUE_TYPES:
+            return ("row", position)
+    return tuple(map(type, raw.values())), tuple(values)
+
+
+def _predict_rows(configs: pd.DataFrame, records: list[dict], bundle: PredictorBundle, catalog: Catalog,
+                  extra_models: dict[str, ArchitectureSpec]) -> pd.DataFrame:
+    """:func:`predict_frame` before calibration, for ``configs`` and the same rows as dicts (``records``)."""
     resolved: dict[int, ResolvedRow] = {}
     status = ["ok"] * len(configs)
     reasons = [""] * len(configs)
-    records = configs.to_dict("records")
     for position, raw in enumerate(records):
         try:
             row = resolve_row(raw, catalog, extra_models, bundle)
@@ -237,14 +287,15 @@ def predict_frame(configs: pd.DataFrame, bundle: PredictorBundle, catalog: Catal
         positions = [p for p, r in resolved.items() if family_of(r.arch.kind) is family]
         if not positions:
             continue
-        frame = pd.DataFrame([resolved[p].values for p in positions], index=positions)
-        features = featurize(frame, catalog, extra_models)
+        values = [resolved[p].values for p in positions]
+        frame = pd.DataFrame(values, index=positions)
+        features = pd.DataFrame(feature_rows(values, catalog, extra_models), index=positions)
         profile_length = np.array([is_blank(records[p].get("avg_output_len"))
                                    or records[p].get(OUTPUT_LENGTH_SOURCE) == "profile" for p in positions])
         _fill(out, positions, frame, features, bundle, family.name, profile_length)
         if family is LLM:
             # TTFT from prefill physics alone (labelled "physics only": not learned; benchmarks/ttft.md checks it)
-            out.loc[positions, "ttft_physics_ms"] = features["ttft_physics_s"].to_numpy(float) * 1e3
+            _set_rows(out, "ttft_physics_ms", positions, features["ttft_physics_s"].to_numpy(float) * 1e3)
             for p, feasible, batch in zip(positions, features["max_feasible_batch"], frame["max_num_seqs"],
                                           strict=True):
                 if batch > feasible:
@@ -252,7 +303,7 @@ def predict_frame(configs: pd.DataFrame, bundle: PredictorBundle, catalog: Catal
                             f"fits, so predicted at the batch that fits")
                     warnings[p] = "; ".join(filter(None, [warnings[p], note]))
     out["status"], out["reason"], out["warnings"] = status, reasons, warnings
-    return bundle.calibrate_output(out, configs, catalog, extra_models)
+    return out
 
 
 def _fill(out: pd.DataFrame, positions: list[int], frame: pd.DataFrame, features: pd.DataFrame,
@@ -270,6 +321,14 @@ def _fill(out: pd.DataFrame, positions: list[int], frame: pd.DataFrame, features
         q10, q90 = bounds[:, 0], bounds[:, 1]
         if name in INTERVAL_OF:  # a reciprocal quantity: the interval flips
             q10, q90 = -q90, -q10
-        out.loc[positions, name] = values
-        out.loc[positions, name + "_p10"] = values * np.exp(q10)
-        out.loc[positions, name + "_p90"] = values * np.exp(q90)
+        _set_rows(out, name, positions, values)
+        _set_rows(out, name + "_p10", positions, values * np.exp(q10))
+        _set_rows(out, name + "_p90", positions, values * np.exp(q90))
+
+
+def _set_rows(out: pd.DataFrame, column: str, positions: list[int], values: np.ndarray) -> None:
+    """``out.loc[positions, column] = values`` for a float column of a RangeIndex frame, without ``.loc``'s
+    per-call indexing cost (the frontier writes ~20 columns)."""
+    filled = out[column].to_numpy(dtype=float, copy=True)
+    filled[positions] = values
+    out[column] = filled

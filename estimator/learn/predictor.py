@@ -13,7 +13,6 @@ Artifacts are LightGBM text files plus ``card.json`` (:mod:`estimator.learn.card
 from __future__ import annotations
 
 import math
-import sys
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -24,6 +23,7 @@ import pandas as pd
 from estimator.learn.card import Card, TargetCard, read_card, write_card
 from estimator.learn.family import family_of, feature_names
 from estimator.learn.neighbours import NeighbourMember
+from estimator.learn.trees import TextBooster
 from estimator.paths import predictors_dir
 
 #: small trees: with ~40 models, deeper trees memorise model identity instead of physics (chosen on
@@ -225,10 +225,10 @@ class TargetRegressor:
 
     @classmethod
     def from_texts(cls, target: TargetSpec, texts: dict[str, str], neighbours_text: str = "") -> TargetRegressor:
-        import lightgbm as lgb
-
+        """A fitted regressor from its boosters' LightGBM texts (:class:`estimator.learn.trees.TextBooster`: LightGBM
+        is imported only when a frame is large or TreeSHAP contributions are asked for) and its neighbour JSON."""
         regressor = cls(target)
-        regressor.boosters_ = {offset: lgb.Booster(model_str=text) for offset, text in texts.items()}
+        regressor.boosters_ = {offset: TextBooster(text) for offset, text in texts.items()}
         regressor.neighbours_ = NeighbourMember.from_text(neighbours_text) if neighbours_text else None
         return regressor
 
@@ -329,27 +329,8 @@ def target_card(target: TargetSpec) -> TargetCard:
                       neighbour_offset=target.neighbour_offset)
 
 
-def _import_lightgbm_without_sklearn() -> None:
-    """Import lightgbm with its optional scikit-learn wrappers switched off.
-
-    ``import lightgbm`` imports scikit-learn (and through it scipy) when installed: ~0.7 s of a 1.5 s budget for
-    a cold CLI run. Prediction uses only ``lightgbm.Booster``, so the first import hides scikit-learn for the
-    duration of that import (lightgbm then skips its sklearn wrappers, which this project does not use: training
-    calls ``lightgbm.train``). scikit-learn itself stays importable afterwards.
-    """
-    if "lightgbm" in sys.modules or "sklearn" in sys.modules:
-        return
-    sys.modules["sklearn"] = None  # type: ignore[assignment]  # makes `import sklearn` raise ImportError
-    try:
-        import lightgbm  # noqa: F401
-    finally:
-        if sys.modules.get("sklearn", 0) is None:
-            del sys.modules["sklearn"]
-
-
 @cache
 def _load_cached(directory: str) -> PredictorBundle:
-    _import_lightgbm_without_sklearn()
     return PredictorBundle.load(Path(directory))
 
 

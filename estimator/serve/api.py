@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from estimator.catalog.catalog import ArchitectureSpec, Catalog, load_catalog
 from estimator.catalog.output_lengths import LEVEL_NOTES
-from estimator.explain.attribution import QUANTITIES, ChangeAttribution, explain_frame
-from estimator.explain.attribution import explain_change as _explain_change
 from estimator.learn.calibration import describe as describe_calibration
 from estimator.learn.family import family_of
 from estimator.learn.features import is_blank
@@ -38,10 +37,13 @@ from estimator.schema import (
     Workload,
     metrics_for,
 )
-from estimator.serve import fleet_plan, inputs, planning, recommend, risk
+from estimator.serve import inputs, planning, recommend
 from estimator.serve.calibration import CalibrationLike, calibrate, with_calibration
 from estimator.serve.costs import CostInputs
 from estimator.validation import ImpossibleConfigurationError, InputError
+
+if TYPE_CHECKING:  # attribution and fleet planning load in the functions that use them (cold CLI speed)
+    from estimator.explain.attribution import ChangeAttribution
 
 __all__ = ["CostInputs", "calibrate", "estimate", "explain", "explain_change", "explain_configuration",
            "load_predictor", "plan", "predict_frame", "what_if"]
@@ -219,7 +221,7 @@ def estimate(model: str, task: str, gpu: str, *, num_gpus: int | Sequence[int] |
         extra_models=extra_models, predictor=bundle)
     energy, latency = _energy_latency(target)
     ok = predictions[feasible]
-    rows = {label: inputs.prediction_from_row(ok.loc[label].to_dict(), target.family) for label in ok.index}
+    rows = {label: inputs.prediction_from_row(row, target.family) for label, row in ok.to_dict("index").items()}
     front = planning.pareto_front(ok, energy, latency) if not ok.empty else []
     best = planning.min_energy(ok, energy, latency) if not ok.empty else None
     best_within = planning.min_energy(ok, energy, latency, limit) if (limit is not None and not ok.empty) else None
@@ -318,6 +320,8 @@ def explain_change(whatif: WhatIf, *, predictor: PredictorBundle | None = None,
     when either side was not predicted."""
     if whatif.base.status != "ok" or whatif.changed.status != "ok":
         return None
+    from estimator.explain.attribution import explain_change as _explain_change
+
     return _explain_change(whatif.base.configuration.as_row(), whatif.changed.configuration.as_row(),
                            predictor=with_calibration(predictor, calibration, catalog, extra_models),
                                                       catalog=catalog or load_catalog(),
@@ -328,9 +332,10 @@ def explain(configs: pd.DataFrame, *, predictor: PredictorBundle | None = None,
             calibration: CalibrationLike = None, catalog: Catalog | None = None,
             extra_models: dict[str, ArchitectureSpec] | None = None) -> list:
     """Attributions of each configuration's prediction (:func:`estimator.explain.attribution.explain_frame`)."""
+    from estimator.explain.attribution import explain_frame
+
     return explain_frame(configs, predictor=with_calibration(predictor, calibration, catalog, extra_models),
-                         catalog=catalog or load_catalog(),
-                         extra_models=extra_models)
+                         catalog=catalog or load_catalog(), extra_models=extra_models)
 
 
 def explain_configuration(config: dict, *, quantity: str | None = None, predictor: PredictorBundle | None = None,
@@ -346,6 +351,8 @@ def explain_configuration(config: dict, *, quantity: str | None = None, predicto
     Returns:
         :class:`estimator.explain.model.Attribution`: baseline x product of group multipliers = the prediction.
     """
+    from estimator.explain.attribution import QUANTITIES, explain_frame
+
     checked = inputs.normalize(config, "config")
     inputs.check_text(quantity=quantity)
     catalog = catalog or load_catalog()
@@ -397,6 +404,8 @@ def plan(model: str, task: str, *, demand_rps: float | None = None, demand_token
     Returns:
         A :class:`Plan`; ``chosen`` is None and ``reason`` says why when nothing qualifies.
     """
+    from estimator.serve import fleet_plan, risk
+
     inputs.require_text(model=model, task=task)
     inputs.check_text(precision=precision, resolution=resolution)
     if gpus is not None and (isinstance(gpus, str) or not isinstance(gpus, Sequence)):

@@ -49,6 +49,8 @@ def with_calibration(predictor: PredictorBundle | None, calibration: Calibration
     """The predictor (default: ``models/predictors/default``) with a calibration (object or CAL.json path)
     applied; a CAL.json fitted against another predictor is re-fitted from its stored runs (its notes say so)."""
     bundle = predictor or load_predictor()
+    if calibration is None:
+        return bundle
     loaded = as_calibration(calibration, bundle.uncalibrated(), catalog=catalog or load_catalog(),
                             extra_models=extra_models)
     return bundle if loaded is None else bundle.with_calibration(loaded, apply_calibration)
