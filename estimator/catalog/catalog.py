@@ -136,6 +136,9 @@ class ArchitectureSpec(_Entry):
     mamba_conv_kernel: int = Field(default=0, ge=0)
     # multimodal
     vision_params_billions: float = Field(default=0.0, ge=0)
+    vision_patches_per_token: float = Field(
+        default=0.0, ge=0, description="vision-encoder patches behind each visual prompt token (Qwen3-VL: 2x2 "
+        "spatial merge = 4; Gemma 3: 4096 patches pooled to 256 tokens = 16); 0 = encoder compute not counted")
     image_tokens_per_image: int = Field(
         default=0, ge=0, description="prompt tokens one image becomes where the model's processor fixes the count "
         "(Gemma 3: 256); 0 = resolution-dependent, the task's image-token estimate applies")
@@ -198,6 +201,8 @@ class TaskSpec(_Entry):
         default=0.0, ge=0, description="the part of mean_input_tokens that is the request's one image, as estimated "
         "for a resolution-dependent processor; replaced by a model's fixed count (ArchitectureSpec."
         "image_tokens_per_image)")
+    video_tokens_estimate: float = Field(
+        default=0.0, ge=0, description="the part of mean_input_tokens that is the request's one video, as estimated")
     mean_output_tokens: float = Field(default=0.0, ge=0, description="mean over the data's runs")
     p90_output_tokens: float = Field(default=0.0, ge=0)
     max_output_tokens: int = Field(default=0, ge=0, description="benchmark's generation cap")
@@ -227,6 +232,17 @@ class Catalog(BaseModel):
         the task, else its publisher's, else ``tasks.toml``'s (:mod:`estimator.catalog.output_lengths`)."""
         task_mean = self.tasks[task_key].mean_output_tokens
         return self.output_lengths.tokens(model_id, task_key, task_mean) or (task_mean, "task")
+
+    def visual_tokens(self, task_key: str, arch: ArchitectureSpec) -> float:
+        """Prompt tokens of the request's image or video for this model on this task (0 for a text task or a
+        text-only model): the model's fixed count per image where its processor fixes one, else the task's
+        estimate."""
+        task = self.tasks[task_key]
+        if arch.kind != "mllm":
+            return 0.0
+        if task.image_tokens_estimate:
+            return float(arch.image_tokens_per_image or task.image_tokens_estimate)
+        return task.video_tokens_estimate
 
     def profile_input_tokens(self, task_key: str, arch: ArchitectureSpec | None = None) -> tuple[float, str]:
         """(mean prompt tokens per request, level) when the user gives none: ``tasks.toml``'s estimate, with the

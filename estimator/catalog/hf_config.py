@@ -121,6 +121,10 @@ def architecture_from_hf_config(config: dict[str, Any], *, model_id: str, source
         if config.get("mm_tokens_per_image"):  # a fixed count per image (Gemma 3's config.json: 256)
             fields["image_tokens_per_image"] = int(config["mm_tokens_per_image"])
             notes.append(f"{fields['image_tokens_per_image']} prompt tokens per image (mm_tokens_per_image)")
+        patches = _vision_patches_per_token(vision, fields.get("image_tokens_per_image", 0))
+        if patches:
+            fields["vision_patches_per_token"] = patches
+            notes.append(f"{patches:g} vision-encoder patches per visual prompt token")
 
     precision, precision_note = _native_precision(config, text)
     if precision_note:
@@ -368,3 +372,16 @@ def _vision_tower_billions(vision: dict[str, Any]) -> float:
     channels = int(vision.get("num_channels") or vision.get("in_channels") or vision.get("in_chans") or 3)
     per_layer = 4 * width * width + 2 * width * mlp
     return (layers * per_layer + channels * patch * patch * width) / 1e9
+
+
+def _vision_patches_per_token(vision: dict[str, Any], tokens_per_image: int) -> float:
+    """Encoder patches behind each visual prompt token, from the vision config: a Qwen-VL style
+    ``spatial_merge_size`` m gives m^2, a Llama 4 style ``pixel_shuffle_ratio`` r gives 1/r^2, a fixed token count
+    per image (Gemma 3) gives (image_size / patch_size)^2 / tokens; 0 when the config says none of these."""
+    if vision.get("spatial_merge_size"):
+        return float(vision["spatial_merge_size"]) ** 2
+    if vision.get("pixel_shuffle_ratio"):
+        return 1.0 / float(vision["pixel_shuffle_ratio"]) ** 2
+    if tokens_per_image and vision.get("image_size") and vision.get("patch_size"):
+        return (int(vision["image_size"]) // int(vision["patch_size"])) ** 2 / tokens_per_image
+    return 0.0

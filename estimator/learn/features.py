@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from estimator.catalog.catalog import ArchitectureSpec, Catalog, GPUSpec
-from estimator.physics import memory, step
+from estimator.physics import memory, serving, step
 
 #: the "_ref" roofline features and offsets are computed on this GPU, so that the boosters of those ensemble members
 #: carry the hardware effect themselves (see the module docstring of estimator/learn/predictor.py)
@@ -105,12 +105,15 @@ def _llm_static(arch: ArchitectureSpec, precision: str, num_gpus: int, attention
 def llm_features_row(arch: ArchitectureSpec, gpu: GPUSpec, ref_gpu: GPUSpec, *, precision: str, num_gpus: int,
                      max_num_seqs: float, tensor_parallel: int, expert_parallel: int, data_parallel: int,
                      input_tokens: float, output_tokens: float, is_reasoning: bool, modality: str,
-                     engine: str, kv_cache_dtype: str = "auto", static_cache: dict | None = None) -> dict:
+                     engine: str, kv_cache_dtype: str = "auto", static_cache: dict | None = None,
+                     visual_tokens: float = 0.0) -> dict:
     """All LLM/MLLM features for one configuration (see :data:`LLM_FEATURES`); the decode-step physics is
     :func:`estimator.physics.step.decode_step`, the KV pool vLLM's rule
     (:func:`estimator.physics.memory.llm_kv_pool_bytes_per_gpu`).
 
-    ``static_cache`` (optional, per call) memoises the parts that depend only on model, GPU and layout.
+    ``static_cache`` (optional, per call) memoises the parts that depend only on model, GPU and layout;
+    ``visual_tokens`` (the request's image or video tokens, :meth:`Catalog.visual_tokens`) sets the vision
+    encoder's share of prefill.
     """
     attention_dp = data_parallel > 1
     key = (arch.display_name, gpu.display_name, precision, num_gpus, attention_dp)
@@ -126,7 +129,8 @@ def llm_features_row(arch: ArchitectureSpec, gpu: GPUSpec, ref_gpu: GPUSpec, *, 
                          kv_pool_per_gpu_bytes=pool, data_parallel=data_parallel,
                          tensor_parallel=tensor_parallel, expert_parallel=expert_parallel,
                          input_tokens=input_tokens, output_tokens=output_tokens, kv_cache_dtype=kv_cache_dtype,
-                         linear_flops=row.pop("_linear_flops"))
+                         linear_flops=row.pop("_linear_flops"),
+                         vision_flops_per_request=serving.vision_encoder_flops(arch, min(visual_tokens, input_tokens)))
     row.update(
         is_multimodal=float(modality in ("vision-text", "omni")), is_video=float(modality == "omni"),
         log_output_tokens=math.log(max(output_tokens, 1.0)), log_input_tokens=math.log(max(input_tokens, 1.0)),
@@ -248,7 +252,7 @@ def feature_rows(configs: list[dict], catalog: Catalog,
             output_tokens=float(output_tokens),
             is_reasoning=task.reasoning, modality=task.modality if arch.kind == "mllm" else "text",
             engine=engine, kv_cache_dtype=str(_value(config, "kv_cache_dtype", "auto")),
-            static_cache=static_cache))
+            static_cache=static_cache, visual_tokens=catalog.visual_tokens(config["task"], arch)))
     return rows
 
 

@@ -75,6 +75,17 @@ def prefill_flops(arch: ArchitectureSpec, linear_flops_per_token: float, prompt_
     return linear_flops_per_token * prompt_tokens + attention
 
 
+def vision_encoder_flops(arch: ArchitectureSpec, visual_tokens: float) -> float:
+    """FLOPs (per request) of the vision encoder that turns the request's image or video into ``visual_tokens``
+    prompt tokens: 2 x encoder parameters x patches, with ``arch.vision_patches_per_token`` patches behind each
+    token (Qwen3-VL merges 2x2 patches of 16 px into one token: 4; Gemma 3's SigLIP sees 4096 patches of an
+    896 x 896 image and pools them to 256 tokens: 16). Linear layers only: the encoder's own self-attention over
+    its patches is left out (a lower bound; e.g. +~60% for Gemma 3's 27-layer SigLIP at 4096 patches). 0 for a
+    model without those fields or a request without an image or video."""
+    patches = max(visual_tokens, 0.0) * arch.vision_patches_per_token
+    return 2.0 * arch.vision_params_billions * 1e9 * patches
+
+
 def ttft_physics_s(prefill_flops_per_prompt: float, weight_bytes_read: float, prompts: float, peak_flops: float,
                    bandwidth_bytes_per_s: float, num_gpus: int) -> float:
     """Time to first token from prefill physics alone (labelled "physics only": nothing fitted; checked against

@@ -176,12 +176,13 @@ class DecodeStep:
 def decode_step(arch: ArchitectureSpec, gpu: GPUSpec, ref_gpu: GPUSpec, *, precision: str, num_gpus: int,
                 max_num_seqs: float, kv_pool_per_gpu_bytes: float, data_parallel: int, tensor_parallel: int,
                 expert_parallel: int, input_tokens: float, output_tokens: float, kv_cache_dtype: str = "auto",
-                linear_flops: float | None = None) -> DecodeStep:
+                linear_flops: float | None = None, vision_flops_per_request: float = 0.0) -> DecodeStep:
     """Assemble one decode step: achieved batch, FLOPs, bytes, roofline and collective times, the throughput
     ceiling and the TTFT physics.
 
     ``kv_pool_per_gpu_bytes`` comes from :func:`estimator.physics.memory.llm_kv_pool_bytes_per_gpu`;
-    ``linear_flops`` (per token) may be passed when already computed for the model.
+    ``linear_flops`` (per token) may be passed when already computed for the model; ``vision_flops_per_request``
+    (:func:`estimator.physics.serving.vision_encoder_flops`) is part of each request's prefill.
     """
     if linear_flops is None:
         linear_flops = linear_flops_per_token(arch)
@@ -197,7 +198,7 @@ def decode_step(arch: ArchitectureSpec, gpu: GPUSpec, ref_gpu: GPUSpec, *, preci
     ref_compute_s, ref_memory_s = roofline_step_time_s(flops, bytes_moved, ref_gpu, precision, num_gpus)
     comm_s = tensor_parallel_step_time_s(arch, gpu, tensor_parallel, batch)
     # the throughput ceiling also counts prefill: each output token carries input/output prompt tokens of compute
-    prefill_per_seq = prefill_flops(arch, linear_flops, input_tokens)
+    prefill_per_seq = prefill_flops(arch, linear_flops, input_tokens) + vision_flops_per_request
     ceiling_compute_s, _ = roofline_step_time_s(flops + batch * prefill_per_seq / max(output_tokens, 1.0),
                                                 bytes_moved, gpu, precision, num_gpus)
     comm = (tensor_parallel_comm_bytes_per_token(arch, tensor_parallel)
