@@ -47,13 +47,23 @@ CACHE_DIR = Path(os.environ.get("JOULES_CAL_CACHE", "/tmp/joules-calibration-cac
 SPLITS = ("leave-one-model-out", "leave-gpu-out", "leave-engine-out")
 
 
+def _code_hash() -> str:
+    """Hash of the physics and learning code (``estimator/physics``, ``estimator/learn``, ``estimator/catalog``):
+    a change of a formula with the same catalog and data must not reuse folds computed before it."""
+    digest = hashlib.sha256()
+    root = Path(__file__).resolve().parent.parent / "estimator"
+    for path in sorted(p for sub in ("physics", "learn", "catalog") for p in (root / sub).rglob("*.py")):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def _cache_key(runs: pd.DataFrame) -> str:
     """Data hash plus everything that shapes the fold predictors: booster parameters, each target's offsets,
-    bounds and neighbour member, and the catalog (physics inputs and the output-length profile)."""
+    bounds and neighbour member, the catalog (physics inputs and the output-length profile) and the code."""
     params = json.dumps({"lgb": {k: v for k, v in LGB_PARAMS.items() if k != "num_threads"}, "rounds": NUM_ROUNDS,
                          "targets": [target_card(t).model_dump() for t in TARGETS],
                          "neighbours": [ALGORITHM, NEIGHBOURS_K, NEIGHBOUR_WEIGHT],
-                         "catalog": load_catalog().content_hash},
+                         "catalog": load_catalog().content_hash, "code": _code_hash()},
                         sort_keys=True)
     return f"{data_hash(runs)}-{hashlib.sha256(params.encode()).hexdigest()[:8]}"
 
