@@ -53,7 +53,8 @@ class UNetShape(_Strict):
 
     ``transformer_layers_per_block`` is the catalog's convention: 0 for a stage without attention (DownBlock2D /
     UpBlock2D), even where diffusers' config lists a depth for it. ``num_attention_heads`` per stage is what
-    SDXL's config names ``attention_head_dim`` ([5, 10, 20]; diffusers reads it as the head count).
+    SDXL's and SD 1.x/2.x configs name ``attention_head_dim`` (SDXL [5, 10, 20], SD 2.1 [5, 10, 20, 20], SD 1.5 a
+single 8; diffusers reads it as the head count).
     ``pooled_projection_dim`` > 0 adds SDXL's ``text_time`` embedding (pooled text + ``num_time_ids`` size/crop
     numbers, each a ``addition_time_embed_dim`` sinusoid).
     """
@@ -71,6 +72,8 @@ class UNetShape(_Strict):
     addition_time_embed_dim: int = Field(default=256, gt=0)
     num_time_ids: int = Field(default=6, gt=0)
     norm_num_groups: int = Field(default=32, gt=0)
+    use_linear_projection: bool = Field(default=True, description="Transformer2DModel proj_in/out: linear (SD 2.x, "
+                                        "SDXL) or 1x1 conv (SD 1.x)")
 
     @model_validator(mode="after")
     def _check(self) -> UNetShape:
@@ -98,6 +101,8 @@ class DiffusionSweepSpec(_Strict):
     image_height: int = Field(gt=0)
     image_width: int = Field(gt=0)
     uses_cfg: bool = Field(description="classifier-free guidance: the denoiser runs on 2x batch (uncond + cond)")
+    guidance_scale: float | None = Field(default=None, gt=1.0, description="the pipeline's default guidance; "
+                                         "None = the engine's (measure.diffusion_sweep.GUIDANCE)")
     shape: DiTShape | UNetShape = Field(description="DiTShape for engine torch-dit, UNetShape for torch-unet")
     seed: int = 0
     device: str = "cuda"

@@ -22,7 +22,8 @@ from measure.schema import Provenance
 from measure.sink import RECORDS_FILE, RunSink, git_sha, now_iso
 
 # diffusers' default guidance_scale of each engine's pipeline (models/catalog/architectures.toml sources):
-# StableDiffusion3Pipeline 7.0, StableDiffusionXLPipeline 5.0. Any value > 1 runs the same work.
+# StableDiffusion3Pipeline 7.0, StableDiffusionXLPipeline 5.0; a spec's guidance_scale overrides it
+# (StableDiffusionPipeline's 7.5 for SD 1.5 / 2.1). Any value > 1 runs the same work.
 GUIDANCE = {"torch-dit": 7.0, "torch-unet": 5.0}
 BACKENDS = {"torch-dit": ("measure.backends.torch_dit", "build_dit_weights"),
             "torch-unet": ("measure.backends.torch_unet", "build_unet_weights")}
@@ -83,7 +84,7 @@ class DenoiserEngine:
             self._gen = torch.Generator(device=dev).manual_seed(s.seed)
         with torch.inference_mode():
             backend.generate_images(self._w, s.shape, batch, s.inference_steps, s.image_height, s.image_width,
-                                    s.uses_cfg, GUIDANCE[s.engine], self._gen, dev, torch.bfloat16)
+                                    s.uses_cfg, s.guidance_scale or GUIDANCE[s.engine], self._gen, dev, torch.bfloat16)
         self.sync()
 
 

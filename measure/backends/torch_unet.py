@@ -1,6 +1,6 @@
 """A UNet denoiser backend (engine ``torch-unet``): a ``UNet2DConditionModel`` with random bf16 weights of the
 model's shape, run for the pipeline's steps at its resolution, with classifier-free guidance as diffusers'
-``StableDiffusionXLPipeline`` does it.
+``StableDiffusionXLPipeline`` and ``StableDiffusionPipeline`` (SD 1.x / 2.x) do it.
 
 Per step: with CFG the latent batch is doubled (unconditional + conditional), the UNet runs once on it, the
 halves are combined as ``u + g (c - u)``, and an Euler update (SDXL's scheduler is ``EulerDiscreteScheduler``,
@@ -9,14 +9,14 @@ scheduler/scheduler_config.json of the snapshot cited below) moves the latents.
 The UNet follows diffusers' ``UNet2DConditionModel`` (src/diffusers/models/unets/unet_2d_condition.py and
 unet_2d_blocks.py; resnet.py, transformers/transformer_2d.py, attention.py): ``conv_in``; a sinusoidal timestep
 embedding through a two-layer SiLU MLP to ``4 x block_out_channels[0]``, plus SDXL's ``text_time`` add-embedding
-(pooled text concatenated with the sinusoids of six size/crop numbers, through its own MLP); down stages of
-``layers_per_block`` ResNet blocks (GroupNorm, SiLU, 3x3 conv, time-embedding projection, GroupNorm, SiLU, 3x3
-conv, 1x1 shortcut where the width changes), each followed by a Transformer2DModel where the stage has attention
-(GroupNorm, linear proj_in, BasicTransformerBlocks of LayerNorm + self-attention, LayerNorm + cross-attention to
-the text context, LayerNorm + GEGLU feed-forward to 4x width; linear proj_out; residual), a 3x3 stride-2
-downsampler between stages; a mid block (ResNet, transformer, ResNet); up stages of ``layers_per_block + 1``
-ResNets fed with the concatenated skip connections (+ transformers), a nearest 2x upsample and 3x3 conv between
-stages; GroupNorm, SiLU and ``conv_out``.
+(pooled text concatenated with the sinusoids of six size/crop numbers, through its own MLP; SD 1.x/2.x have none);
+down stages of ``layers_per_block`` ResNet blocks (GroupNorm, SiLU, 3x3 conv, time-embedding projection,
+GroupNorm, SiLU, 3x3 conv, 1x1 shortcut where the width changes), each followed by a Transformer2DModel where the
+stage has attention (GroupNorm, proj_in: linear with use_linear_projection, else a 1x1 conv; BasicTransformerBlocks
+of LayerNorm + self-attention, LayerNorm + cross-attention to the text context, LayerNorm + GEGLU feed-forward to
+4x width; proj_out like proj_in; residual), a 3x3 stride-2 downsampler between stages; a mid block (ResNet,
+transformer, ResNet); up stages of ``layers_per_block + 1`` ResNets fed with the concatenated skip connections
+(+ transformers), a nearest 2x upsample and 3x3 conv between stages; GroupNorm, SiLU and ``conv_out``.
 
 SDXL's numbers (``measure/specs/sdxl-unet-h200.toml``) are those of stabilityai/stable-diffusion-xl-base-1.0's
 unet/config.json, read from the stored snapshot github:andrewcchoi/stabilityai-stable-diffusion-xl-base-1.0 at
@@ -29,8 +29,22 @@ use_linear_projection true. The text context is CLIP-L (768) and OpenCLIP bigG (
 77 tokens each (text_encoder/config.json, text_encoder_2/config.json: max_position_embeddings 77, projection_dim
 1280 = the pooled width).
 
+SD 1.5 (``measure/specs/sd15-unet-h200.toml``) and SD 2.1 (``measure/specs/sd21-unet-h200.toml``): their
+unet/config.json as stored at github:HDRJ-One/runwayml-stable-diffusion-v1-5 (commit
+2e7465d9dffe7e53e88aea896882476ea872ca95) and github:Vikas-2025/Hugging_face_sta_dif_2.1 (commit
+8d0c902020b6347a7f6d10420bb5e1bf57ff129e): block_out_channels [320, 640, 1280, 1280], down_block_types
+3 x CrossAttnDownBlock2D + DownBlock2D (up blocks mirrored), layers_per_block 2, norm_num_groups 32, in_channels 4,
+no addition_embed_type; SD 1.5 attention_head_dim 8 (8 heads at every width), cross_attention_dim 768,
+use_linear_projection false; SD 2.1 attention_head_dim [5, 10, 20, 20] (64 per head), cross_attention_dim 1024,
+use_linear_projection true. Their schedulers (scheduler/scheduler_config.json: PNDMScheduler for SD 1.5,
+DDIMScheduler with v-prediction for SD 2.1) differ from Euler only in elementwise latent updates, which this
+backend does as Euler; one difference in work: PNDMScheduler with skip_prk_steps lists steps + 1 timesteps
+(diffusers src/diffusers/schedulers/scheduling_pndm.py, set_timesteps), so diffusers' SD 1.5 pipeline calls the
+UNet 51 times for 50 steps, where this backend calls it 50 times.
+
 Not run (ML.ENERGY's pipeline runs them once per prompt or image): the two text encoders, whose embeddings are
-random tensors of their shapes here (context ``[rows, 77, 2048]``, pooled ``[rows, 1280]``), and the VAE decode.
+random tensors of their shapes here (context ``[rows, 77, cross_attention_dim]``, SDXL's pooled ``[rows, 1280]``),
+and the VAE decode.
 Dropout is inference-off. torch is imported inside functions only.
 """
 
@@ -84,14 +98,16 @@ def _resnet_weights(r: _Rand, c_in: int, c_out: int, temb: int) -> dict:
     return w
 
 
-def _transformer_weights(r: _Rand, c: int, depth: int, heads: int, cross: int) -> dict:
+def _transformer_weights(r: _Rand, c: int, depth: int, heads: int, cross: int, linear: bool) -> dict:
     def block() -> dict:
         return {"n1": r.norm(c), "q1": r.linear(c, c, False), "k1": r.linear(c, c, False),
                 "v1": r.linear(c, c, False), "o1": r.linear(c, c), "n2": r.norm(c), "q2": r.linear(c, c, False),
                 "k2": r.linear(cross, c, False), "v2": r.linear(cross, c, False), "o2": r.linear(c, c),
                 "n3": r.norm(c), "ff1": r.linear(c, 2 * 4 * c), "ff2": r.linear(4 * c, c)}
 
-    return {"norm": r.norm(c), "proj_in": r.linear(c, c), "proj_out": r.linear(c, c), "heads": heads,
+    # use_linear_projection false (SD 1.x): proj_in / proj_out are 1x1 convolutions, the same c x c + c weights
+    proj = (lambda: r.linear(c, c)) if linear else (lambda: r.conv(c, c, 1))
+    return {"norm": r.norm(c), "proj_in": proj(), "proj_out": proj(), "heads": heads, "linear": linear,
             "blocks": [block() for _ in range(depth)]}
 
 
@@ -100,7 +116,7 @@ def build_unet_weights(shape: UNetShape, device: Any, dtype: Any, seed: int = 0)
     gives shapes only, for counting parameters."""
     r = _Rand(device, dtype, seed)
     ch, depths, heads = shape.block_out_channels, shape.transformer_layers_per_block, shape.num_attention_heads
-    temb, cross = 4 * ch[0], shape.cross_attention_dim
+    temb, cross, lin = 4 * ch[0], shape.cross_attention_dim, shape.use_linear_projection
     w: dict = {"conv_in": r.conv(shape.in_channels, ch[0]), "t1": r.linear(ch[0], temb), "t2": r.linear(temb, temb),
                "down": [], "up": [], "norm_out": r.norm(ch[0]), "conv_out": r.conv(ch[0], shape.in_channels)}
     if shape.pooled_projection_dim:
@@ -111,7 +127,7 @@ def build_unet_weights(shape: UNetShape, device: Any, dtype: Any, seed: int = 0)
         layers = []
         for _ in range(shape.layers_per_block):
             layers.append({"res": _resnet_weights(r, prev, out, temb),
-                           "attn": _transformer_weights(r, out, depth, heads[stage], cross) if depth else None})
+                           "attn": _transformer_weights(r, out, depth, heads[stage], cross, lin) if depth else None})
             skips.append(out)
             prev = out
         down = r.conv(out, out) if stage < len(ch) - 1 else None
@@ -119,13 +135,13 @@ def build_unet_weights(shape: UNetShape, device: Any, dtype: Any, seed: int = 0)
             skips.append(out)
         w["down"].append({"layers": layers, "down": down})
     w["mid"] = {"res1": _resnet_weights(r, prev, prev, temb), "res2": _resnet_weights(r, prev, prev, temb),
-                "attn": _transformer_weights(r, prev, shape.mid_transformer_layers, heads[-1], cross)
+                "attn": _transformer_weights(r, prev, shape.mid_transformer_layers, heads[-1], cross, lin)
                 if shape.mid_transformer_layers else None}
     for stage in reversed(range(len(ch))):
         out, depth, layers = ch[stage], depths[stage], []
         for _ in range(shape.layers_per_block + 1):
             layers.append({"res": _resnet_weights(r, prev + skips.pop(), out, temb),
-                           "attn": _transformer_weights(r, out, depth, heads[stage], cross) if depth else None})
+                           "attn": _transformer_weights(r, out, depth, heads[stage], cross, lin) if depth else None})
             prev = out
         w["up"].append({"layers": layers, "up": r.conv(out, out) if stage > 0 else None})
     return w
@@ -178,13 +194,19 @@ def _attention(q: Any, k: Any, v: Any, heads: int) -> Any:
 
 
 def _transformer(x: Any, context: Any, p: dict, groups: int) -> Any:
-    """Transformer2DModel with use_linear_projection (GroupNorm eps 1e-6, LayerNorm eps 1e-5)."""
+    """Transformer2DModel (GroupNorm eps 1e-6, LayerNorm eps 1e-5); proj_in / proj_out linear on the tokens with
+    use_linear_projection, else 1x1 convolutions on the feature map (diffusers applies the conv before the
+    reshape to tokens and after the reshape back)."""
     import torch.nn.functional as F
 
     b, c, hh, ww = x.shape
     heads = p["heads"]
-    h = _gn(x, p["norm"], groups, 1e-6).permute(0, 2, 3, 1).reshape(b, hh * ww, c)
-    h = _lin(h, p["proj_in"])
+    h = _gn(x, p["norm"], groups, 1e-6)
+    if not p["linear"]:
+        h = _conv(h, p["proj_in"])
+    h = h.permute(0, 2, 3, 1).reshape(b, hh * ww, c)
+    if p["linear"]:
+        h = _lin(h, p["proj_in"])
     for blk in p["blocks"]:
         n = F.layer_norm(h, (c,), blk["n1"]["g"], blk["n1"]["b"])
         h = h + _lin(_attention(_lin(n, blk["q1"]), _lin(n, blk["k1"]), _lin(n, blk["v1"]), heads), blk["o1"])
@@ -194,8 +216,9 @@ def _transformer(x: Any, context: Any, p: dict, groups: int) -> Any:
         n = F.layer_norm(h, (c,), blk["n3"]["g"], blk["n3"]["b"])
         value, gate = _lin(n, blk["ff1"]).chunk(2, dim=-1)
         h = h + _lin(value * F.gelu(gate), blk["ff2"])
-    h = _lin(h, p["proj_out"]).reshape(b, hh, ww, c).permute(0, 3, 1, 2)
-    return h + x
+    if p["linear"]:
+        return _lin(h, p["proj_out"]).reshape(b, hh, ww, c).permute(0, 3, 1, 2) + x
+    return _conv(h.reshape(b, hh, ww, c).permute(0, 3, 1, 2), p["proj_out"]) + x
 
 
 def sinusoid(t: Any, dim: int) -> Any:
