@@ -37,13 +37,18 @@ EVALUATION_CHOICES = {
     "task-profile output length": "inside each fold, from the training fold's rows (estimator.learn.holdout)",
     "interval tails (reported coverage)": "inside each fold: tail calibrated on the other held-out groups only",
     "interval tails (shipped predictor)": "on all leave-one-model-out residuals (what predictions use)",
-    "input length": "frozen before evaluation: models/catalog/tasks.toml mean_input_tokens (benchmark-code estimates)",
+    "input length": "frozen before evaluation: models/catalog/tasks.toml mean_input_tokens (benchmark-code "
+        "estimates), the image's share replaced by the model's fixed count where its processor fixes one (Gemma 3)",
+    "physics terms added in session 21 (Gemma 3's image tokens, vision-encoder FLOPs)": "kept after leave-family-out "
+        "and leave-GPU-out at LightGBM seeds 7, 8 and 9, with leave-one-model-out seen too (not nested); each "
+        "term's numbers per seed are in benchmarks/transfer-log.md",
     "LightGBM parameters and rounds": "frozen before this evaluation, chosen in an earlier round on leave-one-model-"
         "out, leave-family-out and leave-GPU-out energy error (the headline among them: not nested). Sensitivity on "
         "this data (LLM J/token median APE, given / task profile): num_leaves 3, 7, 15, 31 and min_data_in_leaf 20 "
         "give leave-one-model-out 13.7-14.7% / 14.0-15.5% and leave-family-out 14.7-15.7% / 15.6-16.4%; the "
         "committed setting (7 leaves, 6 rows) is the best of them on leave-one-model-out given, so that figure may "
-        "be optimistic by up to about 1 point (benchmarks/transfer-log.md)",
+        "be optimistic by up to about 1 point (benchmarks/transfer-log.md; measured in session 20, before the "
+        "session-21 physics terms)",
     "physical bound margins": "frozen constants in estimator.learn.predictor.TARGETS (set once; they do not bind "
                               "in training rows)",
     "nearest-neighbour member (k = 5, GPU descriptors out of the distance, weight 1/3)": "chosen once on "
