@@ -117,3 +117,12 @@ def test_hf_config_reads_patches_per_token(vision, patches):
               "vision_config": {"hidden_size": 1152, "intermediate_size": 4304, "depth": 27, "patch_size": 16,
                                 **vision}}
     assert architecture_from_hf_config(config, model_id="vl", source="test").vision_patches_per_token == patches
+
+
+def test_assumptions_say_where_the_prompt_length_comes_from(catalog):
+    """A Gemma 3 image request's printed workload names the model's 256 tokens per image; a text task says the
+    task's mean (so a user can see why the default prompt is 306 tokens, not the task's 1,050)."""
+    gemma = planning.resolve_target("gemma-3-12b", "image-chat", catalog)
+    text = planning.resolve_target("gemma-3-12b", "chat", catalog)
+    assert planning.input_tokens_note(gemma) == "the task's mean with this model's 256 tokens per image"
+    assert planning.input_tokens_note(text) == "the task's mean"

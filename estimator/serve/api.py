@@ -106,8 +106,8 @@ def _assumptions(target: planning.Target, row: dict, *, user_precision: bool, us
                 *common]
     layout = ("expert parallel over all GPUs (MoE)" if target.arch.architecture == "moe"
               else "tensor parallel over all GPUs")
-    origin = ("set by you" if user_tokens else
-              f"input: the task's mean; output: {LEVEL_NOTES.get(target.profile_output_level, 'the task profile')}")
+    origin = ("set by you" if user_tokens else f"input: {planning.input_tokens_note(target)}; "
+              f"output: {LEVEL_NOTES.get(target.profile_output_level, 'the task profile')}")
     return [f"engine: {LLM_ENGINE} as in the ML.ENERGY v3 training data, steady state at max_num_seqs; "
             f"parallelism: {layout}",
             f"precision: {row['weight_precision']} ({'set by you' if user_precision else 'native'})",

@@ -83,6 +83,13 @@ def resolve_target(model: str, task: str, catalog: Catalog,
     return Target(model_id, arch, task_key, spec, tokens, level, catalog.profile_input_tokens(task_key, arch)[0])
 
 
+def input_tokens_note(target: Target) -> str:
+    """Where the default prompt length of a target comes from, for the assumptions a prediction prints."""
+    if target.profile_input_tokens and target.profile_input_tokens != target.task.mean_input_tokens:
+        return f"the task's mean with this model's {target.arch.image_tokens_per_image} tokens per image"
+    return "the task's mean"
+
+
 def parse_resolution(text: str) -> tuple[int, int]:
     """``'1024x768'`` -> (height 1024, width 768) in pixels; ``'720p'`` is not accepted (say both sides)."""
     if not isinstance(text, str):
