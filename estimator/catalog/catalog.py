@@ -241,7 +241,7 @@ class Catalog(BaseModel):
         if arch.kind != "mllm":
             return 0.0
         if task.image_tokens_estimate:
-            return float(arch.image_tokens_per_image or task.image_tokens_estimate)
+            return float(_fixed_image_tokens(task, arch) or task.image_tokens_estimate)
         return task.video_tokens_estimate
 
     def profile_input_tokens(self, task_key: str, arch: ArchitectureSpec | None = None) -> tuple[float, str]:
@@ -249,8 +249,9 @@ class Catalog(BaseModel):
         image's share replaced by the model's own count where its processor fixes one (level "model"; Gemma 3 turns
         every image into 256 tokens whatever its resolution), else the task's (level "task")."""
         task = self.tasks[task_key]
-        if arch is not None and arch.image_tokens_per_image and task.image_tokens_estimate:
-            return task.mean_input_tokens - task.image_tokens_estimate + arch.image_tokens_per_image, "model"
+        own = _fixed_image_tokens(task, arch)
+        if own:
+            return task.mean_input_tokens - task.image_tokens_estimate + own, "model"
         return task.mean_input_tokens, "task"
 
     def known_input_tokens(self, model_id: str) -> dict[str, float]:
@@ -365,6 +366,14 @@ def load_catalog(directory: Path | None = None) -> Catalog:
     """
     directory = Path(directory) if directory else catalog_dir()
     return _load_catalog_cached(str(directory.resolve()))
+
+
+def _fixed_image_tokens(task: TaskSpec, arch: ArchitectureSpec | None) -> int:
+    """The model's own prompt tokens per image where they replace the task's image estimate (a multimodal model
+    whose processor fixes the count, on a task with an image); 0 otherwise."""
+    if arch is None or arch.kind != "mllm" or not task.image_tokens_estimate:
+        return 0
+    return arch.image_tokens_per_image
 
 
 def forget_loaded_catalogs() -> None:

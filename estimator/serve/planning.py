@@ -47,8 +47,10 @@ class Target:
     #: estimator/catalog/output_lengths.py); 0 for diffusion
     profile_output_tokens: float = 0.0
     profile_output_level: str = "task"
-    #: mean prompt tokens when the user gives none (Catalog.profile_input_tokens); 0 for diffusion
+    #: mean prompt tokens when the user gives none, and its level ('model' or 'task'; Catalog.profile_input_tokens);
+    #: 0 for diffusion
     profile_input_tokens: float = 0.0
+    profile_input_level: str = "task"
 
     @property
     def family(self) -> str:
@@ -80,12 +82,12 @@ def resolve_target(model: str, task: str, catalog: Catalog,
     if spec.kind == "diffusion":
         return Target(model_id, arch, task_key, spec)
     tokens, level = catalog.profile_output_tokens(model_id, task_key)
-    return Target(model_id, arch, task_key, spec, tokens, level, catalog.profile_input_tokens(task_key, arch)[0])
+    return Target(model_id, arch, task_key, spec, tokens, level, *catalog.profile_input_tokens(task_key, arch))
 
 
 def input_tokens_note(target: Target) -> str:
     """Where the default prompt length of a target comes from, for the assumptions a prediction prints."""
-    if target.profile_input_tokens and target.profile_input_tokens != target.task.mean_input_tokens:
+    if target.profile_input_level == "model":
         return f"the task's mean with this model's {target.arch.image_tokens_per_image} tokens per image"
     return "the task's mean"
 
