@@ -325,27 +325,37 @@ def _chunks(input_path: Path, chunk_rows: int) -> Iterator[list[tuple[int, list[
         yield chunk
 
 
-def _results(input_path: Path, header, groups, chunk_rows: int, workers: int, predict, catalog, extra_models,
-             extra: tuple[str, ...] = ()):
-    """ChunkResults in file order: in this process, or in ``workers`` spawned processes (at most two chunks per
-    worker in flight, so memory stays bounded)."""
-    if workers <= 1:
+def _results(input_path: Path, header, groups, chunk_rows: int, pool, predict, catalog,
+             extra: tuple[str, ...] = (), in_flight: int = 4):
+    """ChunkResults in file order: in this process (``pool`` None), or in the pool's worker processes (at most
+    ``in_flight`` chunks at once, so memory stays bounded)."""
+    if pool is None:
         modality_of = _modality_lookup(catalog)
         for chunk in _chunks(input_path, chunk_rows):
             yield predict_chunk(header, chunk, groups, predict, modality_of, extra)
         return
     import collections
+
+    pending: collections.deque = collections.deque()
+    for chunk in _chunks(input_path, chunk_rows):
+        pending.append(pool.apply_async(_worker_chunk, (header, chunk, groups)))
+        if len(pending) >= in_flight:
+            yield pending.popleft().get()
+    while pending:
+        yield pending.popleft().get()
+
+
+@contextlib.contextmanager
+def _worker_pool(workers: int, extra_models):
+    """``workers`` spawned processes that load the catalog and predictor (None for ``workers`` <= 1)."""
+    if workers <= 1:
+        yield None
+        return
     import multiprocessing
 
     threads = max(1, (os.cpu_count() or 1) // workers)
     with multiprocessing.get_context("spawn").Pool(workers, _init_worker, (extra_models, threads)) as pool:
-        pending: collections.deque = collections.deque()
-        for chunk in _chunks(input_path, chunk_rows):
-            pending.append(pool.apply_async(_worker_chunk, (header, chunk, groups)))
-            if len(pending) >= 2 * workers:
-                yield pending.popleft().get()
-        while pending:
-            yield pending.popleft().get()
+        yield pool
 
 
 def predict_csv(input_path: Path, output_path: Path | None, *, predict: Callable[[pd.DataFrame], pd.DataFrame],
@@ -363,19 +373,21 @@ def predict_csv(input_path: Path, output_path: Path | None, *, predict: Callable
         InputError / UnsafeFileError: the file cannot be read as a configurations CSV (nothing is written).
     """
     header = read_header(input_path)
-    groups = output_groups(_modalities(input_path, header, catalog))
-    names = [escape_formula(n) for n in header] + [name + s for _, name, _ in groups for s in ("", "_p10", "_p90")]
-    names += physics_only_columns(groups)
-    names += ["status", "reason", "warnings", *extra_columns]
     summary = PredictSummary()
-    target = contextlib.nullcontext(sys.stdout) if output_path is None else atomic_writer(output_path)
-    with target as handle:
-        csv.writer(handle, lineterminator="\n").writerow(names)
-        for result in _results(input_path, header, groups, chunk_rows, workers, predict, catalog, extra_models,
-                               extra_columns):
-            handle.write(result.text)
-            summary.rows += result.rows
-            summary.predicted += result.predicted
-            summary.error_count += result.rows - result.predicted
-            summary.errors += result.errors[: max(0, 10 - len(summary.errors))]
+    with _worker_pool(workers, extra_models) as pool:  # workers load while this process reads the tasks
+        groups = output_groups(_modalities(input_path, header, catalog))
+        names = [escape_formula(n) for n in header] + [name + s for _, name, _ in groups
+                                                       for s in ("", "_p10", "_p90")]
+        names += physics_only_columns(groups)
+        names += ["status", "reason", "warnings", *extra_columns]
+        target = contextlib.nullcontext(sys.stdout) if output_path is None else atomic_writer(output_path)
+        with target as handle:
+            csv.writer(handle, lineterminator="\n").writerow(names)
+            for result in _results(input_path, header, groups, chunk_rows, pool, predict, catalog, extra_columns,
+                                   in_flight=2 * workers):  # two chunks per worker
+                handle.write(result.text)
+                summary.rows += result.rows
+                summary.predicted += result.predicted
+                summary.error_count += result.rows - result.predicted
+                summary.errors += result.errors[: max(0, 10 - len(summary.errors))]
     return summary
