@@ -303,7 +303,7 @@ def _init_worker(extra_models, threads: int) -> None:
 
     ``threads``: OpenMP threads for LightGBM in this worker (the cores shared out among the workers), set before
     LightGBM loads; more would compete with the other workers for the same cores (on 2 cores, default threads
-    cost ~4% more CPU time, measured with two concurrent 20,000-row runs). Per-row predictions do not depend on it.
+    cost 2-6% more CPU time, measured with two concurrent 20,000-row runs). Per-row predictions do not depend on it.
     """
     os.environ["OMP_NUM_THREADS"] = str(threads)
     from estimator.catalog.catalog import load_catalog
