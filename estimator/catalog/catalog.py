@@ -99,6 +99,9 @@ class ArchitectureSpec(_Entry):
     total_params_billions: float = Field(gt=0)
     active_params_billions: float = Field(gt=0)
     native_precision: Precision
+    weight_block_scaled: bool = Field(default=False, description=(
+        "the FP8 checkpoint stores 128 x 128 block scales (config.json quantization_config.weight_block_size, "
+        "the DeepSeek-V3 and Qwen3 FP8 format); per-tensor and per-channel FP8 checkpoints leave it False"))
     # transformer LLM body (zero for diffusion)
     num_layers: int = Field(default=0, ge=0)
     hidden_size: int = Field(default=0, ge=0)

@@ -129,6 +129,10 @@ def architecture_from_hf_config(config: dict[str, Any], *, model_id: str, source
     precision, precision_note = _native_precision(config, text)
     if precision_note:
         notes.append(precision_note)
+    block = _weight_block_size(config, text) if precision == "fp8" else None
+    if block:
+        fields["weight_block_scaled"] = True
+        notes.append(f"FP8 weights with {' x '.join(map(str, block))} block scales (weight_block_size)")
 
     placeholder = ArchitectureSpec(
         display_name=model_id,
@@ -328,6 +332,14 @@ def _sliding_window_fields(text: dict[str, Any], model_type: str, num_layers: in
     else:
         sliding = num_layers  # Mistral v0.1 style: every layer slides
     return {"sliding_window": window, "num_sliding_window_layers": sliding} if sliding else {}
+
+
+def _weight_block_size(config: dict[str, Any], text: dict[str, Any]) -> list[int] | None:
+    """``quantization_config.weight_block_size`` (e.g. [128, 128] in DeepSeek-V3 and Qwen3 FP8 checkpoints), or
+    None when the checkpoint has per-tensor or per-channel scales."""
+    quant = config.get("quantization_config") or text.get("quantization_config")
+    block = quant.get("weight_block_size") if isinstance(quant, dict) else None
+    return [int(v) for v in block] if isinstance(block, list) and block else None
 
 
 def _native_precision(config: dict[str, Any], text: dict[str, Any]) -> tuple[Precision, str]:

@@ -42,6 +42,11 @@ EVALUATION_CHOICES = {
     "physics terms added in session 21 (Gemma 3's image tokens, vision-encoder FLOPs)": "kept after leave-family-out "
         "and leave-GPU-out at LightGBM seeds 7, 8 and 9, with leave-one-model-out seen too (not nested); each "
         "term's numbers per seed are in benchmarks/transfer-log.md",
+    "block-scaled FP8 kernel time (40 us per layer, session 22)": "a constant set before evaluation from kernel "
+        "counts and public kernel timings (estimator.physics.serving.BLOCK_FP8_OVERHEAD_PER_LAYER_S), after seeing "
+        "ML.ENERGY's matched FP8/BF16 pairs of all models (held-out ones included); not fitted, the only value "
+        "tried; kept after leave-family-out and leave-GPU-out at seeds 7 and 8 (seed 9 checked afterwards), with "
+        "leave-one-model-out seen too (not nested)",
     "LightGBM parameters and rounds": "frozen before this evaluation, chosen in an earlier round on leave-one-model-"
         "out, leave-family-out and leave-GPU-out energy error (the headline among them: not nested). Sensitivity on "
         "this data (LLM J/token median APE, given / task profile): num_leaves 3, 7, 15, 31 and min_data_in_leaf 20 "

@@ -16,6 +16,27 @@ from estimator.catalog.catalog import ArchitectureSpec, GPUSpec
 ALLREDUCE_LATENCY_S = 6e-6
 
 
+#: fixed time per layer and decode step of an FP8 checkpoint with block scales, s. Each of a layer's four GEMM
+#: groups (QKV, attention output, gate/up, down) first quantizes its activations per token and 128-wide group, a
+#: separate kernel of ~3-4 us at decode sizes on H100 (vllm-project/vllm#25427, H100 benchmark of
+#: per-token-group quantization); the block-scaled GEMMs themselves run below the bandwidth roofline at decode
+#: batch sizes (vllm-project/vllm#48035: a block-scaled FP8 checkpoint decodes slower than FP16 at batch 1). Set to
+#: 40 us (4 x ~3.5 us of quantization plus as much again of GEMM shortfall, rounded) before evaluation, not fitted.
+#: For scale: ML.ENERGY's matched FP8/BF16 pairs of the 94-layer Qwen3-235B put the FP8 step 4-6 ms longer at
+#: batch 8 (45-65 us per layer; docs: ../shared/docs/paper-notes.md row 38: FP8 costs more at batch 8-16 in 7 of 7).
+BLOCK_FP8_OVERHEAD_PER_LAYER_S = 40e-6
+
+
+def block_fp8_overhead_s(arch: ArchitectureSpec, precision: str) -> float:
+    """Fixed time (s) a decode step spends on the kernels of block-scaled FP8 weights (activation quantization and
+    the block-scaled GEMMs' shortfall): layers x :data:`BLOCK_FP8_OVERHEAD_PER_LAYER_S` when the checkpoint has
+    128 x 128 block scales (``arch.weight_block_scaled``) and runs in fp8; 0 otherwise (BF16, or FP8 with
+    per-tensor / per-channel scales, whose GEMMs take one scale per row)."""
+    if precision != "fp8" or not arch.weight_block_scaled:
+        return 0.0
+    return arch.num_layers * BLOCK_FP8_OVERHEAD_PER_LAYER_S
+
+
 def allreduces_per_decode_step(arch: ArchitectureSpec, tensor_parallel: int) -> int:
     """Tensor-parallel all-reduces one decode step runs: two per layer (attention output, MLP output)."""
     if tensor_parallel <= 1:
