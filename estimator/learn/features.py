@@ -118,12 +118,12 @@ def llm_features_row(arch: ArchitectureSpec, gpu: GPUSpec, ref_gpu: GPUSpec, *, 
     attention_dp = data_parallel > 1
     key = (arch.display_name, gpu.display_name, precision, num_gpus, attention_dp)
     if static_cache is None or key not in static_cache:
-        static = _llm_static(arch, precision, num_gpus, attention_dp, gpu)
+        static = _llm_static(arch, precision, num_gpus, attention_dp, gpu), _hardware(gpu, precision, num_gpus)
         if static_cache is not None:
             static_cache[key] = static
     else:
         static = static_cache[key]
-    row = dict(static)
+    row, hardware = dict(static[0]), static[1]
     pool = memory.llm_kv_pool_bytes_per_gpu(arch, gpu, row.pop("_weight_per_gpu"), tensor_parallel, max_num_seqs)
     s = step.decode_step(arch, gpu, ref_gpu, precision=precision, num_gpus=num_gpus, max_num_seqs=max_num_seqs,
                          kv_pool_per_gpu_bytes=pool, data_parallel=data_parallel,
@@ -136,7 +136,7 @@ def llm_features_row(arch: ArchitectureSpec, gpu: GPUSpec, ref_gpu: GPUSpec, *, 
         log_output_tokens=math.log(max(output_tokens, 1.0)), log_input_tokens=math.log(max(input_tokens, 1.0)),
         is_reasoning=float(is_reasoning), log2_max_num_seqs=math.log2(max_num_seqs),
         tensor_parallel=tensor_parallel, expert_parallel=expert_parallel, attention_data_parallel=float(attention_dp),
-        engine_code=ENGINE_CODES.get(engine, 3), **_hardware(gpu, precision, num_gpus),
+        engine_code=ENGINE_CODES.get(engine, 3), **hardware,
         headroom_gb_per_gpu=pool / memory.BILLION,
         log2_max_feasible_batch=math.log2(max(s.max_feasible_batch, 1.0)),
         batch_fill=max_num_seqs / max(s.max_feasible_batch, 1.0),

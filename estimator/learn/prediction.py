@@ -114,16 +114,19 @@ def _fill_diffusion_defaults(values: dict, num_gpus: int) -> None:
                                  f"{int(values['ring_degree'])} must equal num_gpus = {num_gpus}")
 
 
-def _fill_llm_defaults(values: dict, arch: ArchitectureSpec, task: TaskSpec, num_gpus: int,
-                       profile_output_tokens: float, profile_input_tokens: float) -> None:
+def _fill_llm_defaults(values: dict, arch: ArchitectureSpec, catalog: Catalog, num_gpus: int) -> None:
+    """Engine defaults for the LLM inputs the row leaves blank; token counts from the task profile (looked up only
+    when missing)."""
     values.setdefault("max_num_seqs", DEFAULT_MAX_NUM_SEQS)
     values.setdefault("weight_precision", arch.native_precision)
     tp, ep, dp = default_parallelism(arch, num_gpus)
     values.setdefault("tensor_parallel", tp)
     values.setdefault("expert_parallel", ep)
     values.setdefault("data_parallel", dp)
-    values.setdefault("avg_output_len", profile_output_tokens)
-    values.setdefault("avg_input_len", profile_input_tokens)
+    if "avg_output_len" not in values:
+        values["avg_output_len"] = catalog.profile_output_tokens(values["model_id"], values["task"])[0]
+    if "avg_input_len" not in values:
+        values["avg_input_len"] = catalog.profile_input_tokens(values["task"], arch)[0]
     values.setdefault("kv_cache_dtype", "auto")
     if str(values["kv_cache_dtype"]) not in memory.KV_DTYPE_BYTES:
         raise ConfigurationError(f"unknown kv_cache_dtype {values['kv_cache_dtype']!r}; known: "
@@ -155,8 +158,7 @@ def resolve_row(raw: dict, catalog: Catalog, extra_models: dict[str, Architectur
     if family is DIFFUSION:
         _fill_diffusion_defaults(values, num_gpus)
     else:
-        _fill_llm_defaults(values, arch, task, num_gpus, catalog.profile_output_tokens(model_id, task_key)[0],
-                           catalog.profile_input_tokens(task_key, arch)[0])
+        _fill_llm_defaults(values, arch, catalog, num_gpus)
         _check_layout(values, arch, model_id)
         if domain is not None and values["weight_precision"] not in domain.precisions:
             warnings.append(f"precision {values['weight_precision']} absent from training data")
@@ -172,13 +174,11 @@ def memory_reason(arch: ArchitectureSpec, values: dict, catalog: Catalog) -> str
     one sequence of input + output tokens); otherwise the arithmetic of why it does not."""
     gpu = catalog.gpus[values["gpu_model"]]
     num_gpus = int(values["num_gpus"])
-    utilization = (f"{memory.GPU_MEMORY_UTILIZATION:g} x {memory.usable_memory_bytes(gpu) / memory.BILLION:.1f} GB "
-                   f"(the memory the driver reports)")
     if arch.kind == "diffusion":
         fit = memory.diffusion_fit(arch, gpu)
         if not fit.fits:
             return (f"does not fit: {fit.weights_gb:.1f} GB of weights per GPU (sequence parallel replicates the "
-                    f"pipeline) > {utilization} = {fit.usable_gb:.1f} GB")
+                    f"pipeline) > {_utilization(gpu)} = {fit.usable_gb:.1f} GB")
         return None
     precision = values["weight_precision"]
     fit = memory.llm_fit_full_context(arch, gpu, precision, num_gpus, int(values["data_parallel"]),
@@ -187,7 +187,7 @@ def memory_reason(arch: ArchitectureSpec, values: dict, catalog: Catalog) -> str
                                       max_num_seqs=float(values["max_num_seqs"]),
                                       kv_cache_dtype=str(values.get("kv_cache_dtype", "auto")))
     if not fit.fits:
-        return (f"does not fit: {num_gpus} x {gpu_short(gpu)} gives {utilization} = "
+        return (f"does not fit: {num_gpus} x {gpu_short(gpu)} gives {_utilization(gpu)} = "
                 f"{memory.usable_memory_gb(gpu):.1f} GB per GPU; the {precision} weights take "
                 f"{fit.weight_bytes_per_gpu / memory.BILLION:.1f} GB per GPU and vLLM's activation peak plus "
                 f"non-torch memory {fit.activation_and_other_bytes_per_gpu / memory.BILLION:.1f} GB, leaving "
@@ -195,6 +195,12 @@ def memory_reason(arch: ArchitectureSpec, values: dict, catalog: Catalog) -> str
                 f"{fit.context_tokens:.0f}-token sequence ({fit.sequence_gb:.2f} GB); use more GPUs or a smaller "
                 f"precision")
     return None
+
+
+def _utilization(gpu) -> str:
+    """'0.9 x 85.5 GB (the memory the driver reports)' for a GPU: the share of memory vLLM may use."""
+    return (f"{memory.GPU_MEMORY_UTILIZATION:g} x {memory.usable_memory_bytes(gpu) / memory.BILLION:.1f} GB "
+            f"(the memory the driver reports)")
 
 
 def gpu_short(gpu) -> str:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from estimator.catalog.catalog import ArchitectureSpec, GPUSpec
 from estimator.catalog.params import mlp_params, moe_layer_count, param_breakdown
+from estimator.catalog.spec_cache import by_spec
 
 BILLION = 1e9
 #: bytes of one bfloat16 value (16 bits; https://en.wikipedia.org/wiki/Bfloat16_floating-point_format)
@@ -57,6 +58,7 @@ def bytes_per_param(precision: str) -> float:
         raise ValueError(f"unknown precision {precision!r}; known: {', '.join(BYTES_PER_PARAM)}") from exc
 
 
+@by_spec()
 def weight_bytes_total(arch: ArchitectureSpec, precision: str) -> float:
     """All weights of the model in bytes at ``precision``.
 
@@ -80,11 +82,13 @@ def weight_bytes_total(arch: ArchitectureSpec, precision: str) -> float:
     return embedding + (parts_total - parts.embedding_billions) * BILLION * quantised
 
 
+@by_spec()
 def expert_bytes(arch: ArchitectureSpec, precision: str) -> float:
     """Bytes of one routed expert of one layer."""
     return mlp_params(arch.hidden_size, arch.moe_intermediate_size, arch.mlp_gated) * bytes_per_param(precision)
 
 
+@by_spec()
 def weight_bytes_per_gpu(arch: ArchitectureSpec, precision: str, num_gpus: int, data_parallel: int = 1) -> float:
     """Weights each GPU holds. Tensor/expert parallel shard everything across ``num_gpus``; attention data
     parallel (``data_parallel`` > 1, vLLM's DP attention) replicates the non-expert weights on each rank."""
@@ -129,9 +133,18 @@ def recurrent_state_bytes_per_sequence(arch: ArchitectureSpec) -> float:
 
 def kv_bytes_per_sequence(arch: ArchitectureSpec, context_tokens: float) -> float:
     """Cache bytes one sequence of ``context_tokens`` holds (full, sliding-window and recurrent layers)."""
-    sliding = arch.num_sliding_window_layers * kv_bytes_per_token_per_layer(arch) * min(
-        context_tokens, arch.sliding_window or context_tokens)
-    return kv_bytes_per_token(arch) * context_tokens + sliding + recurrent_state_bytes_per_sequence(arch)
+    full, sliding_per_token, window, recurrent = _kv_terms(arch)
+    sliding = sliding_per_token * min(context_tokens, window or context_tokens)
+    return full * context_tokens + sliding + recurrent
+
+
+@by_spec()
+def _kv_terms(arch: ArchitectureSpec) -> tuple[float, float, int, float]:
+    """(:func:`kv_bytes_per_token`, sliding-window layers x :func:`kv_bytes_per_token_per_layer`, the window,
+    :func:`recurrent_state_bytes_per_sequence`) of a model: the parts of :func:`kv_bytes_per_sequence` that do not
+    depend on the context."""
+    return (kv_bytes_per_token(arch), arch.num_sliding_window_layers * kv_bytes_per_token_per_layer(arch),
+            arch.sliding_window, recurrent_state_bytes_per_sequence(arch))
 
 
 def usable_memory_bytes(gpu: GPUSpec) -> float:
@@ -158,7 +171,7 @@ def kv_dtype_bytes(kv_cache_dtype: str = "auto") -> float:
 def kv_bytes_per_sequence_at(arch: ArchitectureSpec, context_tokens: float, kv_cache_dtype: str = "auto") -> float:
     """Cache bytes of one sequence with the KV cache stored as ``kv_cache_dtype`` (fp8 halves the attention
     cache; a hybrid's recurrent Mamba state keeps its own dtype)."""
-    recurrent = recurrent_state_bytes_per_sequence(arch)
+    recurrent = _kv_terms(arch)[3]
     attention = kv_bytes_per_sequence(arch, context_tokens) - recurrent
     return attention * kv_dtype_bytes(kv_cache_dtype) / KV_CACHE_BYTES + recurrent
 
@@ -169,6 +182,7 @@ def profile_batched_tokens(gpu: GPUSpec) -> int:
     return PROFILE_BATCHED_TOKENS if large else PROFILE_BATCHED_TOKENS_SMALL
 
 
+@by_spec()
 def activation_peak_bytes(arch: ArchitectureSpec, tensor_parallel: int, max_num_seqs: float,
                           batched_tokens: int = PROFILE_BATCHED_TOKENS) -> float:
     """Peak activation memory of vLLM's profiling pass on one GPU (bytes, bf16 activations).
@@ -259,10 +273,11 @@ def llm_fit_full_context(arch: ArchitectureSpec, gpu: GPUSpec, precision: str, n
     weights = weight_bytes_per_gpu(arch, precision, num_gpus, data_parallel)
     pool = llm_kv_pool_bytes_per_gpu(arch, gpu, weights, tensor_parallel, max_num_seqs)
     context = input_tokens + output_tokens
-    sequences = max_concurrent_sequences(arch, pool, num_gpus, context, data_parallel > 1, kv_cache_dtype)
+    per_seq = kv_bytes_per_sequence_at(arch, context, kv_cache_dtype)
+    # = max_concurrent_sequences(arch, pool, num_gpus, context, data_parallel > 1, kv_cache_dtype), per_seq reused
+    sequences = max_batch_that_fits(pool, num_gpus, per_seq, mla_cache_copies(arch, num_gpus, data_parallel > 1))
     other = GPU_MEMORY_UTILIZATION * usable_memory_bytes(gpu) - weights - pool
-    per_seq_gb = kv_bytes_per_sequence_at(arch, context, kv_cache_dtype) / BILLION
-    return LlmFit(weights, other, pool, context, per_seq_gb, fits=sequences >= 1.0)
+    return LlmFit(weights, other, pool, context, per_seq / BILLION, fits=sequences >= 1.0)
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from estimator.catalog.catalog import ArchitectureSpec, GPUSpec
 from estimator.catalog.params import moe_layer_count, param_breakdown
+from estimator.catalog.spec_cache import by_spec
 from estimator.physics.memory import (
     BF16_BYTES,
     BILLION,
@@ -20,7 +21,8 @@ from estimator.physics.memory import (
     expert_bytes,
     full_attention_layers,
     kv_bytes_per_sequence_at,
-    max_concurrent_sequences,
+    max_batch_that_fits,
+    mla_cache_copies,
     weight_bytes_total,
 )
 from estimator.physics.serving import (
@@ -51,16 +53,26 @@ def weight_bytes_read_per_step(arch: ArchitectureSpec, precision: str, batch: fl
     Only the input-embedding table is skipped (:func:`input_embedding_only_params`: a lookup reads one row per
     token); a tied matrix is streamed by the LM head every step, so it is read.
     """
+    static, layers, per_expert = _weight_read_terms(arch, precision)
+    if arch.architecture != "moe":
+        return static
+    touched = layers * expected_distinct_experts(arch.num_experts, arch.num_experts_per_token, batch) * per_expert
+    return static + touched
+
+
+@by_spec()
+def _weight_read_terms(arch: ArchitectureSpec, precision: str) -> tuple[float, int, float]:
+    """(bytes every decode step reads whatever the batch: all weights but the vision tower, the input embedding
+    and, for MoE, the routed experts; MoE layers; bytes of one expert) for :func:`weight_bytes_read_per_step`."""
     # vision tower: loaded (weight_bytes_total) but not read by a text decode step
     total = weight_bytes_total(arch, precision) - arch.vision_params_billions * BILLION * bytes_per_param(precision)
     embedding = input_embedding_only_params(arch) * BF16_BYTES
     if arch.architecture != "moe":
-        return total - embedding
+        return total - embedding, 0, 0.0
     layers = moe_layer_count(arch)
     per_expert = expert_bytes(arch, precision)
     all_experts = layers * arch.num_experts * per_expert
-    touched = layers * expected_distinct_experts(arch.num_experts, arch.num_experts_per_token, batch) * per_expert
-    return total - embedding - all_experts + touched
+    return total - embedding - all_experts, layers, per_expert
 
 
 def lm_head_params(arch: ArchitectureSpec) -> float:
@@ -190,10 +202,12 @@ def decode_step(arch: ArchitectureSpec, gpu: GPUSpec, ref_gpu: GPUSpec, *, preci
     if linear_flops is None:
         linear_flops = linear_flops_per_token(arch)
     context = input_tokens + output_tokens / 2.0  # see memory.decode_mean_context_tokens
-    feasible = max_concurrent_sequences(arch, kv_pool_per_gpu_bytes, num_gpus, context, data_parallel > 1,
-                                        kv_cache_dtype)
+    per_seq = kv_bytes_per_sequence_at(arch, context, kv_cache_dtype)
+    # = memory.max_concurrent_sequences(arch, pool, num_gpus, context, data_parallel > 1, kv_cache_dtype)
+    feasible = max_batch_that_fits(kv_pool_per_gpu_bytes, num_gpus, per_seq,
+                                   mla_cache_copies(arch, num_gpus, data_parallel > 1))
     batch = max(min(max_num_seqs, feasible), 1.0)
-    kv_read = batch * kv_bytes_per_sequence_at(arch, context, kv_cache_dtype)
+    kv_read = batch * per_seq
     flops = batch * (linear_flops + attention_flops_per_token(arch, context))
     weights_read, touched = _weights_read(arch, precision, batch, data_parallel)
     bytes_moved = weights_read + kv_read

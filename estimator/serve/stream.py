@@ -1,7 +1,7 @@
 """``joules-estimate predict`` on files of any size: the CSV is read and predicted in chunks, each row checked on its
 own, and the output written atomically.
 
-- Memory stays bounded by the chunk size (default 50,000 rows), not the file size.
+- Memory stays bounded by the chunk size (default 25,000 rows), not the file size.
 - Every cell of a numeric column goes through :mod:`estimator.validation` (finite, whole where it must be,
   inside the table's bounds); a bad cell, or a row with more fields than the header, makes that row's
   ``status``/``reason`` and the rest of the file is still predicted.
@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import io
+import os
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -24,13 +26,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from estimator.safe_io import UnsafeFileError, atomic_writer, check_input_file, escape_formula
+from estimator.safe_io import FORMULA_PREFIXES, UnsafeFileError, atomic_writer, check_input_file, escape_formula
 from estimator.validation import BOUNDS, InputError, check_number
 
 REQUIRED_COLUMNS = ("model_id", "task", "gpu_model", "num_gpus")
-DEFAULT_CHUNK_ROWS = 50_000
+DEFAULT_CHUNK_ROWS = 25_000
 #: predictions are written with 6 significant digits (their p10-p90 intervals span tens of percent)
 SIGNIFICANT_DIGITS = 6
+#: first characters that make a spreadsheet run a cell as a formula (one character each)
+_FORMULA_FIRST = frozenset(FORMULA_PREFIXES)
 #: first line of data is line 2 (line 1 is the header)
 FIRST_DATA_LINE = 2
 
@@ -99,8 +103,10 @@ def unknown_columns(header: list[str]) -> list[tuple[str, str]]:
     return out
 
 
-def _parse_chunk(header: list[str], records: list[tuple[int, list[str]]]) -> tuple[pd.DataFrame, dict[int, str]]:
-    """Text cells -> a frame (numeric columns as floats, blanks NaN) and {position: reason} for bad rows."""
+def _parse_chunk(header: list[str], records: list[tuple[int, list[str]]]
+                 ) -> tuple[pd.DataFrame, dict[int, str], pd.DataFrame]:
+    """Text cells -> a frame (numeric columns as floats, blanks NaN), {position: reason} for bad rows, and the
+    cells as written (padded or cut to the header's width)."""
     width = len(header)
     errors: dict[int, str] = {}
     cells = []
@@ -130,7 +136,7 @@ def _parse_chunk(header: list[str], records: list[tuple[int, list[str]]]) -> tup
                 reason = str(exc)
             errors.setdefault(int(position), reason)
         frame[column] = numbers
-    return frame, errors
+    return frame, errors, text
 
 
 def _modalities(path: Path, header: list[str], catalog) -> set[str]:
@@ -189,7 +195,7 @@ def significant(values: np.ndarray, digits: int = SIGNIFICANT_DIGITS) -> np.ndar
 def _escape_column(column: pd.Series) -> pd.Series:
     """Vectorised :func:`estimator.safe_io.escape_formula` for one text column."""
     text = column.fillna("").astype(str)
-    risky = text.str.match(r"^[=+\-@\t\r]")
+    risky = pd.Series([cell[:1] in _FORMULA_FIRST for cell in text.tolist()], index=text.index, dtype=bool)
     if risky.any():  # a signed number such as -1 or +2.5 is data, not a formula
         risky &= pd.to_numeric(text.where(risky), errors="coerce").isna()
     return text.where(~risky, "'" + text)
@@ -257,26 +263,49 @@ def _modality_lookup(catalog) -> Callable[[str], str]:
 def predict_chunk(header: list[str], chunk: list[tuple[int, list[str]]], groups, predict, modality_of,
                   extra: tuple[str, ...] = ()) -> ChunkResult:
     """Parse, check, predict and format one chunk of CSV records."""
-    frame, errors = _parse_chunk(header, chunk)
+    frame, errors, text = _parse_chunk(header, chunk)
     valid = [p for p in range(len(chunk)) if p not in errors]
     predictions = None
     if valid:
         predicted = predict(frame.iloc[valid].reset_index(drop=True))
         predictions = predicted.set_axis(valid).reindex(range(len(chunk)))
-    width = len(header)
-    text = pd.DataFrame([(fields + [""] * width)[:width] for _, fields in chunk], columns=header, dtype=object)
     out = _chunk_output(text, predictions, errors, groups, modality_of, extra)
     ok = out["status"].to_numpy(object) == "ok"
     first_errors = [(chunk[p][0], str(out["reason"].iat[p])) for p in np.flatnonzero(~ok)[:10]]
-    return ChunkResult(out.to_csv(header=False, index=False, lineterminator="\n"), len(chunk), int(ok.sum()),
-                       first_errors)
+    return ChunkResult(csv_text(out), len(chunk), int(ok.sum()), first_errors)
+
+
+def csv_text(out: pd.DataFrame) -> str:
+    """``out.to_csv(header=False, index=False, lineterminator="\\n")``, the same text at about half the cost.
+
+    pandas writes a float cell as numpy's float-to-text, which is Python's shortest round-trip ``repr`` (checked
+    equal on 1.5 x 10^8 random doubles and the edge cases: +-0, +-inf, subnormals, 1e16), and NaN as ''; any
+    other cell goes to the csv module as it is (missing as ''), as pandas passes it.
+    """
+    columns = []
+    for name in out.columns:
+        values = out[name].to_numpy()
+        if values.dtype.kind == "f":
+            columns.append(["" if value != value else repr(value) for value in values.tolist()])
+        else:
+            values = out[name].to_numpy(dtype=object)
+            columns.append(np.where(pd.isna(values), "", values).tolist())
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerows(zip(*columns, strict=True))
+    return buffer.getvalue()
 
 
 _WORKER: dict = {}
 
 
-def _init_worker(extra_models) -> None:
-    """A worker process loads the catalog and predictor once (spawned: nothing inherited)."""
+def _init_worker(extra_models, threads: int) -> None:
+    """A worker process loads the catalog and predictor once (spawned: nothing inherited).
+
+    ``threads``: OpenMP threads for LightGBM in this worker (the cores shared out among the workers), set before
+    LightGBM loads; more would compete with the other workers for the same cores (on 2 cores, default threads
+    cost 2-6% more CPU time, measured with two concurrent 20,000-row runs). Per-row predictions do not depend on it.
+    """
+    os.environ["OMP_NUM_THREADS"] = str(threads)
     from estimator.catalog.catalog import load_catalog
     from estimator.serve.api import load_predictor, predict_frame
 
@@ -296,26 +325,37 @@ def _chunks(input_path: Path, chunk_rows: int) -> Iterator[list[tuple[int, list[
         yield chunk
 
 
-def _results(input_path: Path, header, groups, chunk_rows: int, workers: int, predict, catalog, extra_models,
-             extra: tuple[str, ...] = ()):
-    """ChunkResults in file order: in this process, or in ``workers`` spawned processes (at most two chunks per
-    worker in flight, so memory stays bounded)."""
-    if workers <= 1:
+def _results(input_path: Path, header, groups, chunk_rows: int, pool, predict, catalog,
+             extra: tuple[str, ...] = (), in_flight: int = 4):
+    """ChunkResults in file order: in this process (``pool`` None), or in the pool's worker processes (at most
+    ``in_flight`` chunks at once, so memory stays bounded)."""
+    if pool is None:
         modality_of = _modality_lookup(catalog)
         for chunk in _chunks(input_path, chunk_rows):
             yield predict_chunk(header, chunk, groups, predict, modality_of, extra)
         return
     import collections
+
+    pending: collections.deque = collections.deque()
+    for chunk in _chunks(input_path, chunk_rows):
+        pending.append(pool.apply_async(_worker_chunk, (header, chunk, groups)))
+        if len(pending) >= in_flight:
+            yield pending.popleft().get()
+    while pending:
+        yield pending.popleft().get()
+
+
+@contextlib.contextmanager
+def _worker_pool(workers: int, extra_models):
+    """``workers`` spawned processes that load the catalog and predictor (None for ``workers`` <= 1)."""
+    if workers <= 1:
+        yield None
+        return
     import multiprocessing
 
-    with multiprocessing.get_context("spawn").Pool(workers, _init_worker, (extra_models,)) as pool:
-        pending: collections.deque = collections.deque()
-        for chunk in _chunks(input_path, chunk_rows):
-            pending.append(pool.apply_async(_worker_chunk, (header, chunk, groups)))
-            if len(pending) >= 2 * workers:
-                yield pending.popleft().get()
-        while pending:
-            yield pending.popleft().get()
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    with multiprocessing.get_context("spawn").Pool(workers, _init_worker, (extra_models, threads)) as pool:
+        yield pool
 
 
 def predict_csv(input_path: Path, output_path: Path | None, *, predict: Callable[[pd.DataFrame], pd.DataFrame],
@@ -333,19 +373,21 @@ def predict_csv(input_path: Path, output_path: Path | None, *, predict: Callable
         InputError / UnsafeFileError: the file cannot be read as a configurations CSV (nothing is written).
     """
     header = read_header(input_path)
-    groups = output_groups(_modalities(input_path, header, catalog))
-    names = [escape_formula(n) for n in header] + [name + s for _, name, _ in groups for s in ("", "_p10", "_p90")]
-    names += physics_only_columns(groups)
-    names += ["status", "reason", "warnings", *extra_columns]
     summary = PredictSummary()
-    target = contextlib.nullcontext(sys.stdout) if output_path is None else atomic_writer(output_path)
-    with target as handle:
-        csv.writer(handle, lineterminator="\n").writerow(names)
-        for result in _results(input_path, header, groups, chunk_rows, workers, predict, catalog, extra_models,
-                               extra_columns):
-            handle.write(result.text)
-            summary.rows += result.rows
-            summary.predicted += result.predicted
-            summary.error_count += result.rows - result.predicted
-            summary.errors += result.errors[: max(0, 10 - len(summary.errors))]
+    with _worker_pool(workers, extra_models) as pool:  # workers load while this process reads the tasks
+        groups = output_groups(_modalities(input_path, header, catalog))
+        names = [escape_formula(n) for n in header] + [name + s for _, name, _ in groups
+                                                       for s in ("", "_p10", "_p90")]
+        names += physics_only_columns(groups)
+        names += ["status", "reason", "warnings", *extra_columns]
+        target = contextlib.nullcontext(sys.stdout) if output_path is None else atomic_writer(output_path)
+        with target as handle:
+            csv.writer(handle, lineterminator="\n").writerow(names)
+            for result in _results(input_path, header, groups, chunk_rows, pool, predict, catalog, extra_columns,
+                                   in_flight=2 * workers):  # two chunks per worker
+                handle.write(result.text)
+                summary.rows += result.rows
+                summary.predicted += result.predicted
+                summary.error_count += result.rows - result.predicted
+                summary.errors += result.errors[: max(0, 10 - len(summary.errors))]
     return summary
