@@ -6,7 +6,8 @@ depend on the seed. The committed predictor uses seed 7 (``LGB_PARAMS``, unchang
 predictor); changes to the physics and features were kept when they helped leave-family-out and leave-GPU-out at
 seeds 7 and 8 (``benchmarks/transfer-log.md``; seed 9 only in session 21's vision-encoder choice), so seed 9 is
 the least used. This script re-runs the evaluation of the named splits at seeds 7, 8 and 9 and writes
-``benchmarks/seed_spread.md``: each figure per seed, their mean and range. A difference between two versions smaller than this range is not evidence either way.
+``benchmarks/seed_spread.md``: each figure per seed, their mean and range. A difference between two versions
+smaller than this range is not evidence either way.
 
 Run: ``PYTHONPATH=. .venv/bin/python benchmarks/seed_spread.py [--seeds 7,8,9] [--write]`` (about 6 minutes on
 2 cores; without ``--write`` the table is printed only).
