@@ -79,3 +79,14 @@ def test_hf_config_reads_weight_block_size():
         "quant_method": "compressed-tensors", "config_groups": {"group_0": {"weights": {
             "num_bits": 8, "type": "float", "strategy": "channel"}}}}), model_id="x/channel", source="t")
     assert (channel.native_precision, channel.weight_block_scaled) == ("fp8", False)
+
+
+def test_assumptions_state_the_overhead_only_for_block_scaled_fp8():
+    """A user sees the 3.8 ms per step in the printed assumptions of the FP8 checkpoint, not of its BF16 twin."""
+    from estimator import estimate
+
+    fp8 = estimate(QWEN_FP8, "gpqa", "b200", num_gpus=4, batch=[8])
+    bf16 = estimate(QWEN_BF16, "gpqa", "b200", num_gpus=4, batch=[8])
+    line = next(a for a in fp8.assumptions if a.startswith("precision:"))
+    assert "block scales" in line and "3.8 ms per decode step (94 layers x 40 us)" in line
+    assert not any("block scales" in a for a in bf16.assumptions)

@@ -26,6 +26,7 @@ from estimator.learn.features import is_blank
 from estimator.learn.prediction import predict_frame as _predict_frame
 from estimator.learn.predictor import PredictorBundle, load_predictor
 from estimator.physics.memory import BYTES_PER_PARAM
+from estimator.physics.serving import BLOCK_FP8_OVERHEAD_PER_LAYER_S, block_fp8_overhead_s
 from estimator.schema import (
     Delta,
     Estimate,
@@ -107,10 +108,21 @@ def _assumptions(target: planning.Target, row: dict, *, user_precision: bool, us
               f"output: {LEVEL_NOTES.get(target.profile_output_level, 'the task profile')}")
     return [f"engine: {LLM_ENGINE} as in the ML.ENERGY v3 training data, steady state at max_num_seqs; "
             f"parallelism: {layout}",
-            f"precision: {row['weight_precision']} ({'set by you' if user_precision else 'native'})",
+            f"precision: {row['weight_precision']} ({'set by you' if user_precision else 'native'})"
+            + _block_fp8_note(target.arch, row["weight_precision"]),
             f"workload: {target.task_key}, {row['avg_input_len']:.0f} input + {row['avg_output_len']:.0f} output "
             f"tokens per request ({origin})", "J/token = power / output throughput; J/response = J/token x output "
             "tokens", *common]
+
+
+def _block_fp8_note(arch: ArchitectureSpec, precision: str) -> str:
+    """The fixed kernel time a block-scaled FP8 checkpoint adds to each decode step, as an assumption line tail."""
+    overhead_s = block_fp8_overhead_s(arch, precision)
+    if not overhead_s:
+        return ""
+    return (f"; 128 x 128 block scales: vLLM's activation quantization and block-scaled GEMMs add about "
+            f"{overhead_s * 1e3:.1f} ms per decode step ({arch.num_layers} layers x "
+            f"{BLOCK_FP8_OVERHEAD_PER_LAYER_S * 1e6:.0f} us), whatever the GPU")
 
 
 # ------------------------------------------------------------------------------------------------- estimate
