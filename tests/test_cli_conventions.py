@@ -115,3 +115,19 @@ def test_readme_numbers_match_the_one_command():
     assert f"{chosen['replicas']} replicas of {config['num_gpus']} x {gpu}" in readme
     assert f"{chosen['costs']['energy_per_day_kwh']['value']:.0f} kWh" in readme
     assert f"{chosen['costs']['carbon_kg_per_day']['value']:.0f} kg CO2e" in readme
+
+
+def test_readme_headline_accuracy_matches_the_card():
+    """The README's prose quotes the headline accuracy by hand (the table above it is generated); a retrain that
+    changes the card without the prose would leave users reading a stale number."""
+    from pathlib import Path
+
+    from estimator.learn.predictor import load_predictor
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    metrics = load_predictor().card.metrics["leave-one-model-out"]
+    profile = metrics["llm|task-profile"]["energy_per_token_joules"]["median_ape_pct"]
+    given = metrics["llm"]["energy_per_token_joules"]
+    assert f"**{profile:.1f}% median on LLM energy per\ntoken**" in readme
+    assert f"({given['median_ape_pct']:.1f}% when the workload's mean output length is given, p90 " \
+           f"{given['p90_ape_pct']:.0f}%" in readme
