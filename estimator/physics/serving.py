@@ -24,6 +24,8 @@ ALLREDUCE_LATENCY_S = 6e-6
 #: 40 us (4 x ~3.5 us of quantization plus as much again of GEMM shortfall, rounded) before evaluation, not fitted.
 #: For scale: ML.ENERGY's matched FP8/BF16 pairs of the 94-layer Qwen3-235B put the FP8 step 4-6 ms longer at
 #: batch 8 (45-65 us per layer; docs: ../shared/docs/paper-notes.md row 38: FP8 costs more at batch 8-16 in 7 of 7).
+#: Measured on the lent H200 with PyTorch's kernels for one Qwen3-32B layer (benchmarks/fp8_gemm_overhead.md): FP8
+#: block GEMMs plus a fused quantization exceed the FP8 roofline at BF16's efficiency by 38-82 us per layer.
 BLOCK_FP8_OVERHEAD_PER_LAYER_S = 40e-6
 
 
