@@ -41,15 +41,16 @@ def test_no_overhead_without_block_scales_or_in_bf16(catalog):
 
 
 def test_decode_step_roofline_carries_the_overhead_on_both_gpus(catalog):
-    """The configuration's and the reference GPU's roofline step both include the same 3.76 ms."""
+    """The configuration's and the reference GPU's roofline step both include the same 3.76 ms (plus the floor)."""
     arch, gpu, ref = catalog.models[QWEN_FP8], catalog.gpus["B200"], catalog.gpus["H100-SXM"]
     pool = memory.llm_kv_pool_bytes_per_gpu(arch, gpu, memory.weight_bytes_per_gpu(arch, "fp8", 4), 1, 8)
     s = step.decode_step(arch, gpu, ref, precision="fp8", num_gpus=4, max_num_seqs=8, kv_pool_per_gpu_bytes=pool,
                          data_parallel=1, tensor_parallel=1, expert_parallel=4, input_tokens=200.0,
                          output_tokens=1000.0)
-    assert s.kernel_overhead_s == pytest.approx(3.76e-3)
-    assert s.roofline_step_s - (s.compute_s + s.memory_s + s.comm_s) == pytest.approx(3.76e-3)
-    assert s.ref_roofline_step_s - (s.ref_compute_s + s.ref_memory_s + s.ref_comm_s) == pytest.approx(3.76e-3)
+    fixed = 3.76e-3 + 94 * serving.DECODE_FLOOR_PER_BLOCK_S  # block-FP8 time + the per-block floor (94 layers)
+    assert s.kernel_overhead_s == pytest.approx(fixed)
+    assert s.roofline_step_s - (s.compute_s + s.memory_s + s.comm_s) == pytest.approx(fixed)
+    assert s.ref_roofline_step_s - (s.ref_compute_s + s.ref_memory_s + s.ref_comm_s) == pytest.approx(fixed)
 
 
 def test_catalog_flags_exactly_the_block_scaled_checkpoints(catalog):

@@ -47,6 +47,11 @@ EVALUATION_CHOICES = {
         "ML.ENERGY's matched FP8/BF16 pairs of all models (held-out ones included); not fitted, the only value "
         "tried; kept after leave-family-out and leave-GPU-out at seeds 7 and 8 (seed 9 checked afterwards), with "
         "leave-one-model-out seen too (not nested)",
+    "decode floor per block (80 us, session 22)": "a constant set before evaluation from ML.ENERGY's batch-8 "
+        "Llama-3.1-8B runs (roofline + ~80 us per layer on H100 and on B200; all models' rows seen, the held-out ones "
+        "included), not fitted (estimator.physics.serving.DECODE_FLOOR_PER_BLOCK_S); hybrids count their Mamba and MLP "
+        "blocks. Floors of 20-120 us per attention layer were tried in session 21 and not kept; this one was kept "
+        "after leave-family-out and leave-GPU-out at seeds 7 and 8, with leave-one-model-out seen too (not nested)",
     "LightGBM parameters and rounds": "frozen before this evaluation, chosen in an earlier round on leave-one-model-"
         "out, leave-family-out and leave-GPU-out energy error (the headline among them: not nested). Sensitivity on "
         "this data (LLM J/token median APE, given / task profile): num_leaves 3, 7, 15, 31 and min_data_in_leaf 20 "

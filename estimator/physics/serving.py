@@ -16,6 +16,32 @@ from estimator.catalog.catalog import ArchitectureSpec, GPUSpec
 ALLREDUCE_LATENCY_S = 6e-6
 
 
+#: fixed time per decoder block and decode step beyond the roofline, s, on every GPU. A decode layer is a chain of
+#: about ten kernels (norms, QKV, rotary, attention, output projection, residual, gate/up, activation, down), each
+#: with a few microseconds of latency beyond its bytes even under CUDA graphs. Set from ML.ENERGY v3's batch-8 runs
+#: of Llama-3.1-8B (32 layers): median ITL 7.3 ms on H100 and 4.6 ms on B200 against weight-read rooflines of 4.8
+#: and 2.0 ms, i.e. 79 and 81 us per layer beyond the roofline on both GPUs; across the v3 models at batch 8 the
+#: time per layer is 140-230 us on B200 and 200-280 us on H100. Measured on the lent H200 for one Qwen3-32B layer,
+#: the four BF16 GEMMs alone take 54 us beyond their weight-read time at 16 tokens (benchmarks/fp8_gemm_overhead.md).
+#: Chosen before evaluation from those rows (all models, the held-out ones included), not fitted by the trainer.
+DECODE_FLOOR_PER_BLOCK_S = 80e-6
+
+
+def decoder_blocks(arch: ArchitectureSpec) -> int:
+    """Blocks a decode step runs through in sequence: the transformer layers, plus, in a hybrid, its Mamba and MLP
+    blocks, which are layers of their own (Nemotron-H: 4 attention + 27 Mamba + 25 MLP = 56 for Nano-9B-v2)."""
+    if arch.architecture == "hybrid":
+        return arch.num_layers + arch.num_mamba_layers + arch.num_mlp_layers
+    return arch.num_layers
+
+
+def decode_floor_s(arch: ArchitectureSpec) -> float:
+    """Fixed time (s) of one decode step beyond the roofline: :func:`decoder_blocks` x
+    :data:`DECODE_FLOOR_PER_BLOCK_S`, the same on every GPU (it is what keeps small models at small batch from
+    speeding up by the full bandwidth ratio of a faster GPU)."""
+    return decoder_blocks(arch) * DECODE_FLOOR_PER_BLOCK_S
+
+
 #: fixed time per layer and decode step of an FP8 checkpoint with block scales, s. Each of a layer's four GEMM
 #: groups (QKV, attention output, gate/up, down) first quantizes its activations per token and 128-wide group, a
 #: separate kernel of ~3-4 us at decode sizes on H100 (vllm-project/vllm#25427, H100 benchmark of

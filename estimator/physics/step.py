@@ -28,6 +28,7 @@ from estimator.physics.memory import (
 from estimator.physics.serving import (
     attention_dp_weight_bytes_read,
     block_fp8_overhead_s,
+    decode_floor_s,
     decode_step_time_s,
     prefill_flops,
     tensor_parallel_step_time_s,
@@ -175,12 +176,12 @@ class DecodeStep:
     comm_s: float  # tensor-parallel all-reduce time of the step (latency + volume), configuration's GPU
     ref_comm_s: float  # the same on the reference GPU
     ttft_s: float  # time to first token from prefill physics (physics only; benchmarks/ttft.md)
-    kernel_overhead_s: float = 0.0  # fixed kernel time of block-scaled FP8 weights (serving.block_fp8_overhead_s)
+    kernel_overhead_s: float = 0.0  # fixed kernel time: serving.decode_floor_s + serving.block_fp8_overhead_s
 
     @property
     def roofline_step_s(self) -> float:
         """Step time at peak rates: compute + memory (serving.decode_step_time_s) + TP collectives + the fixed
-        kernel time of block-scaled FP8 weights (the same on every GPU)."""
+        kernel time (per-block floor and block-scaled FP8 weights; the same on every GPU)."""
         return decode_step_time_s(self.compute_s, self.memory_s) + self.comm_s + self.kernel_overhead_s
 
     @property
@@ -227,7 +228,7 @@ def decode_step(arch: ArchitectureSpec, gpu: GPUSpec, ref_gpu: GPUSpec, *, preci
                       ref_memory_s, max(prefill_per_seq, 1.0) / max(output_tokens, 1.0),
                       batch / (ceiling_compute_s + memory_s + comm_s), comm, touched, kv_pool_per_gpu_bytes, comm_s,
                       tensor_parallel_step_time_s(arch, ref_gpu, tensor_parallel, batch), ttft,
-                      block_fp8_overhead_s(arch, precision))
+                      decode_floor_s(arch) + block_fp8_overhead_s(arch, precision))
 
 
 def static_batch_ttft_s(arch: ArchitectureSpec, gpu: GPUSpec, *, precision: str, num_gpus: int,
