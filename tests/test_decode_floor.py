@@ -1,4 +1,5 @@
-"""A decode step takes a fixed time per decoder block beyond its roofline, the same on every GPU.
+"""A decode step takes a fixed time per decoder block beyond its roofline, the same on every GPU; a hybrid's blocks
+all count, for that floor and for its tensor-parallel collectives.
 
 At batch 8 the published runs spend 140-230 us per layer on B200 and 200-280 us on H100 whatever the model's size;
 for Llama-3.1-8B that is the weight-read roofline plus ~80 us per layer on both GPUs. Without this term the
@@ -44,3 +45,13 @@ def test_floor_is_in_both_rooflines_and_shrinks_the_gpu_ratio(catalog):
     bare = (s.compute_s + s.memory_s) / (s.ref_compute_s + s.ref_memory_s)
     assert bare == pytest.approx(3.35 / 8.0, rel=0.05)
     assert 0.55 < s.roofline_step_s / s.ref_roofline_step_s < 0.65
+
+
+def test_hybrid_tensor_parallel_collectives_count_every_block(catalog):
+    """Under TP a hybrid all-reduces after each of its 56 blocks (Nemotron-Nano-9B-v2), not 2 x its 4 attention
+    layers; a transformer keeps two per layer (Llama-3.1-70B, 80 layers: 160)."""
+    nemotron = catalog.models["nvidia/NVIDIA-Nemotron-Nano-9B-v2"]
+    assert serving.allreduces_per_decode_step(nemotron, 2) == 56
+    ring_bytes = 56 * nemotron.hidden_size * 2 * 2 * (2 - 1) / 2  # all-reduces x hidden x bf16 x ring factor
+    assert step.tensor_parallel_comm_bytes_per_token(nemotron, 2) == pytest.approx(ring_bytes)
+    assert serving.allreduces_per_decode_step(catalog.models["meta-llama/Llama-3.1-70B-Instruct"], 4) == 160

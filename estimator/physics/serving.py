@@ -66,9 +66,12 @@ def block_fp8_overhead_s(arch: ArchitectureSpec, precision: str) -> float:
 
 
 def allreduces_per_decode_step(arch: ArchitectureSpec, tensor_parallel: int) -> int:
-    """Tensor-parallel all-reduces one decode step runs: two per layer (attention output, MLP output)."""
+    """Tensor-parallel all-reduces one decode step runs: two per transformer layer (attention output, MLP output);
+    in a hybrid, one per block (each attention, Mamba and MLP block ends in its own row-parallel projection)."""
     if tensor_parallel <= 1:
         return 0
+    if arch.architecture == "hybrid":
+        return decoder_blocks(arch)
     return 2 * arch.num_layers
 
 

@@ -26,6 +26,7 @@ from estimator.physics.memory import (
     weight_bytes_total,
 )
 from estimator.physics.serving import (
+    allreduces_per_decode_step,
     attention_dp_weight_bytes_read,
     block_fp8_overhead_s,
     decode_floor_s,
@@ -138,10 +139,12 @@ def roofline_step_time_s(flops: float, bytes_moved: float, gpu: GPUSpec, precisi
 
 
 def tensor_parallel_comm_bytes_per_token(arch: ArchitectureSpec, tensor_parallel: int) -> float:
-    """All-reduce bytes per token per GPU: two per layer (attention and MLP outputs), ring algorithm."""
+    """All-reduce bytes per token per GPU: one hidden vector per all-reduce of the step
+    (:func:`serving.allreduces_per_decode_step`: two per layer, one per block in a hybrid), ring algorithm."""
     if tensor_parallel <= 1:
         return 0.0
-    return 2 * arch.num_layers * arch.hidden_size * ACTIVATION_BYTES * 2 * (tensor_parallel - 1) / tensor_parallel
+    return (allreduces_per_decode_step(arch, tensor_parallel) * arch.hidden_size * ACTIVATION_BYTES * 2
+            * (tensor_parallel - 1) / tensor_parallel)
 
 
 def expert_parallel_comm_bytes_per_token(arch: ArchitectureSpec, expert_parallel: int) -> float:
