@@ -249,8 +249,15 @@ def max_concurrent_sequences(arch: ArchitectureSpec, pool_per_gpu_bytes: float, 
                              kv_cache_dtype: str = "auto") -> float:
     """Sequences of ``context_tokens`` (the mean decode context) whose cache fits the pool, MLA copies counted."""
     per_seq = kv_bytes_per_sequence_at(arch, context_tokens, kv_cache_dtype)
+    return sequences_that_fit(arch, pool_per_gpu_bytes, num_gpus, per_seq, attention_data_parallel)
+
+
+def sequences_that_fit(arch: ArchitectureSpec, pool_per_gpu_bytes: float, num_gpus: int, kv_bytes_per_seq: float,
+                       attention_data_parallel: bool) -> float:
+    """:func:`max_concurrent_sequences` for a caller that already has one sequence's cache bytes
+    (:func:`kv_bytes_per_sequence_at`) and uses them again: MLA copies counted."""
     copies = mla_cache_copies(arch, num_gpus, attention_data_parallel)
-    return max_batch_that_fits(pool_per_gpu_bytes, num_gpus, per_seq, copies)
+    return max_batch_that_fits(pool_per_gpu_bytes, num_gpus, kv_bytes_per_seq, copies)
 
 
 @dataclass(frozen=True)
@@ -274,8 +281,7 @@ def llm_fit_full_context(arch: ArchitectureSpec, gpu: GPUSpec, precision: str, n
     pool = llm_kv_pool_bytes_per_gpu(arch, gpu, weights, tensor_parallel, max_num_seqs)
     context = input_tokens + output_tokens
     per_seq = kv_bytes_per_sequence_at(arch, context, kv_cache_dtype)
-    # = max_concurrent_sequences(arch, pool, num_gpus, context, data_parallel > 1, kv_cache_dtype), per_seq reused
-    sequences = max_batch_that_fits(pool, num_gpus, per_seq, mla_cache_copies(arch, num_gpus, data_parallel > 1))
+    sequences = sequences_that_fit(arch, pool, num_gpus, per_seq, data_parallel > 1)
     other = GPU_MEMORY_UTILIZATION * usable_memory_bytes(gpu) - weights - pool
     return LlmFit(weights, other, pool, context, per_seq / BILLION, fits=sequences >= 1.0)
 

@@ -21,8 +21,7 @@ from estimator.physics.memory import (
     expert_bytes,
     full_attention_layers,
     kv_bytes_per_sequence_at,
-    max_batch_that_fits,
-    mla_cache_copies,
+    sequences_that_fit,
     weight_bytes_total,
 )
 from estimator.physics.serving import (
@@ -207,9 +206,7 @@ def decode_step(arch: ArchitectureSpec, gpu: GPUSpec, ref_gpu: GPUSpec, *, preci
         linear_flops = linear_flops_per_token(arch)
     context = input_tokens + output_tokens / 2.0  # see memory.decode_mean_context_tokens
     per_seq = kv_bytes_per_sequence_at(arch, context, kv_cache_dtype)
-    # = memory.max_concurrent_sequences(arch, pool, num_gpus, context, data_parallel > 1, kv_cache_dtype)
-    feasible = max_batch_that_fits(kv_pool_per_gpu_bytes, num_gpus, per_seq,
-                                   mla_cache_copies(arch, num_gpus, data_parallel > 1))
+    feasible = sequences_that_fit(arch, kv_pool_per_gpu_bytes, num_gpus, per_seq, data_parallel > 1)
     batch = max(min(max_num_seqs, feasible), 1.0)
     kv_read = batch * per_seq
     flops = batch * (linear_flops + attention_flops_per_token(arch, context))
