@@ -62,7 +62,36 @@ def _predictor_without(path: Path):
 
 
 def demo_section() -> list[str]:
-    """Markdown lines for ``benchmarks/calibration.md``."""
+    """Markdown lines for ``benchmarks/calibration.md``: the local MoE sweep, then every validation sweep."""
+    return [*_local_section(), *_validation_sections()]
+
+
+def _validation_sections() -> list[str]:
+    """One comparison per ``datasets/validation`` sweep, predicted by the committed predictor (never trained on it)."""
+    from estimator.learn.data import load_validation_runs
+    from estimator.serve.api import load_predictor
+
+    runs = load_validation_runs()
+    if runs.empty:
+        return []
+    lines = ["## A model no training row comes from (`datasets/validation`, measured on the lent H200)", "",
+             "Runs kept out of training (`datasets/README.md` says why), measured after the committed predictor was "
+             "trained. The committed predictor predicts them as they are; two batch sizes are then revealed to "
+             "`calibrate`.", ""]
+    from estimator.learn.data import load_runs
+
+    bundle = load_predictor()
+    trained_models = set(load_runs()["model_id"])
+    for source, sweep in runs.groupby("source", sort=True):
+        if sweep["max_num_seqs"].nunique() >= MIN_BATCHES:
+            seen = sorted(set(sweep["model_id"]) & trained_models)
+            note = ("the committed predictor (`models/predictors/default`); "
+                    + (f"training has other runs of {', '.join(seen)}" if seen else "no training row is of this model"))
+            lines += _comparison(sweep, bundle, f"`datasets/validation/{str(source).split(':', 1)[1]}`", note)
+    return lines
+
+
+def _local_section() -> list[str]:
     path = find_sweep()
     lines = ["## Demonstration on the lent H200 (torch backend, MoE)", ""]
     if path is None:
@@ -73,31 +102,34 @@ def demo_section() -> list[str]:
         path = find_sweep(moe=False)
         if path is None:
             return lines + ["(no dense H200 sweep either)", ""]
-    return lines + _comparison(path)
+    from estimator.learn.data import load_runs
+
+    sweep = load_runs(catalog=load_catalog())
+    sweep = sweep[sweep["source"].eq(f"local:{path.name}")]
+    return lines + _comparison(sweep, _predictor_without(path), f"`{path.relative_to(datasets_dir().parent)}`",
+                               "predictor refitted without this file")
 
 
-def _comparison(path: Path) -> list[str]:
-    """Refit without ``path``, reveal two batch sizes, calibrate, predict the rest: the markdown table."""
+def _comparison(sweep, bundle, label: str, predictor_note: str) -> list[str]:
+    """Reveal two batch sizes (nearest 16 and 256) of ``sweep`` to ``calibrate`` against ``bundle``, predict the
+    rest before and after: the markdown table."""
     from estimator.learn.calibration import calibrate
     from estimator.learn.calibration_apply import apply_calibration
-    from estimator.learn.data import load_runs
     from estimator.learn.prediction import predict_frame
 
     catalog = load_catalog()
-    runs = load_runs(catalog=catalog)
-    sweep = runs[runs["source"].eq(f"local:{path.name}")].sort_values("max_num_seqs").reset_index(drop=True)
+    sweep = sweep.sort_values("max_num_seqs").reset_index(drop=True)
     batches = sweep["max_num_seqs"].to_numpy(float)
     picks = sorted({int(np.argmin(np.abs(np.log(batches / b)))) for b in (16, 256)})
-    bundle = _predictor_without(path)
     revealed, rest = sweep.iloc[picks], sweep.drop(index=picks).reset_index(drop=True)
     calibration = calibrate(revealed[[*CONFIG, *MEASURED]], bundle, catalog=catalog)
     configs = rest[list(CONFIG)]
     before = predict_frame(configs, bundle, catalog)
     after = apply_calibration(before, configs, calibration, bundle, catalog)
     model = sweep["model_id"].iat[0]
-    lines = [f"`{path.relative_to(datasets_dir().parent)}`: {model}, {len(sweep)} stable runs on 1x H200, "
-              f"engine {sweep['engine'].iat[0]} ({sweep['engine_version'].iat[0]}). Predictor refitted without this "
-              f"file; revealed: max_num_seqs {', '.join(str(int(b)) for b in batches[picks])}. This calibrates the "
+    lines = [f"{label}: {model}, {len(sweep)} stable runs on 1x H200, "
+              f"engine {sweep['engine'].iat[0]} ({sweep['engine_version'].iat[0]}); {predictor_note}; "
+              f"revealed: max_num_seqs {', '.join(str(int(b)) for b in batches[picks])}. This calibrates the "
               "torch backend the lent machine runs; a vLLM user does the same with their own runs.", "",
               "| max_num_seqs | measured J/token | uncalibrated | calibrated | calibrated p10-p90 | inside |",
               "|---|---|---|---|---|---|"]

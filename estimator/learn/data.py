@@ -114,8 +114,9 @@ def _published_rows(directory: Path) -> Iterable[tuple[Path, dict]]:
                          "engine_version": version, "source": "mlenergy-v3", "is_stable": True}
 
 
-def local_row(path: Path, line_number: int, row: dict, family_of: dict[str, str]) -> dict:
-    """One ``datasets/local`` JSONL object -> a canonical row (the checks applied before :func:`_validate_row`).
+def local_row(path: Path, line_number: int, row: dict, family_of: dict[str, str], prefix: str = "local") -> dict:
+    """One ``datasets/local`` (or ``datasets/validation``) JSONL object -> a canonical row (the checks applied before
+    :func:`_validate_row`); ``source`` is ``<prefix>:<file name>``.
 
     Raises:
         RunDataError: the record lacks task/engine/engine_version or names a task the data index does not list.
@@ -127,7 +128,7 @@ def local_row(path: Path, line_number: int, row: dict, family_of: dict[str, str]
         raise RunDataError(f"{path}:{line_number}: unknown task {row['task']!r}")
     row = dict(row)
     provenance = row.pop("provenance", None)
-    return {**row, "task_family": family_of[row["task"]], "source": f"local:{path.name}",
+    return {**row, "task_family": family_of[row["task"]], "source": f"{prefix}:{path.name}",
             "is_stable": bool(row.get("is_stable", True)),
             "provenance_json": json.dumps(provenance, sort_keys=True) if provenance else ""}
 
@@ -147,10 +148,10 @@ def iter_jsonl(path: Path, error: type[Exception] = ValueError) -> Iterator[tupl
             raise error(f"{path}:{line_number}: not valid JSON ({exc})") from exc
 
 
-def _local_rows(directory: Path, family_of: dict[str, str]) -> Iterable[tuple[Path, dict]]:
+def _local_rows(directory: Path, family_of: dict[str, str], prefix: str = "local") -> Iterable[tuple[Path, dict]]:
     for path in sorted(directory.glob("*.jsonl")):
         for line_number, row in iter_jsonl(path, RunDataError):
-            yield path, local_row(path, line_number, row, family_of)
+            yield path, local_row(path, line_number, row, family_of, prefix)
 
 
 def validate_local_record(row: dict, path: Path, *, line_number: int = 0, catalog: Catalog | None = None,
@@ -232,3 +233,19 @@ def load_runs(root: Path | None = None, *, catalog: Catalog | None = None,
             raise RunDataError(f"{int(bad.sum())} {family} rows have NaN targets, e.g. "
                                f"{_describe(frame.loc[mask][bad].iloc[0].to_dict())}")
     return frame
+
+
+def load_validation_runs(root: Path | None = None, *, catalog: Catalog | None = None) -> pd.DataFrame:
+    """The project's own runs kept out of training: every stable record of ``datasets/validation/*.jsonl``, checked
+    as :func:`load_runs` checks ``datasets/local`` (``source`` ``validation:<file name>``). Empty when there are none.
+
+    They are prospective checks (measured after the committed predictor was trained) and calibration
+    demonstrations (``benchmarks/calibration_demo.py``); ``datasets/README.md`` says why each file is there.
+    """
+    root = Path(root) if root else datasets_dir()
+    catalog = catalog or load_catalog()
+    family_of = _family_of_task(_read_json(root / "mlenergy-v3" / "index.json"))
+    rows = [_validate_row(path, row, catalog)
+            for path, row in _local_rows(root / "validation", family_of, "validation")]
+    frame = pd.DataFrame(rows)
+    return frame[frame["is_stable"].astype(bool)].reset_index(drop=True) if len(frame) else frame

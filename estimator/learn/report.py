@@ -98,6 +98,15 @@ def _gpu_direction_lines(metrics: dict) -> list[str]:
             lines.append(f"Leave-GPU-out, {family} {QUANTITY_LABELS[quantity]}, per direction: " + "; ".join(
                 f"{fold}: median APE {v['median_ape_pct']:.1f}%, p90 {v['p90_ape_pct']:.1f}% (n={v['n']})"
                 for fold, v in folds.items()) + ".")
+        without = by_quantity.get(quantity, {}).get("by_fold_without_b200_slower", {})
+        if without:
+            lines.append(
+                f"Leave-GPU-out, {family} {QUANTITY_LABELS[quantity]}, per direction, without the published "
+                "deployments whose B200 runs are slower than their H100 twins (median ITL ratio > 1 over the batch "
+                "sizes both ran; paced by something outside the GPU; `estimator.learn.anomalies`, read from "
+                "measurements only; training keeps them): " + "; ".join(
+                    f"{fold}: median APE {v['median_ape_pct']:.1f}%, p90 {v['p90_ape_pct']:.1f}% (n={v['n']}, "
+                    f"{v['left_out']} left out)" for fold, v in without.items()) + ".")
     return [*lines, ""] if lines else []
 
 

@@ -19,8 +19,8 @@ import pandas as pd
 
 from estimator.catalog.catalog import Catalog, forget_loaded_catalogs, load_catalog
 from estimator.catalog.output_lengths import OUTPUT_LENGTHS_FILE, profile_from_runs
+from estimator.learn import anomalies, holdout
 from estimator.learn import evaluate as ev
-from estimator.learn import holdout
 from estimator.learn.card import Card, Domain, FeatureCard
 from estimator.learn.data import load_runs
 from estimator.learn.family import FAMILIES, family_column, family_of
@@ -126,6 +126,9 @@ def _quantity_metrics(frame: pd.DataFrame, oof: pd.DataFrame, family: str, split
         if split == "leave-gpu-out":
             values["by_fold"] = {fold: ev.ape_metrics(measured[groups == fold], predicted[groups == fold])
                                  for fold in sorted(set(groups[ok]))}
+            if family == "llm":
+                values["by_fold_without_b200_slower"] = _by_fold_without(
+                    anomalies.b200_slower_than_h100(frame), measured, predicted, groups, ok)
         if split in COVERAGE_SPLITS:
             log_residual = np.log(measured[ok] / predicted[ok])
             values["p10_p90_coverage_pct"] = holdout.nested_coverage(log_residual, groups[ok])
@@ -133,6 +136,16 @@ def _quantity_metrics(frame: pd.DataFrame, oof: pd.DataFrame, family: str, split
             values["model_bias"] = ev.geometric_bias(predicted[ok], measured[ok], groups[ok])
         per_quantity[quantity] = values
     return per_quantity
+
+
+def _by_fold_without(excluded: np.ndarray, measured: np.ndarray, predicted: np.ndarray, groups: np.ndarray,
+                     ok: np.ndarray) -> dict:
+    """Per-fold APE metrics over the rows not ``excluded`` (see :mod:`estimator.learn.anomalies`), with the
+    number of rows left out."""
+    keep = ok & ~excluded
+    return {fold: {**ev.ape_metrics(measured[keep & (groups == fold)], predicted[keep & (groups == fold)]),
+                   "left_out": int((ok & excluded & (groups == fold)).sum())}
+            for fold in sorted(set(groups[ok])) if (keep & (groups == fold)).any()}
 
 
 def evaluate_all(frames: dict[str, pd.DataFrame], features: dict[str, pd.DataFrame], catalog: Catalog,
