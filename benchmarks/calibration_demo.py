@@ -25,6 +25,8 @@ from estimator.catalog.catalog import load_catalog  # noqa: E402
 from estimator.paths import datasets_dir  # noqa: E402
 
 MIN_BATCHES = 6
+#: a validation sweep needs two revealed batch sizes and at least three to predict
+MIN_VALIDATION_BATCHES = 5
 CONFIG = ("model_id", "task", "gpu_model", "num_gpus", "max_num_seqs", "weight_precision", "tensor_parallel",
           "expert_parallel", "data_parallel", "avg_input_len", "avg_output_len", "engine")
 MEASURED = ("avg_power_watts", "output_throughput_tokens_per_sec", "median_itl_ms", "energy_per_token_joules")
@@ -74,7 +76,7 @@ def _validation_sections() -> list[str]:
     runs = load_validation_runs()
     if runs.empty:
         return []
-    lines = ["## A model no training row comes from (`datasets/validation`, measured on the lent H200)", "",
+    lines = ["## Models no training row comes from (`datasets/validation`, measured on the lent H200)", "",
              "Runs kept out of training (`datasets/README.md` says why), measured after the committed predictor was "
              "trained. The committed predictor predicts them as they are; two batch sizes are then revealed to "
              "`calibrate`.", ""]
@@ -83,7 +85,7 @@ def _validation_sections() -> list[str]:
     bundle = load_predictor()
     trained_models = set(load_runs()["model_id"])
     for source, sweep in runs.groupby("source", sort=True):
-        if sweep["max_num_seqs"].nunique() >= MIN_BATCHES:
+        if sweep["max_num_seqs"].nunique() >= MIN_VALIDATION_BATCHES:
             seen = sorted(set(sweep["model_id"]) & trained_models)
             note = ("the committed predictor (`models/predictors/default`); "
                     + (f"training has other runs of {', '.join(seen)}" if seen else "no training row is of this model"))

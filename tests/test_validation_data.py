@@ -32,3 +32,19 @@ def test_validation_records_get_the_local_checks(tmp_path):
     (root / "validation" / "broken.jsonl").write_text(json.dumps(record) + "\n")
     with pytest.raises(RunDataError, match="broken.jsonl"):
         load_validation_runs(root)
+
+
+def test_prospective_check_predicts_every_validation_run_with_consistent_energy():
+    """benchmarks/prospective.py's table: one finite prediction per run, J/token = W / (tok/s) as the predictor's
+    identity says (a broken column join would pair one run's measurement with another run's prediction)."""
+    import numpy as np
+
+    from benchmarks.prospective import compare
+
+    runs = load_validation_runs()
+    table = compare(runs)
+    assert len(table) == len(runs)
+    assert np.isfinite(table.filter(like="_predicted").to_numpy(float)).all()
+    derived = table["avg_power_watts_predicted"] / table["output_throughput_tokens_per_sec_predicted"]
+    assert np.allclose(derived, table["energy_per_token_joules_predicted"], rtol=1e-6)
+    assert np.allclose(table["energy_per_token_joules_measured"], runs["energy_per_token_joules"].to_numpy(float))
