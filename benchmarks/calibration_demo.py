@@ -76,7 +76,7 @@ def _validation_sections() -> list[str]:
     runs = load_validation_runs()
     if runs.empty:
         return []
-    lines = ["## Models no training row comes from (`datasets/validation`, measured on the lent H200)", "",
+    lines = ["## Models and configurations no training row has (`datasets/validation`, measured on the lent H200s)", "",
              "Runs kept out of training (`datasets/README.md` says why), measured after the committed predictor was "
              "trained. The committed predictor predicts them as they are; two batch sizes are then revealed to "
              "`calibrate`.", ""]
@@ -129,7 +129,7 @@ def _comparison(sweep, bundle, label: str, predictor_note: str) -> list[str]:
     before = predict_frame(configs, bundle, catalog)
     after = apply_calibration(before, configs, calibration, bundle, catalog)
     model = sweep["model_id"].iat[0]
-    lines = [f"{label}: {model}, {len(sweep)} stable runs on 1x H200, "
+    lines = [f"{label}: {model}, {len(sweep)} stable runs on {int(sweep['num_gpus'].iat[0])}x H200, "
               f"engine {sweep['engine'].iat[0]} ({sweep['engine_version'].iat[0]}); {predictor_note}; "
               f"revealed: max_num_seqs {', '.join(str(int(b)) for b in batches[picks])}. This calibrates the "
               "torch backend the lent machine runs; a vLLM user does the same with their own runs.", "",

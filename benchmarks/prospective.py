@@ -1,10 +1,12 @@
-"""Prospective check: the committed predictor on this project's own runs of models no training row comes from.
+"""Prospective check: the committed predictor on this project's own runs of models or configurations no training
+row has.
 
 Run: ``PYTHONPATH=. .venv/bin/python benchmarks/prospective.py`` (seconds; writes ``benchmarks/prospective.md``).
 
 The runs are ``datasets/validation/*.jsonl`` (``estimator.learn.data.load_validation_runs``): measured on the lent
-H200 with the project's torch backend after the committed predictor was trained, and never read by ``load_runs``, so
-no row of them (nor of their models) is a training row. Every configuration is predicted as a user would ask for it
+H200s with the torch backend after the committed predictor was trained, and never read by ``load_runs``, so no
+training row has their configuration (model, GPU, GPU count, engine); the table says whether the model itself has
+training rows (measured elsewhere). Every configuration is predicted as a user would ask for it
 (model, task, GPU, GPU count, batch, engine, prompt and output length of the run) and compared with what was
 measured: APE per quantity and whether the measurement falls inside the predictor's p10-p90 interval.
 """
@@ -36,7 +38,7 @@ def compare(runs: pd.DataFrame) -> pd.DataFrame:
     """One row per run: measured and predicted value, ratio and inside-interval flag per quantity."""
     catalog = load_catalog()
     predicted = predict_frame(runs[[c for c in CONFIG if c in runs]].reset_index(drop=True), load_predictor(), catalog)
-    out = runs[["source", "model_id", "max_num_seqs"]].reset_index(drop=True).copy()
+    out = runs[["source", "model_id", "gpu_model", "num_gpus", "max_num_seqs"]].reset_index(drop=True).copy()
     for quantity in QUANTITIES:
         measured = runs[quantity].to_numpy(float)
         out[f"{quantity}_measured"] = measured
@@ -47,16 +49,16 @@ def compare(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def report(table: pd.DataFrame, trained_models: set[str]) -> str:
-    lines = ["# Prospective check: models no training row comes from (generated)", "",
+    lines = ["# Prospective check: models and configurations no training row has (generated)", "",
              f"Command: `{COMMAND}`. Predictor: the committed `models/predictors/default`. Runs: "
-             "`datasets/validation/*.jsonl`, measured on the lent H200 with the project's torch backend "
+             "`datasets/validation/*.jsonl`, measured on the lent H200s with the project's torch backend "
              "(`torch-cudagraph`, static batches, random weights of the model's exact shape) after the predictor was "
              "trained; `load_runs` never reads them. APE = |predicted / measured - 1|; inside = the measurement lies "
              "in the predicted p10-p90 interval (80% is the calibrated rate on held-out models).", "",
-             "| file | model | runs | in training? | "
+             "| file | model | GPUs | runs | model in training? | "
              + " | ".join(f"{label} median APE % (inside)" for label in QUANTITIES.values())
              + " | J/token predicted / measured |",
-             "|---|---|---|---|" + "---|" * len(QUANTITIES) + "---|"]
+             "|---|---|---|---|---|" + "---|" * len(QUANTITIES) + "---|"]
     for source, group in table.groupby("source", sort=True):
         model = group["model_id"].iat[0]
         cells = []
@@ -64,7 +66,8 @@ def report(table: pd.DataFrame, trained_models: set[str]) -> str:
             ape = np.abs(group[f"{quantity}_predicted"] / group[f"{quantity}_measured"] - 1) * 100
             cells.append(f"{np.median(ape):.1f} ({int(group[f'{quantity}_inside'].sum())}/{len(group)})")
         ratio = group["energy_per_token_joules_predicted"] / group["energy_per_token_joules_measured"]
-        lines.append(f"| `{str(source).split(':', 1)[1]}` | {model} | {len(group)} | "
+        gpus = f"{int(group['num_gpus'].iat[0])} x {group['gpu_model'].iat[0]}"
+        lines.append(f"| `{str(source).split(':', 1)[1]}` | {model} | {gpus} | {len(group)} | "
                      f"{'yes' if model in trained_models else 'no'} | " + " | ".join(cells)
                      + f" | x{ratio.min():.2f}-x{ratio.max():.2f} |")
     every = [np.abs(table[f"{q}_predicted"] / table[f"{q}_measured"] - 1) * 100 for q in QUANTITIES]

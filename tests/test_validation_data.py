@@ -19,7 +19,9 @@ def test_validation_runs_are_loaded_apart_and_never_trained_on():
     assert len(validation) >= 6
     assert validation["source"].str.startswith("validation:").all()
     training = load_runs()
-    assert not set(validation["model_id"]) & set(training["model_id"])
+    configuration = ["model_id", "gpu_model", "num_gpus", "engine"]
+    trained = set(training[configuration].itertuples(index=False, name=None))
+    assert not set(validation[configuration].itertuples(index=False, name=None)) & trained
     assert not training["source"].str.startswith("validation:").any()
 
 
