@@ -32,13 +32,10 @@ CONFIG = ("model_id", "task", "gpu_model", "num_gpus", "max_num_seqs", "weight_p
 MEASURED = ("avg_power_watts", "output_throughput_tokens_per_sec", "median_itl_ms", "energy_per_token_joules")
 
 
-def find_sweep(moe: bool = True) -> Path | None:
+def find_sweep(runs, moe: bool = True) -> Path | None:
     """The local file holding a stable sweep (MoE, or dense with ``moe=False``) on the H200 with the torch backend
-    (>= 6 batch sizes), if any; the last in name order."""
-    from estimator.learn.data import load_runs
-
+    (>= 6 batch sizes) among ``runs`` (``load_runs()``), if any; the last in name order."""
     catalog = load_catalog()
-    runs = load_runs(catalog=catalog)
     local = runs[runs["source"].astype(str).str.startswith("local:") & runs["gpu_model"].eq("H200")
                  & runs["engine"].eq("torch-cudagraph")]
     found = None
@@ -65,26 +62,27 @@ def _predictor_without(path: Path):
 
 def demo_section() -> list[str]:
     """Markdown lines for ``benchmarks/calibration.md``: the local MoE sweep, then every validation sweep."""
-    return [*_local_section(), *_validation_sections()]
+    from estimator.learn.data import load_runs
+
+    runs = load_runs(catalog=load_catalog())
+    return [*_local_section(runs), *_validation_sections(set(runs["model_id"]))]
 
 
-def _validation_sections() -> list[str]:
-    """One comparison per ``datasets/validation`` sweep, predicted by the committed predictor (never trained on it)."""
+def _validation_sections(trained_models: set[str]) -> list[str]:
+    """One comparison per ``datasets/validation`` sweep, predicted by the committed predictor (never trained on it);
+    ``trained_models``: the models training rows come from."""
     from estimator.learn.data import load_validation_runs
     from estimator.serve.api import load_predictor
 
-    runs = load_validation_runs()
-    if runs.empty:
+    validation = load_validation_runs()
+    if validation.empty:
         return []
     lines = ["## Models and configurations no training row has (`datasets/validation`, measured on the lent H200s)", "",
              "Runs kept out of training (`datasets/README.md` says why), measured after the committed predictor was "
              "trained. The committed predictor predicts them as they are; two batch sizes are then revealed to "
              "`calibrate`.", ""]
-    from estimator.learn.data import load_runs
-
     bundle = load_predictor()
-    trained_models = set(load_runs()["model_id"])
-    for source, sweep in runs.groupby("source", sort=True):
+    for source, sweep in validation.groupby("source", sort=True):
         if sweep["max_num_seqs"].nunique() >= MIN_VALIDATION_BATCHES:
             seen = sorted(set(sweep["model_id"]) & trained_models)
             note = ("the committed predictor (`models/predictors/default`); "
@@ -93,21 +91,18 @@ def _validation_sections() -> list[str]:
     return lines
 
 
-def _local_section() -> list[str]:
-    path = find_sweep()
+def _local_section(runs) -> list[str]:
+    path = find_sweep(runs)
     lines = ["## Demonstration on the lent H200 (torch backend, MoE)", ""]
     if path is None:
         lines += [f"No MoE sweep (Qwen3-30B-A3B shape) with >= {MIN_BATCHES} batch sizes on the H200 "
                   "(torch-cudagraph) is in `datasets/local` yet, so the MoE demonstration has not run; it runs as "
                   "soon as the file lands (`PYTHONPATH=. .venv/bin/python benchmarks/calibration.py`). "
                   "Until then, the same procedure on the dense sweep measured earlier on the lent H200:", ""]
-        path = find_sweep(moe=False)
+        path = find_sweep(runs, moe=False)
         if path is None:
             return lines + ["(no dense H200 sweep either)", ""]
-    from estimator.learn.data import load_runs
-
-    sweep = load_runs(catalog=load_catalog())
-    sweep = sweep[sweep["source"].eq(f"local:{path.name}")]
+    sweep = runs[runs["source"].eq(f"local:{path.name}")]
     return lines + _comparison(sweep, _predictor_without(path), f"`{path.relative_to(datasets_dir().parent)}`",
                                "predictor refitted without this file")
 

@@ -22,14 +22,13 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from estimator.catalog.catalog import load_catalog  # noqa: E402
+from estimator.learn.calibration_runs import CONFIG_COLUMNS  # noqa: E402
 from estimator.learn.data import load_runs, load_validation_runs  # noqa: E402
 from estimator.learn.prediction import predict_frame  # noqa: E402
 from estimator.serve.api import load_predictor  # noqa: E402
 
 OUT = Path(__file__).with_name("prospective.md")
 COMMAND = "PYTHONPATH=. .venv/bin/python benchmarks/prospective.py"
-CONFIG = ("model_id", "task", "gpu_model", "num_gpus", "max_num_seqs", "weight_precision", "tensor_parallel",
-          "expert_parallel", "data_parallel", "avg_input_len", "avg_output_len", "engine", "batching")
 QUANTITIES = {"energy_per_token_joules": "J/token", "avg_power_watts": "power (W)",
               "output_throughput_tokens_per_sec": "throughput (tok/s)", "median_itl_ms": "median ITL (ms)"}
 
@@ -37,7 +36,8 @@ QUANTITIES = {"energy_per_token_joules": "J/token", "avg_power_watts": "power (W
 def compare(runs: pd.DataFrame) -> pd.DataFrame:
     """One row per run: measured and predicted value, ratio and inside-interval flag per quantity."""
     catalog = load_catalog()
-    predicted = predict_frame(runs[[c for c in CONFIG if c in runs]].reset_index(drop=True), load_predictor(), catalog)
+    configurations = runs[[c for c in CONFIG_COLUMNS if c in runs]].reset_index(drop=True)
+    predicted = predict_frame(configurations, load_predictor(), catalog)
     out = runs[["source", "model_id", "gpu_model", "num_gpus", "max_num_seqs"]].reset_index(drop=True).copy()
     for quantity in QUANTITIES:
         measured = runs[quantity].to_numpy(float)

@@ -220,7 +220,19 @@ def load_runs(root: Path | None = None, *, catalog: Catalog | None = None,
     family_of = _family_of_task(index)
     rows = [_validate_row(path, row, catalog) for path, row in _published_rows(published)]
     rows += [_validate_row(path, row, catalog) for path, row in _local_rows(root / "local", family_of)]
+    return _run_frame(rows, include_unstable)
+
+
+def _run_frame(rows: list[dict], include_unstable: bool) -> pd.DataFrame:
+    """Validated rows -> the canonical frame: published-only nested columns dropped, unstable runs left out unless
+    asked for, and every kept row's targets present.
+
+    Raises:
+        RunDataError: a kept row has a NaN target.
+    """
     frame = pd.DataFrame(rows)
+    if frame.empty:
+        return frame
     frame = frame.drop(columns=["output_length_distribution", "parallelization"], errors="ignore")
     if not include_unstable:
         frame = frame[frame["is_stable"].astype(bool)].reset_index(drop=True)
@@ -245,7 +257,5 @@ def load_validation_runs(root: Path | None = None, *, catalog: Catalog | None = 
     root = Path(root) if root else datasets_dir()
     catalog = catalog or load_catalog()
     family_of = _family_of_task(_read_json(root / "mlenergy-v3" / "index.json"))
-    rows = [_validate_row(path, row, catalog)
-            for path, row in _local_rows(root / "validation", family_of, "validation")]
-    frame = pd.DataFrame(rows)
-    return frame[frame["is_stable"].astype(bool)].reset_index(drop=True) if len(frame) else frame
+    return _run_frame([_validate_row(path, row, catalog)
+                       for path, row in _local_rows(root / "validation", family_of, "validation")], False)

@@ -88,25 +88,29 @@ def _bias_lines(card: Card) -> list[str]:
     return lines
 
 
+#: the per-direction breakdowns of leave-GPU-out: metrics key -> what the line says about its rows
+GPU_DIRECTION_BREAKDOWNS = {
+    "by_fold": "",
+    "by_fold_without_b200_slower": (
+        ", without the published deployments whose B200 runs are slower than their H100 twins (median ITL ratio > 1 "
+        "over the batch sizes both ran; paced by something outside the GPU; `estimator.learn.anomalies`, read from "
+        "measurements only; training keeps them)"),
+}
+
+
 def _gpu_direction_lines(metrics: dict) -> list[str]:
-    """Leave-GPU-out energy error per direction (train on the others, predict this GPU)."""
+    """Leave-GPU-out energy error per direction (train on the others, predict this GPU), with every row and
+    without the rows :mod:`estimator.learn.anomalies` flags."""
     lines = []
     for family, by_quantity in metrics.get("leave-gpu-out", {}).items():
         quantity = "energy_per_item_joules" if family == "diffusion" else "energy_per_token_joules"
-        folds = by_quantity.get(quantity, {}).get("by_fold", {})
-        if folds:
-            lines.append(f"Leave-GPU-out, {family} {QUANTITY_LABELS[quantity]}, per direction: " + "; ".join(
-                f"{fold}: median APE {v['median_ape_pct']:.1f}%, p90 {v['p90_ape_pct']:.1f}% (n={v['n']})"
-                for fold, v in folds.items()) + ".")
-        without = by_quantity.get(quantity, {}).get("by_fold_without_b200_slower", {})
-        if without:
-            lines.append(
-                f"Leave-GPU-out, {family} {QUANTITY_LABELS[quantity]}, per direction, without the published "
-                "deployments whose B200 runs are slower than their H100 twins (median ITL ratio > 1 over the batch "
-                "sizes both ran; paced by something outside the GPU; `estimator.learn.anomalies`, read from "
-                "measurements only; training keeps them): " + "; ".join(
-                    f"{fold}: median APE {v['median_ape_pct']:.1f}%, p90 {v['p90_ape_pct']:.1f}% (n={v['n']}, "
-                    f"{v['left_out']} left out)" for fold, v in without.items()) + ".")
+        for key, rows in GPU_DIRECTION_BREAKDOWNS.items():
+            folds = by_quantity.get(quantity, {}).get(key, {})
+            if folds:
+                lines.append(f"Leave-GPU-out, {family} {QUANTITY_LABELS[quantity]}, per direction{rows}: " + "; ".join(
+                    f"{fold}: median APE {v['median_ape_pct']:.1f}%, p90 {v['p90_ape_pct']:.1f}% (n={v['n']}"
+                    + (f", {v['left_out']} left out" if "left_out" in v else "") + ")"
+                    for fold, v in folds.items()) + ".")
     return [*lines, ""] if lines else []
 
 

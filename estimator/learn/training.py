@@ -124,11 +124,10 @@ def _quantity_metrics(frame: pd.DataFrame, oof: pd.DataFrame, family: str, split
             continue
         values = ev.ape_metrics(measured, predicted)
         if split == "leave-gpu-out":
-            values["by_fold"] = {fold: ev.ape_metrics(measured[groups == fold], predicted[groups == fold])
-                                 for fold in sorted(set(groups[ok]))}
+            values["by_fold"] = _by_fold(measured, predicted, groups, ok)
             if family == "llm":
-                values["by_fold_without_b200_slower"] = _by_fold_without(
-                    anomalies.b200_slower_than_h100(frame), measured, predicted, groups, ok)
+                values["by_fold_without_b200_slower"] = _by_fold(measured, predicted, groups, ok,
+                                                                 anomalies.b200_slower_than_h100(frame))
         if split in COVERAGE_SPLITS:
             log_residual = np.log(measured[ok] / predicted[ok])
             values["p10_p90_coverage_pct"] = holdout.nested_coverage(log_residual, groups[ok])
@@ -138,14 +137,20 @@ def _quantity_metrics(frame: pd.DataFrame, oof: pd.DataFrame, family: str, split
     return per_quantity
 
 
-def _by_fold_without(excluded: np.ndarray, measured: np.ndarray, predicted: np.ndarray, groups: np.ndarray,
-                     ok: np.ndarray) -> dict:
-    """Per-fold APE metrics over the rows not ``excluded`` (see :mod:`estimator.learn.anomalies`), with the
-    number of rows left out."""
-    keep = ok & ~excluded
-    return {fold: {**ev.ape_metrics(measured[keep & (groups == fold)], predicted[keep & (groups == fold)]),
-                   "left_out": int((ok & excluded & (groups == fold)).sum())}
-            for fold in sorted(set(groups[ok])) if (keep & (groups == fold)).any()}
+def _by_fold(measured: np.ndarray, predicted: np.ndarray, groups: np.ndarray, ok: np.ndarray,
+             excluded: np.ndarray | None = None) -> dict:
+    """APE metrics per held-out fold; with ``excluded`` (see :mod:`estimator.learn.anomalies`) over the other rows
+    only, each fold also counting the rows it ``left_out``."""
+    out = {}
+    for fold in sorted(set(groups[ok])):
+        in_fold = ok & (groups == fold)
+        dropped = in_fold & excluded if excluded is not None else np.zeros_like(in_fold)
+        if not (in_fold & ~dropped).any():
+            continue
+        out[fold] = ev.ape_metrics(measured[in_fold & ~dropped], predicted[in_fold & ~dropped])
+        if excluded is not None:
+            out[fold]["left_out"] = int(dropped.sum())
+    return out
 
 
 def evaluate_all(frames: dict[str, pd.DataFrame], features: dict[str, pd.DataFrame], catalog: Catalog,
